@@ -1,0 +1,92 @@
+import type { Clock } from '../clock.js';
+import { invalidAppKey, invalidRequest, notFound } from '../errors.js';
+import type { Keyring } from '../keyring/keyring.js';
+import type { AppRecord, AppSettings, Repository } from '../storage/repository.js';
+import { appKeyMatches, generateAppKey, hashAppKey } from './app-key.js';
+import { appIdSchema, checkSettings, DEFAULT_APP_SETTINGS } from './app-settings.js';
+
+export type AppService = ReturnType<typeof createAppService>;
+
+// Compared against when the app is unknown, so that an unknown app costs the same as a wrong key.
+const DUMMY_HASH = hashAppKey('tokenmint-unknown-app');
+
+export function createAppService({ repo, keyring, clock }: { repo: Repository; keyring: Keyring; clock: Clock }) {
+  async function get(appId: string): Promise<AppRecord> {
+    const app = await repo.findApp(appId);
+    if (!app) throw notFound(`no app "${appId}"; see \`tokenmint app list\``);
+    return app;
+  }
+
+  function assertValid(settings: AppSettings): void {
+    const problem = checkSettings(settings);
+    if (problem) throw invalidRequest([{ path: 'refresh-nbf', message: problem }]);
+  }
+
+  return {
+    get,
+    list: () => repo.listApps(),
+
+    /** Registers an app and its first keys; the app key is returned this once and stored hashed. */
+    async create(appId: string, settings: Partial<AppSettings> = {}) {
+      const id = appIdSchema.safeParse(appId);
+      if (!id.success) throw invalidRequest([{ path: 'app_id', message: id.error.issues[0]!.message }]);
+      const full = { ...DEFAULT_APP_SETTINGS, ...settings };
+      assertValid(full);
+      const now = clock();
+      const appKey = generateAppKey();
+      const keys = await keyring.newKeys(appId, now);
+      await repo.createApp(
+        { appId, ...full, appKeyHash: hashAppKey(appKey), previousAppKeyHash: null, previousAppKeyExpiresAt: null, disabled: false, createdAt: now, updatedAt: now },
+        keys,
+      );
+      return { appId, appKey, kid: keys.find((k) => k.state === 'current')!.kid };
+    },
+
+    async update(appId: string, settings: Partial<AppSettings>): Promise<AppRecord> {
+      assertValid({ ...(await get(appId)), ...settings });
+      return (await repo.updateApp(appId, settings, clock())) ?? get(appId);
+    },
+
+    async setDisabled(appId: string, disabled: boolean): Promise<AppRecord> {
+      await get(appId);
+      return (await repo.updateApp(appId, { disabled }, clock())) ?? get(appId);
+    },
+
+    /** A new app key; the old one keeps working for `graceSeconds` (0: stops at once). */
+    async rotateSecret(appId: string, graceSeconds: number): Promise<string> {
+      const app = await get(appId);
+      const now = clock();
+      const appKey = generateAppKey();
+      await repo.updateApp(
+        appId,
+        {
+          appKeyHash: hashAppKey(appKey),
+          previousAppKeyHash: graceSeconds > 0 ? app.appKeyHash : null,
+          previousAppKeyExpiresAt: graceSeconds > 0 ? now + graceSeconds * 1000 : null,
+        },
+        now,
+      );
+      return appKey;
+    },
+
+    /**
+     * The app, if `presented` is its key (or its previous key within the grace period) and it is
+     * enabled. Every failure is the same 403; the reason is for the log only.
+     */
+    async authenticate(appId: string, presented: string | undefined): Promise<AppRecord> {
+      const app = await repo.findApp(appId);
+      const key = presented ?? '';
+      const current = appKeyMatches(key, app?.appKeyHash ?? DUMMY_HASH);
+      const previous =
+        app?.previousAppKeyHash != null &&
+        app.previousAppKeyExpiresAt !== null &&
+        app.previousAppKeyExpiresAt > clock() &&
+        appKeyMatches(key, app.previousAppKeyHash);
+      if (!app) throw invalidAppKey('unknown app');
+      if (presented === undefined) throw invalidAppKey('missing app key');
+      if (!current && !previous) throw invalidAppKey('wrong app key');
+      if (app.disabled) throw invalidAppKey('app disabled');
+      return app;
+    },
+  };
+}

@@ -1,0 +1,58 @@
+import { z } from 'zod';
+import type { AppRecord, AppSettings } from '../storage/repository.js';
+
+/** 1–63 of a-z 0-9 _ -, starting with a letter or digit. It is also the tokens' `iss`. */
+export const appIdSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'app_id must be 1–63 characters of a-z 0-9 _ -, starting with a letter or digit');
+
+const seconds = (min: number) => z.coerce.number().int('must be a whole number of seconds').min(min);
+
+/** The settings an admin may set; each is optional here, DEFAULT_APP_SETTINGS fills the rest. */
+export const appSettingsPatchSchema = z
+  .object({
+    audience: z.string().min(1).max(255),
+    accessTtlSeconds: seconds(1),
+    refreshTtlSeconds: seconds(1),
+    refreshNbfSeconds: seconds(0),
+    sessionTtlSeconds: seconds(1),
+    reuseGraceSeconds: seconds(0),
+    rotateEverySeconds: seconds(0),
+  })
+  .partial()
+  .strict();
+
+/** Contract §2 defaults, in seconds. */
+export const DEFAULT_APP_SETTINGS: AppSettings = Object.freeze({
+  audience: 'web-app',
+  accessTtlSeconds: 3600,
+  refreshTtlSeconds: 10_800,
+  refreshNbfSeconds: 60,
+  sessionTtlSeconds: 2_592_000,
+  reuseGraceSeconds: 10,
+  rotateEverySeconds: 2_592_000,
+});
+
+/** Settings that would make every refresh token unusable are refused. */
+export function checkSettings(s: AppSettings): string | undefined {
+  if (s.refreshNbfSeconds >= s.refreshTtlSeconds) return 'refresh-nbf must be shorter than refresh-ttl';
+  return undefined;
+}
+
+/** What `app show`/`list` print: the settings, never an app key or its hash. */
+export function publicApp(app: AppRecord) {
+  return {
+    app_id: app.appId,
+    audience: app.audience,
+    access_ttl: app.accessTtlSeconds,
+    refresh_ttl: app.refreshTtlSeconds,
+    refresh_nbf: app.refreshNbfSeconds,
+    session_ttl: app.sessionTtlSeconds,
+    reuse_grace: app.reuseGraceSeconds,
+    rotate_every: app.rotateEverySeconds,
+    disabled: app.disabled,
+    previous_app_key_valid_until: app.previousAppKeyExpiresAt === null ? null : new Date(app.previousAppKeyExpiresAt).toISOString(),
+    created_at: new Date(app.createdAt).toISOString(),
+    updated_at: new Date(app.updatedAt).toISOString(),
+  };
+}

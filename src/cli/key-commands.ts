@@ -1,0 +1,68 @@
+import { Command } from 'commander';
+import { keyVerifiesUntil } from '../keyring/keyring.js';
+import type { AppRecord, SigningKeyRecord } from '../storage/repository.js';
+import type { WithContext } from './run.js';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function publicKey(app: AppRecord, key: SigningKeyRecord) {
+  return {
+    kid: key.kid,
+    state: key.state,
+    created_at: iso(key.createdAt),
+    activated_at: iso(key.activatedAt),
+    retired_at: iso(key.retiredAt),
+    revoked_at: iso(key.revokedAt),
+    // When it stops verifying and leaves the JWKS (null: not scheduled).
+    leaves_jwks_at: iso(keyVerifiesUntil(app, key)),
+  };
+}
+
+export function keyCommands(withContext: WithContext): Command {
+  const key = new Command('key').description('manage an app\'s ES256 signing keys');
+
+  key
+    .command('list <app_id>')
+    .description('the keyring: every key with its state and dates')
+    .option('--json', 'print JSON')
+    .action(
+      withContext(async ({ tm, output }, appId: string) => {
+        const app = await tm.apps.get(appId);
+        const keys = (await tm.keyring.list(appId)).map((k) => publicKey(app, k));
+        output(keys, keys.map((k) => `${k.kid}  ${k.state.padEnd(8)} created ${k.created_at}${k.leaves_jwks_at ? `  leaves JWKS ${k.leaves_jwks_at}` : ''}`).join('\n'));
+      }),
+    );
+
+  key
+    .command('rotate <app_id>')
+    .description('promote the next key to current and retire the current one (takes effect at once)')
+    .option('--json', 'print JSON')
+    .action(
+      withContext(async ({ tm, output, warn, config }, appId: string) => {
+        await tm.apps.get(appId);
+        const current = await tm.keyring.rotate(appId);
+        const publishedForMs = (current.activatedAt ?? 0) - current.createdAt;
+        if (publishedForMs < config.jwksMaxAgeSeconds * 1000) {
+          warn(
+            `key ${current.kid} was published ${Math.round(publishedForMs / 1000)} s ago, less than the JWKS cache lifetime (${config.jwksMaxAgeSeconds} s): ` +
+              'a verifier holding an older cached JWKS may not know it until it refetches',
+          );
+        }
+        output({ kid: current.kid }, `current key of ${appId} is now ${current.kid}`);
+      }),
+    );
+
+  key
+    .command('revoke <app_id> <kid>')
+    .description('emergency: refuse every token that key signed and drop it from the JWKS')
+    .option('--json', 'print JSON')
+    .action(
+      withContext(async ({ tm, output }, appId: string, kid: string) => {
+        await tm.apps.get(appId);
+        const revoked = await tm.keyring.revoke(appId, kid);
+        output({ kid: revoked.kid, state: 'revoked' }, `key ${revoked.kid} of ${appId} revoked`);
+      }),
+    );
+
+  return key;
+}

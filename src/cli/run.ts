@@ -1,0 +1,91 @@
+import { Command, CommanderError } from 'commander';
+import { systemClock, type Clock } from '../clock.js';
+import { ConfigError, loadConfig, type Config } from '../config.js';
+import { TokenmintError } from '../errors.js';
+import { openTokenmint, type Tokenmint } from '../tokenmint.js';
+import { appCommands } from './app-commands.js';
+import { keyCommands } from './key-commands.js';
+import { sessionCommands } from './session-commands.js';
+
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  clock?: Clock;
+}
+
+/** What every command's action gets: the opened services and a way to answer. */
+export interface CliContext {
+  tm: Tokenmint;
+  config: Config;
+  /** Prints `json` with --json, else the human text; exactly one document on stdout. */
+  output: (json: unknown, human: string) => void;
+  warn: (text: string) => void;
+}
+
+/**
+ * Runs one CLI invocation and resolves to its exit code. The database opens only when a command
+ * runs (not for --help), and is closed before returning.
+ */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  let opened: Tokenmint | undefined;
+  let exitCode = 0;
+
+  // Wraps an action: opens the services, passes the context, turns errors into a sentence on stderr.
+  const withContext =
+    <A extends unknown[]>(action: (ctx: CliContext, ...args: A) => Promise<void>) =>
+    async (...args: A) => {
+      const command = args[args.length - 1] as Command;
+      const json = Boolean(command.opts().json);
+      const config = loadConfig(io.env, io.cwd);
+      if (!json) io.stderr(`database: ${config.databasePath}\n`);
+      opened = openTokenmint(config, { clock: io.clock ?? systemClock });
+      await action(
+        {
+          tm: opened,
+          config,
+          output: (value, human) => io.stdout(json ? JSON.stringify(value, null, 2) + '\n' : human + '\n'),
+          warn: (text) => io.stderr(`warning: ${text}\n`),
+        },
+        ...args,
+      );
+    };
+
+  const program = new Command('tokenmint')
+    .description('tokenmint admin: apps, signing keys and sessions (works whether the server runs or not)')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .showHelpAfterError('(add --help for usage)');
+  program.addCommand(appCommands(withContext));
+  program.addCommand(keyCommands(withContext));
+  program.addCommand(sessionCommands(withContext));
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (error) {
+    exitCode = reportError(error, io);
+  } finally {
+    await opened?.close();
+  }
+  return exitCode;
+}
+
+function reportError(error: unknown, io: CliIo): number {
+  if (error instanceof CommanderError) return error.exitCode; // commander already printed it
+  if (error instanceof TokenmintError) {
+    const details = (error.options.errors ?? []).map((e) => `\n  ${e.path}: ${e.message}`).join('');
+    io.stderr(`tokenmint: ${error.message}${details}\n`);
+    return 1;
+  }
+  if (error instanceof ConfigError) {
+    io.stderr(`tokenmint: ${error.message}\n`);
+    return 1;
+  }
+  io.stderr(`tokenmint: unexpected error: ${error instanceof Error ? error.message : String(error)}\n`);
+  return 70;
+}
+
+export type WithContext = <A extends unknown[]>(
+  action: (ctx: CliContext, ...args: A) => Promise<void>,
+) => (...args: A) => Promise<void>;

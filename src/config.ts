@@ -1,0 +1,66 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+
+// The only reader of process.env. Every default is here, with its unit in the name.
+const envSchema = z.object({
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PORT: port.default(8080),
+  DATABASE_URL: z.string().min(1).default('data/tokenmint.db'),
+  TOKENMINT_MASTER_KEY: z.string().optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // Header set by a reverse proxy you trust (e.g. x-forwarded-for); unset = the socket address.
+  TRUST_PROXY_HEADER: z.string().min(1).optional(),
+  APP_KEY_FAILURE_LIMIT: positiveInt.default(20),
+  APP_KEY_FAILURE_WINDOW_SECONDS: positiveInt.default(300),
+  APP_KEY_LIMITER_MAX_CLIENTS: positiveInt.default(10_000),
+  JWKS_MAX_AGE_SECONDS: positiveInt.default(300),
+  SHUTDOWN_TIMEOUT_SECONDS: positiveInt.default(10),
+});
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  /** Absolute path of the SQLite file. */
+  readonly databasePath: string;
+  /** Base64 of 32 bytes, or undefined to use (and create) masterKeyPath. */
+  readonly masterKeyBase64: string | undefined;
+  readonly masterKeyPath: string;
+  readonly logLevel: string;
+  readonly trustProxyHeader: string | undefined;
+  readonly appKeyFailureLimit: number;
+  readonly appKeyFailureWindowSeconds: number;
+  readonly appKeyLimiterMaxClients: number;
+  readonly jwksMaxAgeSeconds: number;
+  readonly shutdownTimeoutSeconds: number;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment once; relative paths resolve against `cwd`. Throws listing every bad field. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  return Object.freeze({
+    host: e.HOST,
+    port: e.PORT,
+    databasePath: path.resolve(cwd, e.DATABASE_URL.replace(/^(file|sqlite):/, '')),
+    masterKeyBase64: e.TOKENMINT_MASTER_KEY,
+    masterKeyPath: path.resolve(cwd, 'keys/master.key'),
+    logLevel: e.LOG_LEVEL,
+    trustProxyHeader: e.TRUST_PROXY_HEADER?.toLowerCase(),
+    appKeyFailureLimit: e.APP_KEY_FAILURE_LIMIT,
+    appKeyFailureWindowSeconds: e.APP_KEY_FAILURE_WINDOW_SECONDS,
+    appKeyLimiterMaxClients: e.APP_KEY_LIMITER_MAX_CLIENTS,
+    jwksMaxAgeSeconds: e.JWKS_MAX_AGE_SECONDS,
+    shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
+  });
+}

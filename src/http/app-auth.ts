@@ -1,0 +1,27 @@
+import { createMiddleware } from 'hono/factory';
+import { appKeyFromAuthorization } from '../apps/app-key.js';
+import type { AppService } from '../apps/app-service.js';
+import { tooManyRequests, TokenmintError } from '../errors.js';
+import type { AppKeyLimiter } from './app-key-limiter.js';
+import { clientAddress } from './client-address.js';
+import type { AppEnv } from './env.js';
+
+/**
+ * Authenticates the app named in the path with the app key of the Authorization header and puts it
+ * in `c.var.app`. A client address that failed too often is answered 429 before the key is looked at.
+ */
+export function appAuth({ apps, limiter, trustProxyHeader }: { apps: AppService; limiter: AppKeyLimiter; trustProxyHeader: string | undefined }) {
+  return createMiddleware<AppEnv>(async function appAuth(c, next) {
+    const appId = c.req.param('app_id') ?? '';
+    const client = clientAddress(c, trustProxyHeader);
+    const retryAfter = limiter.retryAfterSeconds(appId, client);
+    if (retryAfter > 0) throw tooManyRequests(retryAfter);
+    try {
+      c.set('app', await apps.authenticate(appId, appKeyFromAuthorization(c.req.header('authorization'))));
+    } catch (error) {
+      if (error instanceof TokenmintError && error.code === 'ERR_INVALID_APP_KEY') limiter.recordFailure(appId, client);
+      throw error;
+    }
+    await next();
+  });
+}

@@ -1,0 +1,72 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { createMiddleware } from 'hono/factory';
+import { routePath } from 'hono/route';
+import type { AppService } from '../apps/app-service.js';
+import { TokenmintError } from '../errors.js';
+import type { Keyring } from '../keyring/keyring.js';
+import type { Logger } from '../log.js';
+import type { Repository } from '../storage/repository.js';
+import type { SessionService } from '../tokens/session-service.js';
+import { appAuth } from './app-auth.js';
+import type { AppKeyLimiter } from './app-key-limiter.js';
+import type { AppEnv } from './env.js';
+import { jwksHandler } from './jwks.js';
+import { tokenRoutes } from './token-routes.js';
+
+export interface AppDeps {
+  repo: Repository;
+  apps: AppService;
+  sessions: SessionService;
+  keyring: Keyring;
+  limiter: AppKeyLimiter;
+  logger: Logger;
+  trustProxyHeader: string | undefined;
+  jwksMaxAgeSeconds: number;
+}
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+/** One structured line per request: route, app, status, duration, and why it failed. Never a body. */
+function requestLog(logger: Logger) {
+  return createMiddleware<AppEnv>(async function requestLog(c, next) {
+    const started = performance.now();
+    await next();
+    const status = c.res.status;
+    logger[status >= 500 ? 'error' : 'info']({
+      method: c.req.method,
+      route: routePath(c, -1),
+      app_id: c.req.param('app_id'),
+      status,
+      duration_ms: Math.round((performance.now() - started) * 100) / 100,
+      reason: c.var.reason,
+    });
+  });
+}
+
+/** The HTTP API of contract §3; no I/O of its own beyond what `deps` do. */
+export function createApp(deps: AppDeps) {
+  const app = new Hono<AppEnv>();
+  app.use(requestLog(deps.logger));
+  app.use(
+    '/app/*',
+    bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json({ message: 'request too large' }, 413) }),
+  );
+  app.get('/healthz', function health(c) {
+    return c.json({ status: 'ok' });
+  });
+  app.get('/app/:app_id/jwks.json', jwksHandler({ repo: deps.repo, keyring: deps.keyring, maxAgeSeconds: deps.jwksMaxAgeSeconds }));
+  app.route('/app/:app_id', tokenRoutes({ sessions: deps.sessions, auth: appAuth(deps) }));
+
+  app.notFound((c) => c.json({ message: 'not found' }, 404));
+  app.onError(function errorHandler(error, c) {
+    if (error instanceof TokenmintError) {
+      c.set('reason', error.reason);
+      if (error.options.retryAfterSeconds !== undefined) c.header('Retry-After', String(error.options.retryAfterSeconds));
+      return c.json(error.toBody(), error.status);
+    }
+    deps.logger.error({ err: { type: error.name, message: error.message, stack: error.stack } }, 'unhandled error');
+    return c.json({ message: 'internal error' }, 500);
+  });
+  return app;
+}

@@ -1,0 +1,22 @@
+import type { Context } from 'hono';
+import type { z } from 'zod';
+import { invalidRequest, type FieldError } from '../errors.js';
+
+const toFieldErrors = (issues: z.core.$ZodIssue[]): FieldError[] =>
+  issues.map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
+
+/**
+ * The request body parsed as JSON and validated by `schema`, whatever the Content-Type says (a
+ * client that forgot the header gets a body error, not a confusing "field missing").
+ */
+export async function readJson<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
+  let value: unknown;
+  try {
+    value = JSON.parse(await c.req.text());
+  } catch {
+    throw invalidRequest([{ path: '', message: 'body is not valid JSON' }]);
+  }
+  const result = schema.safeParse(value);
+  if (!result.success) throw invalidRequest(toFieldErrors(result.error.issues));
+  return result.data;
+}

@@ -1,0 +1,17 @@
+import type { Handler } from 'hono';
+import type { Keyring } from '../keyring/keyring.js';
+import type { Repository } from '../storage/repository.js';
+import type { AppEnv } from './env.js';
+
+/**
+ * GET /app/:app_id/jwks.json — public. Disabled apps keep publishing, so tokens already issued still
+ * verify. Cached by verifiers for `maxAgeSeconds`, which is why a next key is published ahead.
+ */
+export function jwksHandler({ repo, keyring, maxAgeSeconds }: { repo: Repository; keyring: Keyring; maxAgeSeconds: number }): Handler<AppEnv> {
+  return async function jwks(c) {
+    const app = await repo.findApp(c.req.param('app_id') ?? '');
+    if (!app) return c.json({ message: 'unknown app' }, 404);
+    c.header('Cache-Control', `public, max-age=${maxAgeSeconds}`);
+    return c.json(await keyring.jwks(app));
+  };
+}

@@ -1,0 +1,22 @@
+import { z } from 'zod';
+
+const MAX_PERSONAL_BYTES = 4096;
+const MAX_TOKEN_CHARS = 8192;
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const ip = z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' });
+const useragent = z.string().min(1).max(1024);
+const refreshToken = z.string().min(1).max(MAX_TOKEN_CHARS);
+
+// `personal` is kept as JSON.parse made it (not rebuilt key by key), so a key such as "__proto__"
+// stays plain data and never touches a prototype.
+const personal = z.custom<Record<string, unknown>>(isPlainObject, { error: 'must be a JSON object' }).refine(
+  (v) => Buffer.byteLength(JSON.stringify(v)) <= MAX_PERSONAL_BYTES,
+  { error: `must be at most ${MAX_PERSONAL_BYTES} bytes of JSON` },
+);
+
+export const issueBody = z.object({ sub: z.string().min(1).max(255), ip, useragent, personal: personal.optional() });
+export const renewBody = z.object({ refresh_token: refreshToken, ip, useragent });
+export const revokeBody = z.object({ refresh_token: refreshToken });

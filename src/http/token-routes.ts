@@ -1,0 +1,24 @@
+import { Hono, type MiddlewareHandler } from 'hono';
+import type { SessionService } from '../tokens/session-service.js';
+import type { AppEnv } from './env.js';
+import { readJson } from './json-body.js';
+import { issueBody, renewBody, revokeBody } from './schemas.js';
+
+/** POST /app/:app_id/{issue,renew,revoke}, each behind `auth` (the app key). */
+export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth: MiddlewareHandler<AppEnv> }) {
+  return new Hono<AppEnv>()
+    .post('/issue', auth, async function issue(c) {
+      const body = await readJson(c, issueBody);
+      return c.json(await sessions.issue(c.var.app, body));
+    })
+    .post('/renew', auth, async function renew(c) {
+      const body = await readJson(c, renewBody);
+      return c.json(await sessions.renew(c.var.app, body));
+    })
+    .post('/revoke', auth, async function revoke(c) {
+      const body = await readJson(c, revokeBody);
+      const result = await sessions.revoke(c.var.app, body.refresh_token);
+      c.set('reason', result.reason);
+      return c.json({ message: 'revoked' });
+    });
+}

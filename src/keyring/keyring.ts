@@ -1,0 +1,151 @@
+import { createPublicKey } from 'node:crypto';
+import { exportPKCS8, exportSPKI, generateKeyPair, importPKCS8, importSPKI, type CryptoKey } from 'jose';
+import { ulid } from 'ulid';
+import type { Clock } from '../clock.js';
+import { notFound } from '../errors.js';
+import type { AppRecord, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
+import { seal, unseal, type MasterKey } from './master-key.js';
+
+export type Keyring = ReturnType<typeof createKeyring>;
+
+export const ALG = 'ES256';
+
+/** The key that signs an app's tokens now. */
+export interface Signer {
+  kid: string;
+  privateKey: CryptoKey;
+  /** Base64 of the SPKI PEM text, as a token pair's `public_key`. */
+  publicKeyBase64: string;
+}
+
+export interface PublicJwk {
+  kty: string;
+  crv: string;
+  x: string;
+  y: string;
+  kid: string;
+  alg: typeof ALG;
+  use: 'sig';
+}
+
+/** Binds a sealed private key to its row. */
+const sealAad = (appId: string, kid: string) => `tokenmint:signing-key:${appId}:${kid}`;
+
+/**
+ * How long after it retires a key still verifies: until every token it signed has expired — the
+ * longer of an auth token and a refresh token, a refresh token never outliving its session.
+ */
+export function retiredKeyLifetimeMs(app: AppRecord): number {
+  return Math.max(app.accessTtlSeconds, Math.min(app.refreshTtlSeconds, app.sessionTtlSeconds)) * 1000;
+}
+
+/** When a key stops verifying and leaves the JWKS; null while it has no end (next, current). */
+export function keyVerifiesUntil(app: AppRecord, key: SigningKeyRecord): number | null {
+  if (key.state === 'revoked') return key.revokedAt;
+  if (key.state === 'retired') return (key.retiredAt ?? 0) + retiredKeyLifetimeMs(app);
+  return null;
+}
+
+/** Published in the JWKS and accepted for verification: next, current, and retired until it ends. */
+export function isPublished(app: AppRecord, key: SigningKeyRecord, now: number): boolean {
+  if (key.state === 'revoked') return false;
+  const until = keyVerifiesUntil(app, key);
+  return until === null || until > now;
+}
+
+export function createKeyring({ repo, masterKey, clock }: { repo: Repository; masterKey: MasterKey; clock: Clock }) {
+  // Key material never changes for a kid, so imported keys are cached for the life of the process;
+  // the state (current, revoked, ...) is read from the database on every use.
+  const privateKeys = new Map<string, Promise<CryptoKey>>();
+  const publicKeys = new Map<string, Promise<CryptoKey>>();
+
+  const privateKeyOf = (key: SigningKeyRecord) => {
+    let cached = privateKeys.get(key.kid);
+    if (!cached) {
+      cached = importPKCS8(unseal(masterKey, key.sealedPrivateKey, sealAad(key.appId, key.kid)), ALG);
+      privateKeys.set(key.kid, cached);
+    }
+    return cached;
+  };
+
+  const publicKeyOf = (key: SigningKeyRecord) => {
+    let cached = publicKeys.get(key.kid);
+    if (!cached) {
+      cached = importSPKI(key.publicKeyPem, ALG);
+      publicKeys.set(key.kid, cached);
+    }
+    return cached;
+  };
+
+  async function newKey(appId: string, state: KeyState, now: number): Promise<SigningKeyRecord> {
+    const { privateKey, publicKey } = await generateKeyPair(ALG, { extractable: true });
+    const kid = ulid(now);
+    return {
+      kid,
+      appId,
+      state,
+      sealedPrivateKey: seal(masterKey, await exportPKCS8(privateKey), sealAad(appId, kid)),
+      publicKeyPem: await exportSPKI(publicKey),
+      createdAt: now,
+      activatedAt: state === 'current' ? now : null,
+      retiredAt: null,
+      revokedAt: null,
+    };
+  }
+
+  return {
+    /** The first keys of a new app: one current, one next already published. */
+    async newKeys(appId: string, now: number): Promise<SigningKeyRecord[]> {
+      return [await newKey(appId, 'current', now), await newKey(appId, 'next', now)];
+    },
+
+    list: (appId: string) => repo.listKeys(appId),
+
+    async signer(appId: string): Promise<Signer> {
+      const current = (await repo.listKeys(appId)).find((k) => k.state === 'current');
+      if (!current) throw new Error(`app ${appId} has no current signing key`);
+      return {
+        kid: current.kid,
+        privateKey: await privateKeyOf(current),
+        publicKeyBase64: Buffer.from(current.publicKeyPem).toString('base64'),
+      };
+    },
+
+    /** The public key for `kid` if it may verify a token of this app now, else why not. */
+    async verificationKey(app: AppRecord, kid: string): Promise<CryptoKey | { refused: string }> {
+      const key = (await repo.listKeys(app.appId)).find((k) => k.kid === kid);
+      if (!key) return { refused: 'unknown kid' };
+      if (key.state === 'revoked') return { refused: 'revoked kid' };
+      if (!isPublished(app, key, clock())) return { refused: 'retired kid past its lifetime' };
+      return publicKeyOf(key);
+    },
+
+    /** Public JWKs of the published keys, built by copying public fields only. */
+    async jwks(app: AppRecord): Promise<{ keys: PublicJwk[] }> {
+      const now = clock();
+      const keys = (await repo.listKeys(app.appId)).filter((k) => isPublished(app, k, now));
+      return {
+        keys: keys.map((k) => {
+          const { kty, crv, x, y } = createPublicKey(k.publicKeyPem).export({ format: 'jwk' });
+          return { kty: kty!, crv: crv!, x: x!, y: y!, kid: k.kid, alg: ALG, use: 'sig' };
+        }),
+      };
+    },
+
+    /** next → current, current → retired, a new next. Resolves to the new current key. */
+    async rotate(appId: string): Promise<SigningKeyRecord> {
+      const now = clock();
+      const current = await repo.rotateKeys(appId, await newKey(appId, 'next', now), now);
+      if (!current) throw notFound(`no app "${appId}"; see \`tokenmint app list\``);
+      return current;
+    },
+
+    /** Emergency: the key stops verifying and leaves the JWKS; a revoked current key is replaced at once. */
+    async revoke(appId: string, kid: string): Promise<SigningKeyRecord> {
+      const now = clock();
+      const revoked = await repo.revokeKey(appId, kid, await newKey(appId, 'next', now), now);
+      if (!revoked) throw notFound(`app "${appId}" has no key "${kid}"; see \`tokenmint key list ${appId}\``);
+      return revoked;
+    },
+  };
+}

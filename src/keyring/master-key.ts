@@ -1,0 +1,55 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../config.js';
+
+export interface MasterKey {
+  /** Names the key inside every envelope, so a later master key can sit beside this one. */
+  readonly id: string;
+  readonly key: Buffer;
+}
+
+const KEY_BYTES = 32;
+const ENVELOPE_VERSION = 'tm1';
+
+export function masterKeyFromBytes(key: Buffer): MasterKey {
+  if (key.length !== KEY_BYTES) throw new ConfigError(`the master key must be ${KEY_BYTES} bytes (base64 of 32 random bytes), got ${key.length}`);
+  return { id: createHash('sha256').update(key).digest('hex').slice(0, 16), key };
+}
+
+/**
+ * TOKENMINT_MASTER_KEY if set; otherwise the key file, created on first use with 32 random bytes and
+ * mode 0600 (folder 0700). Creating with O_EXCL makes two processes starting at once agree on one key.
+ */
+export function loadMasterKey(options: { base64: string | undefined; file: string }): MasterKey {
+  if (options.base64 !== undefined) return masterKeyFromBytes(Buffer.from(options.base64, 'base64'));
+  fs.mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
+  try {
+    fs.writeFileSync(options.file, randomBytes(KEY_BYTES).toString('base64') + '\n', { flag: 'wx', mode: 0o600 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  return masterKeyFromBytes(Buffer.from(fs.readFileSync(options.file, 'utf8').trim(), 'base64'));
+}
+
+/**
+ * AES-256-GCM envelope `tm1.<master key id>.<iv>.<ciphertext>.<tag>` (base64url parts). `aad` binds the
+ * ciphertext to its row (app and kid), so a sealed key copied onto another row does not open.
+ */
+export function seal(master: MasterKey, plaintext: string, aad: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', master.key, iv);
+  cipher.setAAD(Buffer.from(aad));
+  const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+  return [ENVELOPE_VERSION, master.id, iv.toString('base64url'), ciphertext.toString('base64url'), cipher.getAuthTag().toString('base64url')].join('.');
+}
+
+export function unseal(master: MasterKey, envelope: string, aad: string): string {
+  const [version, keyId, iv, ciphertext, tag] = envelope.split('.');
+  if (version !== ENVELOPE_VERSION || !iv || !ciphertext || !tag) throw new Error('not a tokenmint sealed envelope');
+  if (keyId !== master.id) throw new Error(`sealed under master key ${keyId}, but master key ${master.id} is loaded`);
+  const decipher = createDecipheriv('aes-256-gcm', master.key, Buffer.from(iv, 'base64url'));
+  decipher.setAAD(Buffer.from(aad));
+  decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+  return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]).toString('utf8');
+}

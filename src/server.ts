@@ -1,0 +1,54 @@
+import { serve } from '@hono/node-server';
+import { createAppKeyLimiter } from './http/app-key-limiter.js';
+import { createApp } from './http/app.js';
+import { systemClock } from './clock.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './log.js';
+import { openTokenmint } from './tokenmint.js';
+
+function main(): void {
+  const config = loadConfig();
+  const logger = createLogger(config.logLevel);
+  const tm = openTokenmint(config, { logger });
+  const limiter = createAppKeyLimiter({
+    limit: config.appKeyFailureLimit,
+    windowSeconds: config.appKeyFailureWindowSeconds,
+    maxClients: config.appKeyLimiterMaxClients,
+    clock: systemClock,
+  });
+  const app = createApp({ ...tm, limiter, logger, trustProxyHeader: config.trustProxyHeader, jwksMaxAgeSeconds: config.jwksMaxAgeSeconds });
+
+  const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
+    process.stderr.write(`tokenmint listening on http://${info.address}:${info.port} (database ${config.databasePath})\n`);
+    logger.info({ address: info.address, port: info.port, database: config.databasePath }, 'listening');
+  });
+
+  // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close the database, exit 0.
+  let closing = false;
+  const shutdown = (signal: string) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      logger.error('in-flight requests did not finish in time; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutSeconds * 1000);
+    force.unref();
+    server.close(async () => {
+      await tm.close();
+      logger.info('closed');
+      process.exit(0);
+    });
+    // Idle keep-alive connections would hold close() open.
+    if ('closeIdleConnections' in server) server.closeIdleConnections();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+try {
+  main();
+} catch (error) {
+  process.stderr.write(`tokenmint: ${error instanceof ConfigError ? error.message : String(error)}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,118 @@
+// The storage boundary. No SQL here: the services see only these types and methods, so another
+// database (PostgreSQL next) implements this interface and passes the same contract tests
+// (test/storage/repository-contract.ts). Times named *At are milliseconds since the epoch;
+// iat/nbf/exp are JWT seconds.
+
+export interface AppSettings {
+  audience: string;
+  accessTtlSeconds: number;
+  refreshTtlSeconds: number;
+  refreshNbfSeconds: number;
+  sessionTtlSeconds: number;
+  reuseGraceSeconds: number;
+  rotateEverySeconds: number;
+}
+
+export interface AppRecord extends AppSettings {
+  appId: string;
+  appKeyHash: string;
+  previousAppKeyHash: string | null;
+  previousAppKeyExpiresAt: number | null;
+  disabled: boolean;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type AppPatch = Partial<
+  AppSettings & Pick<AppRecord, 'disabled' | 'appKeyHash' | 'previousAppKeyHash' | 'previousAppKeyExpiresAt'>
+>;
+
+export type KeyState = 'next' | 'current' | 'retired' | 'revoked';
+
+export interface SigningKeyRecord {
+  kid: string;
+  appId: string;
+  state: KeyState;
+  sealedPrivateKey: string;
+  publicKeyPem: string;
+  createdAt: number;
+  activatedAt: number | null;
+  retiredAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface SessionRecord {
+  sessionId: string;
+  appId: string;
+  sub: string;
+  /** JSON text of the `personal` object, or null. */
+  personal: string | null;
+  createdAt: number;
+  /** Absolute end of the session, however often it is renewed. */
+  expiresAt: number;
+  revokedAt: number | null;
+  revokeReason: string | null;
+}
+
+export interface RefreshTokenRecord {
+  jid: string;
+  sessionId: string;
+  parentJid: string | null;
+  iat: number;
+  nbf: number;
+  exp: number;
+  /** Of the request that obtained this token (copied into the auth token issued with it). */
+  ip: string;
+  useragent: string;
+  usedAt: number | null;
+}
+
+export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all';
+
+export interface Repository {
+  /** Registers an app with its first signing keys, atomically. Throws `conflict` if app_id is taken. */
+  createApp(app: AppRecord, keys: SigningKeyRecord[]): Promise<void>;
+  findApp(appId: string): Promise<AppRecord | undefined>;
+  listApps(): Promise<AppRecord[]>;
+  /** Applies the patch; resolves to the updated app, or undefined for an unknown app. */
+  updateApp(appId: string, patch: AppPatch, now: number): Promise<AppRecord | undefined>;
+
+  /** Every key of the app in any state, oldest first. */
+  listKeys(appId: string): Promise<SigningKeyRecord[]>;
+  /**
+   * One atomic step: current → retired, next → current, `newNext` inserted as next. Under concurrent
+   * calls each one is a whole rotation (no key is promoted twice). Resolves to the new current key,
+   * or undefined when the app has no next key.
+   */
+  rotateKeys(appId: string, newNext: SigningKeyRecord, now: number): Promise<SigningKeyRecord | undefined>;
+  /**
+   * Revokes `kid` atomically. Revoking the current key promotes next to current; revoking current or
+   * next inserts `replacementNext` so a next key is always published. Resolves to the revoked key,
+   * or undefined when the app has no such key.
+   */
+  revokeKey(
+    appId: string,
+    kid: string,
+    replacementNext: SigningKeyRecord,
+    now: number,
+  ): Promise<SigningKeyRecord | undefined>;
+
+  /** Stores a new session and its first refresh token, atomically. */
+  createSession(session: SessionRecord, first: RefreshTokenRecord): Promise<void>;
+  findRefreshToken(jid: string): Promise<{ token: RefreshTokenRecord; session: SessionRecord } | undefined>;
+  /** The token that `parentJid` was renewed into, if any. */
+  findChild(parentJid: string): Promise<RefreshTokenRecord | undefined>;
+  /**
+   * Marks `parentJid` used and stores `child` in one transaction, only if the parent is unused and its
+   * session is not revoked. Concurrency guarantee: under concurrent invocation for the same parent —
+   * from this process or any other sharing the database — exactly one caller resolves `true`; every
+   * other resolves `false` and nothing of its child is stored. A parent never gets two children.
+   */
+  consumeRefreshToken(parentJid: string, child: RefreshTokenRecord, now: number): Promise<boolean>;
+  /** Revokes one session (idempotent: an already revoked session keeps its first reason). */
+  revokeSession(sessionId: string, reason: RevokeReason, now: number): Promise<void>;
+  /** Revokes the app's live sessions, of one subject or all; resolves to how many were live. */
+  revokeSessions(appId: string, filter: { sub?: string }, reason: RevokeReason, now: number): Promise<number>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,45 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import * as schema from './schema.js';
+
+export type SqliteDb = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
+
+// src/storage/sqlite and dist/storage/sqlite are both three levels below the package root.
+const migrationsFolder = fileURLToPath(new URL('../../../migrations', import.meta.url));
+
+/** How long a statement waits for another process's write lock before SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * Opens (creating folder and file if needed) the SQLite database and applies pending migrations.
+ * WAL lets readers run beside the one writer; synchronous=NORMAL in WAL mode survives a process
+ * crash with nothing lost (a power cut may lose the last commits, never corrupt the file).
+ */
+export function openSqlite(file: string): SqliteDb {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const client = new Database(file);
+  client.pragma('journal_mode = WAL');
+  client.pragma('synchronous = NORMAL');
+  client.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  client.pragma('foreign_keys = ON');
+  const db = drizzle({ client, schema });
+  migrateWithRetry(db);
+  return db;
+}
+
+// Two processes opening a fresh file at once may both try the first migration; the loser fails on
+// "table exists" or SQLITE_BUSY, and on the next try sees the migration recorded and skips it.
+function migrateWithRetry(db: SqliteDb, attempts = 5): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      migrate(db, { migrationsFolder });
+      return;
+    } catch (error) {
+      if (attempt >= attempts) throw error;
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import { sql } from 'drizzle-orm';
+import { index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+
+// Times named *_at are milliseconds since the epoch; iat/nbf/exp are JWT seconds.
+
+export const apps = sqliteTable('apps', {
+  appId: text('app_id').primaryKey(),
+  appKeyHash: text('app_key_hash').notNull(),
+  // Set by `app rotate-secret --grace`: the old key keeps working until then.
+  previousAppKeyHash: text('previous_app_key_hash'),
+  previousAppKeyExpiresAt: integer('previous_app_key_expires_at'),
+  audience: text('audience').notNull(),
+  accessTtlSeconds: integer('access_ttl_seconds').notNull(),
+  refreshTtlSeconds: integer('refresh_ttl_seconds').notNull(),
+  refreshNbfSeconds: integer('refresh_nbf_seconds').notNull(),
+  sessionTtlSeconds: integer('session_ttl_seconds').notNull(),
+  reuseGraceSeconds: integer('reuse_grace_seconds').notNull(),
+  rotateEverySeconds: integer('rotate_every_seconds').notNull(),
+  disabled: integer('disabled', { mode: 'boolean' }).notNull().default(false),
+  createdAt: integer('created_at').notNull(),
+  updatedAt: integer('updated_at').notNull(),
+});
+
+export const signingKeys = sqliteTable(
+  'signing_keys',
+  {
+    kid: text('kid').primaryKey(),
+    appId: text('app_id')
+      .notNull()
+      .references(() => apps.appId),
+    state: text('state', { enum: ['next', 'current', 'retired', 'revoked'] }).notNull(),
+    // AES-256-GCM envelope under the master key; never the clear PKCS#8.
+    sealedPrivateKey: text('sealed_private_key').notNull(),
+    publicKeyPem: text('public_key_pem').notNull(),
+    createdAt: integer('created_at').notNull(),
+    activatedAt: integer('activated_at'),
+    retiredAt: integer('retired_at'),
+    revokedAt: integer('revoked_at'),
+  },
+  (t) => [
+    index('signing_keys_app_idx').on(t.appId),
+    // The database itself refuses a second signing key or a second pre-published key.
+    uniqueIndex('signing_keys_one_current').on(t.appId).where(sql`state = 'current'`),
+    uniqueIndex('signing_keys_one_next').on(t.appId).where(sql`state = 'next'`),
+  ],
+);
+
+export const sessions = sqliteTable(
+  'sessions',
+  {
+    sessionId: text('session_id').primaryKey(),
+    appId: text('app_id')
+      .notNull()
+      .references(() => apps.appId),
+    sub: text('sub').notNull(),
+    personal: text('personal'), // JSON text, copied into every auth token of the session
+    createdAt: integer('created_at').notNull(),
+    expiresAt: integer('expires_at').notNull(), // absolute end: created + session-ttl
+    revokedAt: integer('revoked_at'),
+    revokeReason: text('revoke_reason'),
+  },
+  (t) => [index('sessions_app_sub_idx').on(t.appId, t.sub)],
+);
+
+export const refreshTokens = sqliteTable(
+  'refresh_tokens',
+  {
+    jid: text('jid').primaryKey(),
+    sessionId: text('session_id')
+      .notNull()
+      .references(() => sessions.sessionId, { onDelete: 'cascade' }),
+    // UNIQUE: a parent has at most one child, so a session can never fork.
+    parentJid: text('parent_jid').unique(),
+    iat: integer('iat').notNull(),
+    nbf: integer('nbf').notNull(),
+    exp: integer('exp').notNull(),
+    ip: text('ip').notNull(),
+    useragent: text('useragent').notNull(),
+    usedAt: integer('used_at'),
+  },
+  (t) => [index('refresh_tokens_session_idx').on(t.sessionId)],
+);

@@ -1,0 +1,147 @@
+import { and, asc, eq, gt, isNull, sql } from 'drizzle-orm';
+import { conflict } from '../../errors.js';
+import type { Repository, SigningKeyRecord } from '../repository.js';
+import type { SqliteDb } from './open.js';
+import { apps, refreshTokens, sessions, signingKeys } from './schema.js';
+
+// Every write that reads before it writes runs in a BEGIN IMMEDIATE transaction: it takes SQLite's
+// single write lock up front, so concurrent writers — in this process or another one sharing the
+// file — are serialised (waiting up to busy_timeout) instead of deciding on a stale read.
+const immediate = { behavior: 'immediate' } as const;
+
+export function createSqliteRepository(db: SqliteDb): Repository {
+  const insertKey = (tx: Pick<SqliteDb, 'insert'>, key: SigningKeyRecord) => tx.insert(signingKeys).values(key).run();
+
+  return {
+    async createApp(app, keys) {
+      db.transaction((tx) => {
+        const existing = tx.select({ appId: apps.appId }).from(apps).where(eq(apps.appId, app.appId)).get();
+        if (existing) throw conflict(`app "${app.appId}" already exists`);
+        tx.insert(apps).values(app).run();
+        for (const key of keys) insertKey(tx, key);
+      }, immediate);
+    },
+
+    async findApp(appId) {
+      return db.select().from(apps).where(eq(apps.appId, appId)).get();
+    },
+
+    async listApps() {
+      return db.select().from(apps).orderBy(asc(apps.appId)).all();
+    },
+
+    async updateApp(appId, patch, now) {
+      return db.update(apps).set({ ...patch, updatedAt: now }).where(eq(apps.appId, appId)).returning().get();
+    },
+
+    async listKeys(appId) {
+      return db.select().from(signingKeys).where(eq(signingKeys.appId, appId)).orderBy(asc(signingKeys.kid)).all();
+    },
+
+    async rotateKeys(appId, newNext, now) {
+      return db.transaction((tx) => {
+        const next = tx
+          .select()
+          .from(signingKeys)
+          .where(and(eq(signingKeys.appId, appId), eq(signingKeys.state, 'next')))
+          .get();
+        if (!next) return undefined;
+        // Order matters: the partial unique indexes allow one current and one next at any moment.
+        tx.update(signingKeys)
+          .set({ state: 'retired', retiredAt: now })
+          .where(and(eq(signingKeys.appId, appId), eq(signingKeys.state, 'current')))
+          .run();
+        tx.update(signingKeys).set({ state: 'current', activatedAt: now }).where(eq(signingKeys.kid, next.kid)).run();
+        insertKey(tx, newNext);
+        return { ...next, state: 'current' as const, activatedAt: now };
+      }, immediate);
+    },
+
+    async revokeKey(appId, kid, replacementNext, now) {
+      return db.transaction((tx) => {
+        const key = tx
+          .select()
+          .from(signingKeys)
+          .where(and(eq(signingKeys.appId, appId), eq(signingKeys.kid, kid)))
+          .get();
+        if (!key || key.state === 'revoked') return key;
+        tx.update(signingKeys).set({ state: 'revoked', revokedAt: now }).where(eq(signingKeys.kid, kid)).run();
+        if (key.state === 'current') {
+          tx.update(signingKeys)
+            .set({ state: 'current', activatedAt: now })
+            .where(and(eq(signingKeys.appId, appId), eq(signingKeys.state, 'next')))
+            .run();
+        }
+        if (key.state === 'current' || key.state === 'next') insertKey(tx, replacementNext);
+        return { ...key, state: 'revoked' as const, revokedAt: now };
+      }, immediate);
+    },
+
+    async createSession(session, first) {
+      db.transaction((tx) => {
+        tx.insert(sessions).values(session).run();
+        tx.insert(refreshTokens).values(first).run();
+      }, immediate);
+    },
+
+    async findRefreshToken(jid) {
+      return db
+        .select({ token: refreshTokens, session: sessions })
+        .from(refreshTokens)
+        .innerJoin(sessions, eq(sessions.sessionId, refreshTokens.sessionId))
+        .where(eq(refreshTokens.jid, jid))
+        .get();
+    },
+
+    async findChild(parentJid) {
+      return db.select().from(refreshTokens).where(eq(refreshTokens.parentJid, parentJid)).get();
+    },
+
+    async consumeRefreshToken(parentJid, child, now) {
+      return db.transaction((tx) => {
+        // The conditional update is the decision: only one writer can flip used_at from NULL.
+        const consumed = tx
+          .update(refreshTokens)
+          .set({ usedAt: now })
+          .where(
+            and(
+              eq(refreshTokens.jid, parentJid),
+              isNull(refreshTokens.usedAt),
+              sql`${refreshTokens.sessionId} IN (SELECT ${sessions.sessionId} FROM ${sessions} WHERE ${sessions.revokedAt} IS NULL)`,
+            ),
+          )
+          .run();
+        if (consumed.changes !== 1) return false;
+        tx.insert(refreshTokens).values(child).run();
+        return true;
+      }, immediate);
+    },
+
+    async revokeSession(sessionId, reason, now) {
+      db.update(sessions)
+        .set({ revokedAt: now, revokeReason: reason })
+        .where(and(eq(sessions.sessionId, sessionId), isNull(sessions.revokedAt)))
+        .run();
+    },
+
+    async revokeSessions(appId, filter, reason, now) {
+      const result = db
+        .update(sessions)
+        .set({ revokedAt: now, revokeReason: reason })
+        .where(
+          and(
+            eq(sessions.appId, appId),
+            filter.sub === undefined ? undefined : eq(sessions.sub, filter.sub),
+            isNull(sessions.revokedAt),
+            gt(sessions.expiresAt, now),
+          ),
+        )
+        .run();
+      return result.changes;
+    },
+
+    async close() {
+      db.$client.close();
+    },
+  };
+}

@@ -1,0 +1,63 @@
+import type { AppRecord, RefreshTokenRecord, SessionRecord } from '../storage/repository.js';
+
+export interface AuthTokenClaims {
+  iss: string;
+  aud: string;
+  sub: string;
+  jid: string;
+  iat: number;
+  nbf: number;
+  exp: number;
+  ip: string;
+  useragent: string;
+  personal?: Record<string, unknown>;
+}
+
+export interface RefreshTokenClaims {
+  iss: string;
+  jid: string;
+  iat: number;
+  nbf: number;
+  exp: number;
+  type: 'refresh';
+}
+
+/** A refresh token row for a new token of the session issued at `iat` (seconds). */
+export function newRefreshToken(
+  app: AppRecord,
+  session: SessionRecord,
+  fields: { jid: string; parentJid: string | null; iat: number; ip: string; useragent: string },
+): RefreshTokenRecord {
+  return {
+    ...fields,
+    sessionId: session.sessionId,
+    nbf: fields.iat + app.refreshNbfSeconds,
+    // Each renew starts a new idle timeout, but never past the session's absolute end.
+    exp: Math.min(fields.iat + app.refreshTtlSeconds, Math.floor(session.expiresAt / 1000)),
+    usedAt: null,
+  };
+}
+
+/** The claims of both tokens of a pair, derived only from stored rows so a retry re-signs the same claims. */
+export function pairClaims(
+  app: AppRecord,
+  session: SessionRecord,
+  token: RefreshTokenRecord,
+): { auth: AuthTokenClaims; refresh: RefreshTokenClaims } {
+  const auth: AuthTokenClaims = {
+    iss: app.appId,
+    aud: app.audience,
+    sub: session.sub,
+    jid: token.jid,
+    iat: token.iat,
+    nbf: token.iat,
+    exp: token.iat + app.accessTtlSeconds,
+    ip: token.ip,
+    useragent: token.useragent,
+  };
+  if (session.personal !== null) auth.personal = JSON.parse(session.personal) as Record<string, unknown>;
+  return {
+    auth,
+    refresh: { iss: app.appId, jid: token.jid, iat: token.iat, nbf: token.nbf, exp: token.exp, type: 'refresh' },
+  };
+}
