@@ -53,13 +53,16 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     };
 
   const program = new Command('tokenmint')
-    .description('tokenmint admin: apps, signing keys and sessions (works whether the server runs or not)')
-    .exitOverride()
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
-    .showHelpAfterError('(add --help for usage)');
+    .description('tokenmint admin: apps, signing keys and sessions (works whether the server runs or not)');
   program.addCommand(appCommands(withContext));
   program.addCommand(keyCommands(withContext));
   program.addCommand(sessionCommands(withContext));
+  // addCommand() does not pass these settings down: without them a subcommand would process.exit().
+  const configure = (command: Command): void => {
+    command.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr }).showHelpAfterError('(add --help for usage)');
+    command.commands.forEach(configure);
+  };
+  configure(program);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

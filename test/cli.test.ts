@@ -1,0 +1,181 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { runCli } from '../src/cli/run.js';
+import { client, harness, tempDir, type Harness, type Pair } from './helpers.js';
+
+const run = promisify(execFile);
+const cliEntry = path.resolve('dist/cli/main.js');
+
+/** Runs the CLI in-process on the harness's database, with the harness's clock. */
+async function cli(h: Harness, ...args: string[]) {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), env: h.env, cwd: h.dir, clock: h.clock });
+  const json = () => JSON.parse(stdout) as Record<string, unknown> & Array<Record<string, unknown>>;
+  return { code, stdout, stderr, json };
+}
+
+describe('tokenmint app', () => {
+  it('create --json prints app_id, app_key (once) and key_id; only the key\'s hash is stored', async () => {
+    const h = await harness();
+    const r = await cli(h, 'app', 'create', 'acme', '--json');
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    const out = r.json();
+    expect(Object.keys(out).sort()).toEqual(['app_id', 'app_key', 'key_id']);
+    expect(out.app_id).toBe('acme');
+    expect(out.app_key).toMatch(/^tmk_[A-Za-z0-9_-]{43}$/);
+    expect((await h.tm.keyring.list('acme')).find((k) => k.state === 'current')?.kid).toBe(out.key_id);
+    const file = fs.readFileSync(path.join(h.dir, 'tokenmint.db'));
+    const wal = fs.readFileSync(path.join(h.dir, 'tokenmint.db-wal'));
+    expect(Buffer.concat([file, wal]).includes(String(out.app_key))).toBe(false);
+    // And it works on the running HTTP app at once.
+    expect((await h.post('/app/acme/issue', { sub: 'u', ...client }, String(out.app_key))).status).toBe(200);
+  });
+
+  it('create takes every setting; list and show never print an app key', async () => {
+    const h = await harness();
+    const created = (await cli(h, 'app', 'create', 'acme', '--audience', 'api', '--access-ttl', '60', '--refresh-ttl', '600', '--refresh-nbf', '5', '--session-ttl', '86400', '--reuse-grace', '3', '--rotate-every', '0', '--json')).json();
+    const shown = await cli(h, 'app', 'show', 'acme', '--json');
+    expect(shown.json()).toMatchObject({ app_id: 'acme', audience: 'api', access_ttl: 60, refresh_ttl: 600, refresh_nbf: 5, session_ttl: 86400, reuse_grace: 3, rotate_every: 0, disabled: false });
+    await cli(h, 'app', 'create', 'beta');
+    const list = await cli(h, 'app', 'list', '--json');
+    expect(list.json().map((a) => a.app_id)).toEqual(['acme', 'beta']);
+    for (const text of [shown.stdout, list.stdout]) {
+      expect(text).not.toContain(String(created.app_key));
+      expect(text).not.toMatch(/hash|tmk_/);
+    }
+  });
+
+  it('refuses bad input with a sentence on stderr and a non-zero exit', async () => {
+    const h = await harness();
+    await cli(h, 'app', 'create', 'acme');
+    const cases: Array<[string[], RegExp]> = [
+      [['app', 'create', 'acme'], /already exists/],
+      [['app', 'create', 'Bad_Name'], /app_id must be 1–63 characters/],
+      [['app', 'create', '-x'], /unknown option|app_id/],
+      [['app', 'create', 'a'.repeat(64)], /app_id must be/],
+      [['app', 'create', 'ok', '--access-ttl', 'soon'], /--access-ttl/],
+      [['app', 'create', 'ok', '--refresh-ttl', '60', '--refresh-nbf', '60'], /refresh-nbf must be shorter than refresh-ttl/],
+      [['app', 'update', 'acme', '--session-ttl', '0'], /--session-ttl/],
+      [['app', 'show', 'nope'], /no app "nope"/],
+      [['app', 'disable', 'nope'], /no app "nope"/],
+      [['app', 'rotate-secret', 'acme', '--grace', '-1'], /--grace/],
+      [['key', 'list', 'nope'], /no app "nope"/],
+      [['key', 'revoke', 'acme', '01ARZ3NDEKTSV4RRFFQ69G5FAV'], /has no key/],
+      [['session', 'revoke', 'acme'], /exactly one of --sub <sub> or --all/],
+      [['session', 'revoke', 'acme', '--sub', 'u', '--all'], /exactly one of/],
+      [['nonsense'], /unknown command/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await cli(h, ...args, '--json');
+      expect(r.code, args.join(' ')).not.toBe(0);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.stdout, args.join(' ')).toBe('');
+    }
+    expect((await cli(h, 'app', 'list', '--json')).json()).toHaveLength(1);
+  });
+
+  it('update, disable and enable reach the running HTTP app with no restart', async () => {
+    const h = await harness();
+    const { app_key: appKey } = (await cli(h, 'app', 'create', 'acme', '--json')).json();
+    const issue = () => h.post('/app/acme/issue', { sub: 'u', ...client }, String(appKey));
+    expect((await cli(h, 'app', 'update', 'acme', '--access-ttl', '120', '--audience', 'mobile', '--json')).json()).toMatchObject({ access_ttl: 120, audience: 'mobile' });
+    const pair = (await (await issue()).json()) as Pair;
+    const claims = JSON.parse(Buffer.from(pair.auth_token.split('.')[1]!, 'base64url').toString());
+    expect(claims.exp - claims.iat).toBe(120);
+    expect(claims.aud).toBe('mobile');
+    expect((await cli(h, 'app', 'disable', 'acme', '--json')).json()).toMatchObject({ disabled: true });
+    expect((await issue()).status).toBe(403);
+    expect((await h.app.request('/app/acme/jwks.json')).status).toBe(200);
+    expect((await cli(h, 'app', 'enable', 'acme', '--json')).json()).toMatchObject({ disabled: false });
+    expect((await issue()).status).toBe(200);
+  });
+
+  it('rotate-secret prints a new key; --grace keeps the old one working for that long', async () => {
+    const h = await harness();
+    const { app_key: oldKey } = (await cli(h, 'app', 'create', 'acme', '--json')).json();
+    const r = (await cli(h, 'app', 'rotate-secret', 'acme', '--grace', '30', '--json')).json();
+    expect(Object.keys(r).sort()).toEqual(['app_id', 'app_key']);
+    const issue = (key: unknown) => h.post('/app/acme/issue', { sub: 'u', ...client }, String(key));
+    expect((await issue(r.app_key)).status).toBe(200);
+    expect((await issue(oldKey)).status).toBe(200);
+    h.clock.advance(31);
+    expect((await issue(oldKey)).status).toBe(403);
+  });
+});
+
+describe('tokenmint key', () => {
+  it('list shows the keyring; rotate promotes next (warning when it was published too recently); revoke drops a key', async () => {
+    const h = await harness();
+    const { key_id: first, app_key: appKey } = (await cli(h, 'app', 'create', 'acme', '--json')).json();
+    const keys = (await cli(h, 'key', 'list', 'acme', '--json')).json();
+    expect(keys.map((k) => k.state).sort()).toEqual(['current', 'next']);
+    expect(keys[0]).toEqual(expect.objectContaining({ kid: expect.any(String), state: expect.any(String), created_at: expect.any(String) }));
+    const next = keys.find((k) => k.state === 'next')!.kid;
+
+    const rotated = await cli(h, 'key', 'rotate', 'acme', '--json');
+    expect(rotated.code).toBe(0);
+    expect(rotated.json()).toEqual({ kid: next });
+    expect(rotated.stderr).toMatch(/^warning: .*less than the JWKS cache lifetime/);
+    const states = Object.fromEntries((await cli(h, 'key', 'list', 'acme', '--json')).json().map((k) => [k.kid, k.state]));
+    expect(states[String(first)]).toBe('retired');
+    expect(states[String(next)]).toBe('current');
+
+    // A next key published longer ago than the JWKS cache lifetime rotates without a warning.
+    h.clock.advance(h.config.jwksMaxAgeSeconds + 1);
+    expect((await cli(h, 'key', 'rotate', 'acme', '--json')).stderr).toBe('');
+
+    const current = (await h.tm.keyring.signer('acme')).kid;
+    const revoked = await cli(h, 'key', 'revoke', 'acme', current, '--json');
+    expect(revoked.json()).toEqual({ kid: current, state: 'revoked' });
+    const jwks = (await (await h.app.request('/app/acme/jwks.json')).json()) as { keys: Array<{ kid: string }> };
+    expect(jwks.keys.map((k) => k.kid)).not.toContain(current);
+    // A new current key signs at once.
+    const pair = (await (await h.post('/app/acme/issue', { sub: 'u', ...client }, String(appKey))).json()) as Pair;
+    expect(pair.key_id).not.toBe(current);
+    expect(jwks.keys.map((k) => k.kid)).toContain(pair.key_id);
+  });
+});
+
+describe('tokenmint session revoke', () => {
+  it('--sub ends that subject\'s sessions, --all every session of the app', async () => {
+    const h = await harness();
+    const { app_key: appKey } = (await cli(h, 'app', 'create', 'acme', '--refresh-nbf', '0', '--json')).json();
+    const issue = async (sub: string) => ((await (await h.post('/app/acme/issue', { sub, ...client }, String(appKey))).json()) as Pair).refresh_token;
+    const tokens = { a1: await issue('a'), a2: await issue('a'), b: await issue('b'), c: await issue('c') };
+    const renew = (t: string) => h.post('/app/acme/renew', { refresh_token: t, ...client }, String(appKey));
+    expect((await cli(h, 'session', 'revoke', 'acme', '--sub', 'a', '--json')).json()).toEqual({ revoked: 2 });
+    expect((await renew(tokens.a1)).status).toBe(401);
+    expect((await renew(tokens.a2)).status).toBe(401);
+    expect((await renew(tokens.b)).status).toBe(200);
+    expect((await cli(h, 'session', 'revoke', 'acme', '--all', '--json')).json()).toEqual({ revoked: 2 });
+    expect((await renew(tokens.c)).status).toBe(401);
+  });
+});
+
+describe('the tokenmint bin', () => {
+  it('creates keys/master.key (0600) and data/tokenmint.db under the working directory, and prints human output', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH };
+    const { stdout, stderr } = await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd, env });
+    expect(stderr).toContain(`database: ${path.join(cwd, 'data/tokenmint.db')}`);
+    expect(stdout).toMatch(/app key \(shown this once; store it now\): tmk_/);
+    expect(fs.statSync(path.join(cwd, 'keys/master.key')).mode & 0o777).toBe(0o600);
+    const masterKey = fs.readFileSync(path.join(cwd, 'keys/master.key'), 'utf8');
+    // Reused, not replaced, on the next start.
+    const listed = await run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env });
+    expect(JSON.parse(listed.stdout)).toHaveLength(1);
+    expect(fs.readFileSync(path.join(cwd, 'keys/master.key'), 'utf8')).toBe(masterKey);
+  });
+
+  it('exits non-zero with a sentence for a bad master key', async () => {
+    const cwd = tempDir();
+    const failed = await run('node', [cliEntry, 'app', 'list'], { cwd, env: { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: 'c2hvcnQ=' } }).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in failed && failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/master key must be 32 bytes/);
+  });
+});

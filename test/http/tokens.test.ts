@@ -1,0 +1,254 @@
+import { describe, expect, it } from 'vitest';
+import { client, decodePart, harness, verifyIndependently, type Pair } from '../helpers.js';
+
+const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+
+describe('POST /app/:app_id/issue', () => {
+  it('answers a pair whose tokens carry the contract claims, verified with node:crypto', async () => {
+    const h = await harness();
+    const { appId, appKey, kid } = await h.createApp('acme', { accessTtlSeconds: 600, refreshTtlSeconds: 7200, refreshNbfSeconds: 30 });
+    const res = await h.post(`/app/${appId}/issue`, { sub: 'user-1', ...client, personal: { name: 'Ann', roles: ['admin'] } }, appKey);
+    expect(res.status).toBe(200);
+    const pair = (await res.json()) as Pair;
+    expect(Object.keys(pair).sort()).toEqual(['auth_token', 'key_id', 'public_key', 'refresh_token']);
+    expect(pair.key_id).toBe(kid);
+    expect(Buffer.from(pair.public_key, 'base64').toString()).toMatch(/^-----BEGIN PUBLIC KEY-----\n/);
+
+    const now = Math.floor(h.clock() / 1000);
+    const auth = verifyIndependently(pair.auth_token, pair.public_key);
+    expect(auth.header).toEqual({ alg: 'ES256', kid, typ: 'JWT' });
+    expect(auth.payload).toEqual({
+      iss: 'acme',
+      aud: 'web-app',
+      sub: 'user-1',
+      jid: expect.stringMatching(ULID),
+      iat: now,
+      nbf: now,
+      exp: now + 600,
+      ip: client.ip,
+      useragent: client.useragent,
+      personal: { name: 'Ann', roles: ['admin'] },
+    });
+    const refresh = verifyIndependently(pair.refresh_token, pair.public_key);
+    expect(refresh.header).toEqual({ alg: 'ES256', kid, typ: 'JWT' });
+    expect(refresh.payload).toEqual({ iss: 'acme', jid: auth.payload.jid, iat: now, nbf: now + 30, exp: now + 7200, type: 'refresh' });
+  });
+
+  it('accepts the app key with or without "Bearer", and omits personal when not given', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp();
+    for (const authorization of [appKey, `Bearer ${appKey}`]) {
+      const res = await h.post(`/app/${appId}/issue`, { sub: 's', ...client }, authorization);
+      expect(res.status).toBe(200);
+      expect(decodePart(((await res.json()) as Pair).auth_token, 1)).not.toHaveProperty('personal');
+    }
+  });
+
+  it('answers 400 with field paths for each invalid field', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp();
+    const cases: Array<[unknown, string]> = [
+      [{ ...client }, 'sub'],
+      [{ sub: '', ...client }, 'sub'],
+      [{ sub: 'x'.repeat(256), ...client }, 'sub'],
+      [{ sub: 7, ...client }, 'sub'],
+      [{ sub: 's', ...client, ip: '999.1.1.1' }, 'ip'],
+      [{ sub: 's', ...client, ip: 'localhost' }, 'ip'],
+      [{ sub: 's', ...client, useragent: '' }, 'useragent'],
+      [{ sub: 's', ...client, useragent: 'u'.repeat(1025) }, 'useragent'],
+      [{ sub: 's', ...client, personal: [1, 2] }, 'personal'],
+      [{ sub: 's', ...client, personal: 'me' }, 'personal'],
+      [{ sub: 's', ...client, personal: { blob: 'x'.repeat(4100) } }, 'personal'],
+      [[1, 2, 3], ''],
+    ];
+    for (const [body, path] of cases) {
+      const res = await h.post(`/app/${appId}/issue`, body, appKey);
+      expect(res.status, JSON.stringify(body).slice(0, 80)).toBe(400);
+      const answer = (await res.json()) as { message: string; errors: Array<{ path: string; message: string }> };
+      expect(answer.message).toBe('invalid request');
+      expect(answer.errors.map((e) => e.path)).toContain(path);
+    }
+    // IPv6 is an address too.
+    expect((await h.post(`/app/${appId}/issue`, { sub: 's', ...client, ip: '2001:db8::1' }, appKey)).status).toBe(200);
+  });
+
+  it('answers 400 for a body that is not JSON, whatever the content type', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp();
+    for (const body of ['{"sub":', '', 'sub=x']) {
+      const res = await h.post(`/app/${appId}/issue`, body, appKey, { 'content-type': 'text/plain' });
+      expect(res.status).toBe(400);
+      expect(await res.json()).toEqual({ message: 'invalid request', errors: [{ path: '', message: 'body is not valid JSON' }] });
+    }
+  });
+
+  it('answers 413 for a body over 64 KiB', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp();
+    const res = await h.post(`/app/${appId}/issue`, { sub: 's', ...client, pad: 'x'.repeat(65 * 1024) }, appKey);
+    expect(res.status).toBe(413);
+    expect(await res.json()).toEqual({ message: 'request too large' });
+  });
+
+  it('keeps a "__proto__" key in personal as plain data', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp();
+    const res = await h.post(`/app/${appId}/issue`, `{"sub":"s","ip":"${client.ip}","useragent":"u","personal":{"__proto__":{"admin":true},"a":1}}`, appKey);
+    expect(res.status).toBe(200);
+    const payload = decodePart(((await res.json()) as Pair).auth_token, 1);
+    expect(JSON.stringify(payload.personal)).toBe('{"__proto__":{"admin":true},"a":1}');
+    expect(({} as Record<string, unknown>).admin).toBeUndefined();
+  });
+});
+
+describe('app key (403)', () => {
+  it('answers the same 403 for a missing, wrong, other app\'s key, unknown or disabled app', async () => {
+    const h = await harness();
+    const a = await h.createApp('a');
+    const b = await h.createApp('b');
+    const body = { sub: 's', ...client };
+    const cases: Array<[string, string | undefined, string]> = [
+      ['/app/a/issue', undefined, 'missing app key'],
+      ['/app/a/issue', 'tmk_wrong', 'wrong app key'],
+      ['/app/a/issue', b.appKey, 'wrong app key'],
+      ['/app/nope/issue', a.appKey, 'unknown app'],
+      ['/app/a/renew', 'Bearer ', 'wrong app key'],
+    ];
+    for (const [path, key, reason] of cases) {
+      const res = await h.post(path, body, key);
+      expect(res.status).toBe(403);
+      expect(await res.json()).toEqual({ message: 'invalid app key' });
+      expect(h.logs.at(-1)).toMatchObject({ status: 403, reason });
+    }
+    await h.tm.apps.setDisabled('a', true);
+    const res = await h.post('/app/a/issue', body, a.appKey);
+    expect(res.status).toBe(403);
+    expect(await res.json()).toEqual({ message: 'invalid app key' });
+    await h.tm.apps.setDisabled('a', false);
+    expect((await h.post('/app/a/issue', body, a.appKey)).status).toBe(200);
+  });
+
+  it('keeps the old key valid for the rotate-secret grace period only', async () => {
+    const h = await harness();
+    const { appId, appKey: oldKey } = await h.createApp();
+    const newKey = await h.tm.apps.rotateSecret(appId, 60);
+    const body = { sub: 's', ...client };
+    expect((await h.post(`/app/${appId}/issue`, body, newKey)).status).toBe(200);
+    expect((await h.post(`/app/${appId}/issue`, body, oldKey)).status).toBe(200);
+    h.clock.advance(61);
+    expect((await h.post(`/app/${appId}/issue`, body, oldKey)).status).toBe(403);
+    expect((await h.post(`/app/${appId}/issue`, body, newKey)).status).toBe(200);
+    // Grace 0: the old key stops at once.
+    const newest = await h.tm.apps.rotateSecret(appId, 0);
+    expect((await h.post(`/app/${appId}/issue`, body, newKey)).status).toBe(403);
+    expect((await h.post(`/app/${appId}/issue`, body, newest)).status).toBe(200);
+  });
+});
+
+describe('POST /app/:app_id/renew', () => {
+  it('rotates: a new pair in the same session, new jid, and the used token is refused later', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp('acme', { refreshNbfSeconds: 60, reuseGraceSeconds: 10 });
+    const first = (await (await h.post(`/app/${appId}/issue`, { sub: 'u', ...client, personal: { p: 1 } }, appKey)).json()) as Pair;
+    h.clock.advance(60);
+    const res = await h.post(`/app/${appId}/renew`, { refresh_token: first.refresh_token, ip: '198.51.100.1', useragent: 'other-agent' }, appKey);
+    expect(res.status).toBe(200);
+    const second = (await res.json()) as Pair;
+    const auth = verifyIndependently(second.auth_token, second.public_key).payload;
+    const refresh = verifyIndependently(second.refresh_token, second.public_key).payload;
+    expect(auth.jid).not.toBe(decodePart(first.auth_token, 1).jid);
+    expect(refresh.jid).toBe(auth.jid);
+    expect(auth).toMatchObject({ sub: 'u', ip: '198.51.100.1', useragent: 'other-agent', personal: { p: 1 }, iat: Math.floor(h.clock() / 1000) });
+    h.clock.advance(11);
+    expect((await h.post(`/app/${appId}/renew`, { refresh_token: first.refresh_token, ...client }, appKey)).status).toBe(401);
+  });
+
+  it('never lets a refresh token outlive the session: exp is capped, and renew stops at session end', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp('acme', { refreshNbfSeconds: 0, refreshTtlSeconds: 3600, sessionTtlSeconds: 5000 });
+    const start = Math.floor(h.clock() / 1000);
+    let pair = (await (await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, appKey)).json()) as Pair;
+    h.clock.advance(3000);
+    pair = (await (await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey)).json()) as Pair;
+    expect(decodePart(pair.refresh_token, 1).exp).toBe(start + 5000);
+    h.clock.advance(2000);
+    const res = await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey);
+    expect(res.status).toBe(401);
+  });
+
+  it('signs with the new current key after a rotation and still renews tokens of the retired key', async () => {
+    const h = await harness();
+    const { appId, appKey, kid } = await h.createApp('acme', { refreshNbfSeconds: 0 });
+    const pair = (await (await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, appKey)).json()) as Pair;
+    const current = await h.tm.keyring.rotate(appId);
+    expect(current.kid).not.toBe(kid);
+    const res = await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey);
+    expect(res.status).toBe(200);
+    const renewed = (await res.json()) as Pair;
+    expect(renewed.key_id).toBe(current.kid);
+    expect(verifyIndependently(renewed.auth_token, renewed.public_key).header.kid).toBe(current.kid);
+  });
+});
+
+describe('POST /app/:app_id/revoke', () => {
+  it('ends the whole session, and answers 200 for unknown or dead tokens', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp('acme', { refreshNbfSeconds: 60 });
+    const pair = (await (await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, appKey)).json()) as Pair;
+    // Right after login (before nbf) a user can still log out.
+    let res = await h.post(`/app/${appId}/revoke`, { refresh_token: pair.refresh_token }, appKey);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ message: 'revoked' });
+    h.clock.advance(60);
+    expect((await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey)).status).toBe(401);
+    expect(h.logs.at(-1)).toMatchObject({ status: 401, reason: 'session revoked (client)' });
+    for (const token of [pair.refresh_token, 'garbage', pair.auth_token]) {
+      res = await h.post(`/app/${appId}/revoke`, { refresh_token: token }, appKey);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ message: 'revoked' });
+    }
+    expect((await h.post(`/app/${appId}/revoke`, {}, appKey)).status).toBe(400);
+    expect((await h.post(`/app/${appId}/revoke`, { refresh_token: pair.refresh_token }, 'wrong')).status).toBe(403);
+  });
+});
+
+describe('public routes', () => {
+  it('GET /healthz', async () => {
+    const h = await harness();
+    const res = await h.app.request('/healthz');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok' });
+  });
+
+  it('GET /app/:app_id/jwks.json publishes current and next with public fields only; 404 for an unknown app', async () => {
+    const h = await harness();
+    const { appId, kid } = await h.createApp();
+    const res = await h.app.request(`/app/${appId}/jwks.json`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toMatch(/^public, max-age=\d+$/);
+    const { keys } = (await res.json()) as { keys: Array<Record<string, string>> };
+    expect(keys).toHaveLength(2);
+    expect(keys.map((k) => k.kid)).toContain(kid);
+    for (const k of keys) {
+      expect(Object.keys(k).sort()).toEqual(['alg', 'crv', 'kid', 'kty', 'use', 'x', 'y']);
+      expect(k).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', use: 'sig' });
+    }
+    const missing = await h.app.request('/app/nope/jwks.json');
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toHaveProperty('message');
+  });
+
+  it('keeps the JWKS public for a disabled app', async () => {
+    const h = await harness();
+    const { appId } = await h.createApp();
+    await h.tm.apps.setDisabled(appId, true);
+    expect((await h.app.request(`/app/${appId}/jwks.json`)).status).toBe(200);
+  });
+
+  it('answers unknown routes with a JSON 404', async () => {
+    const h = await harness();
+    const res = await h.app.request('/nope');
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({ message: 'not found' });
+  });
+});

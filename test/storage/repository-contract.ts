@@ -1,0 +1,128 @@
+import { describe, expect, it } from 'vitest';
+import type { AppRecord, RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../../src/storage/repository.js';
+import { DEFAULT_APP_SETTINGS } from '../../src/apps/app-settings.js';
+
+const NOW = Date.parse('2026-06-01T12:00:00Z');
+
+const appRecord = (appId: string): AppRecord => ({
+  appId,
+  ...DEFAULT_APP_SETTINGS,
+  appKeyHash: 'h'.repeat(64),
+  previousAppKeyHash: null,
+  previousAppKeyExpiresAt: null,
+  disabled: false,
+  createdAt: NOW,
+  updatedAt: NOW,
+});
+
+let seq = 0;
+const key = (appId: string, state: SigningKeyRecord['state']): SigningKeyRecord => ({
+  kid: `K${String(++seq).padStart(25, '0')}`,
+  appId,
+  state,
+  sealedPrivateKey: 'tm1.test',
+  publicKeyPem: 'pem',
+  createdAt: NOW,
+  activatedAt: state === 'current' ? NOW : null,
+  retiredAt: null,
+  revokedAt: null,
+});
+
+const session = (appId: string, sub = 'u', id = `S${++seq}`): SessionRecord => ({
+  sessionId: id,
+  appId,
+  sub,
+  personal: null,
+  createdAt: NOW,
+  expiresAt: NOW + 3_600_000,
+  revokedAt: null,
+  revokeReason: null,
+});
+
+const token = (s: SessionRecord, parentJid: string | null = null): RefreshTokenRecord => ({
+  jid: `J${++seq}`,
+  sessionId: s.sessionId,
+  parentJid,
+  iat: NOW / 1000,
+  nbf: NOW / 1000,
+  exp: NOW / 1000 + 3600,
+  ip: '203.0.113.7',
+  useragent: 'ua',
+  usedAt: null,
+});
+
+/**
+ * The guarantees every Repository implementation must keep. Run it against each one
+ * (`repositoryContract('sqlite', () => …)`).
+ */
+export function repositoryContract(name: string, open: () => Promise<Repository>) {
+  describe(`Repository contract: ${name}`, () => {
+    async function withApp() {
+      const repo = await open();
+      const current = key('acme', 'current');
+      const next = key('acme', 'next');
+      await repo.createApp(appRecord('acme'), [current, next]);
+      return { repo, current, next };
+    }
+
+    it('refuses a second app with the same id', async () => {
+      const { repo } = await withApp();
+      await expect(repo.createApp(appRecord('acme'), [])).rejects.toMatchObject({ code: 'ERR_CONFLICT' });
+    });
+
+    it('consumeRefreshToken: exactly one of many concurrent callers wins, and only its child is stored', async () => {
+      const { repo } = await withApp();
+      const s = session('acme');
+      const parent = token(s);
+      await repo.createSession(s, parent);
+      const children = Array.from({ length: 20 }, () => token(s, parent.jid));
+      const results = await Promise.all(children.map((c) => repo.consumeRefreshToken(parent.jid, c, NOW)));
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const winner = children[results.indexOf(true)]!;
+      expect((await repo.findChild(parent.jid))?.jid).toBe(winner.jid);
+      for (const loser of children.filter((c) => c !== winner)) expect(await repo.findRefreshToken(loser.jid)).toBeUndefined();
+      expect((await repo.findRefreshToken(parent.jid))?.token.usedAt).toBe(NOW);
+    });
+
+    it('consumeRefreshToken refuses a token whose session is revoked', async () => {
+      const { repo } = await withApp();
+      const s = session('acme');
+      const parent = token(s);
+      await repo.createSession(s, parent);
+      await repo.revokeSession(s.sessionId, 'reuse', NOW);
+      expect(await repo.consumeRefreshToken(parent.jid, token(s, parent.jid), NOW)).toBe(false);
+      expect((await repo.findRefreshToken(parent.jid))?.session).toMatchObject({ revokedAt: NOW, revokeReason: 'reuse' });
+    });
+
+    it('rotateKeys: current → retired, next → current, a new next; one current and one next at all times', async () => {
+      const { repo, current, next } = await withApp();
+      const newNext = key('acme', 'next');
+      expect(await repo.rotateKeys('acme', newNext, NOW + 1)).toMatchObject({ kid: next.kid, state: 'current', activatedAt: NOW + 1 });
+      const states = Object.fromEntries((await repo.listKeys('acme')).map((k) => [k.kid, k.state]));
+      expect(states).toEqual({ [current.kid]: 'retired', [next.kid]: 'current', [newNext.kid]: 'next' });
+      expect(await repo.rotateKeys('nope', key('nope', 'next'), NOW)).toBeUndefined();
+    });
+
+    it('revokeKey on the current key promotes next and publishes a replacement next', async () => {
+      const { repo, current, next } = await withApp();
+      const replacement = key('acme', 'next');
+      expect(await repo.revokeKey('acme', current.kid, replacement, NOW)).toMatchObject({ kid: current.kid, state: 'revoked' });
+      const states = Object.fromEntries((await repo.listKeys('acme')).map((k) => [k.kid, k.state]));
+      expect(states).toEqual({ [current.kid]: 'revoked', [next.kid]: 'current', [replacement.kid]: 'next' });
+      expect(await repo.revokeKey('acme', 'unknown', key('acme', 'next'), NOW)).toBeUndefined();
+    });
+
+    it('revokeSessions counts live sessions of a subject, or all of the app', async () => {
+      const { repo } = await withApp();
+      for (const sub of ['a', 'a', 'b']) {
+        const s = session('acme', sub);
+        await repo.createSession(s, token(s));
+      }
+      const expired = { ...session('acme', 'a'), expiresAt: NOW - 1 };
+      await repo.createSession(expired, token(expired));
+      expect(await repo.revokeSessions('acme', { sub: 'a' }, 'admin', NOW)).toBe(2);
+      expect(await repo.revokeSessions('acme', { sub: 'a' }, 'admin', NOW)).toBe(0);
+      expect(await repo.revokeSessions('acme', {}, 'admin-all', NOW)).toBe(1);
+    });
+  });
+}
