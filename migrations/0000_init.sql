@@ -47,12 +47,13 @@ CREATE TABLE `signing_keys` (
 	`kid` text PRIMARY KEY NOT NULL,
 	`app_id` text NOT NULL,
 	`state` text NOT NULL,
-	`sealed_private_key` text NOT NULL,
+	`sealed_private_key` text,
 	`public_key_pem` text NOT NULL,
 	`created_at` integer NOT NULL,
 	`activated_at` integer,
 	`retired_at` integer,
 	`revoked_at` integer,
+	`pruned_at` integer,
 	FOREIGN KEY (`app_id`) REFERENCES `apps`(`app_id`) ON UPDATE no action ON DELETE no action
 );
 --> statement-breakpoint

@@ -18,6 +18,7 @@ const envSchema = z.object({
   APP_KEY_LIMITER_MAX_CLIENTS: positiveInt.default(10_000),
   JWKS_MAX_AGE_SECONDS: positiveInt.default(300),
   SHUTDOWN_TIMEOUT_SECONDS: positiveInt.default(10),
+  MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().default(60),
 });
 
 export interface Config {
@@ -35,6 +36,8 @@ export interface Config {
   readonly appKeyLimiterMaxClients: number;
   readonly jwksMaxAgeSeconds: number;
   readonly shutdownTimeoutSeconds: number;
+  /** How often the server runs due key rotations and pruning. */
+  readonly maintenanceIntervalSeconds: number;
 }
 
 export class ConfigError extends Error {
@@ -62,5 +65,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     appKeyLimiterMaxClients: e.APP_KEY_LIMITER_MAX_CLIENTS,
     jwksMaxAgeSeconds: e.JWKS_MAX_AGE_SECONDS,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
+    maintenanceIntervalSeconds: e.MAINTENANCE_INTERVAL_SECONDS,
   });
 }

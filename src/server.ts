@@ -3,8 +3,8 @@ import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
-import { createLogger } from './log.js';
-import { openTokenmint } from './tokenmint.js';
+import { createLogger, type Logger } from './log.js';
+import { openTokenmint, type Tokenmint } from './tokenmint.js';
 
 function main(): void {
   const config = loadConfig();
@@ -18,6 +18,7 @@ function main(): void {
   });
   const app = createApp({ ...tm, limiter, logger, trustProxyHeader: config.trustProxyHeader, jwksMaxAgeSeconds: config.jwksMaxAgeSeconds });
 
+  const maintenance = startMaintenance(tm, logger, config.maintenanceIntervalSeconds);
   const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
     process.stderr.write(`tokenmint listening on http://${info.address}:${info.port} (database ${config.databasePath})\n`);
     logger.info({ address: info.address, port: info.port, database: config.databasePath }, 'listening');
@@ -35,6 +36,7 @@ function main(): void {
     }, config.shutdownTimeoutSeconds * 1000);
     force.unref();
     server.close(async () => {
+      await maintenance.stop();
       await tm.close();
       logger.info('closed');
       process.exit(0);
@@ -44,6 +46,33 @@ function main(): void {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+/**
+ * Runs the keyring's scheduled work (due rotations, pruning) now and every `intervalSeconds`, one run
+ * at a time. Other processes on the same database may do the same: each rotation happens once.
+ */
+function startMaintenance(tm: Tokenmint, logger: Logger, intervalSeconds: number) {
+  let running: Promise<void> | undefined;
+  const run = () => {
+    running ??= tm.keyring
+      .maintain()
+      .then(({ rotated, pruned }) => {
+        for (const r of rotated) logger.info({ app_id: r.appId, kid: r.kid }, 'scheduled key rotation');
+        if (pruned > 0) logger.info({ pruned }, 'pruned expired signing keys');
+      })
+      .catch((error: Error) => logger.error({ err: { message: error.message } }, 'key maintenance failed'))
+      .finally(() => (running = undefined));
+  };
+  run();
+  const timer = setInterval(run, intervalSeconds * 1000);
+  timer.unref();
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }
 
 try {

@@ -17,7 +17,7 @@ export type Tokenmint = ReturnType<typeof openTokenmint>;
 export function openTokenmint(config: Config, { clock = systemClock, logger }: { clock?: Clock; logger?: Logger } = {}) {
   const masterKey = loadMasterKey({ base64: config.masterKeyBase64, file: config.masterKeyPath });
   const repo = createSqliteRepository(openSqlite(config.databasePath));
-  const keyring = createKeyring({ repo, masterKey, clock });
+  const keyring = createKeyring({ repo, masterKey, clock, publicationLeadSeconds: config.jwksMaxAgeSeconds });
   return {
     repo,
     keyring,

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { keyVerifiesUntil } from '../keyring/keyring.js';
 import type { AppRecord, SigningKeyRecord } from '../storage/repository.js';
+import { invalidRequest } from '../errors.js';
 import type { WithContext } from './run.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -15,6 +16,7 @@ function publicKey(app: AppRecord, key: SigningKeyRecord) {
     revoked_at: iso(key.revokedAt),
     // When it stops verifying and leaves the JWKS (null: not scheduled).
     leaves_jwks_at: iso(keyVerifiesUntil(app, key)),
+    pruned_at: iso(key.prunedAt),
   };
 }
 
@@ -24,21 +26,33 @@ export function keyCommands(withContext: WithContext): Command {
   key
     .command('list <app_id>')
     .description('the keyring: every key with its state and dates')
+    .option('--all', 'also the records of pruned keys (private key destroyed)')
     .option('--json', 'print JSON')
     .action(
-      withContext(async ({ tm, output }, appId: string) => {
+      withContext(async ({ tm, output }, appId: string, opts: { all?: boolean }) => {
         const app = await tm.apps.get(appId);
-        const keys = (await tm.keyring.list(appId)).map((k) => publicKey(app, k));
+        const keys = (await tm.keyring.list(appId, { includePruned: opts.all })).map((k) => publicKey(app, k));
         output(keys, keys.map((k) => `${k.kid}  ${k.state.padEnd(8)} created ${k.created_at}${k.leaves_jwks_at ? `  leaves JWKS ${k.leaves_jwks_at}` : ''}`).join('\n'));
       }),
     );
 
   key
-    .command('rotate <app_id>')
+    .command('rotate [app_id]')
     .description('promote the next key to current and retire the current one (takes effect at once)')
+    .option('--due', 'instead: carry out every scheduled rotation that is due (all apps) and prune expired keys, as the server does')
     .option('--json', 'print JSON')
     .action(
-      withContext(async ({ tm, output, warn, config }, appId: string) => {
+      withContext(async ({ tm, output, warn, config }, appId: string | undefined, opts: { due?: boolean }) => {
+        if (opts.due) {
+          if (appId !== undefined) throw invalidRequest([{ path: '--due', message: '--due rotates every app that is due; give no app_id' }]);
+          const { rotated, pruned } = await tm.keyring.maintain();
+          output(
+            { rotated: rotated.map((r) => ({ app_id: r.appId, kid: r.kid })), pruned },
+            `${rotated.map((r) => `rotated ${r.appId}: current key is now ${r.kid}\n`).join('')}${rotated.length} rotation${rotated.length === 1 ? '' : 's'} due; ${pruned} expired key${pruned === 1 ? '' : 's'} pruned`,
+          );
+          return;
+        }
+        if (appId === undefined) throw invalidRequest([{ path: 'app_id', message: 'give an app_id, or --due' }]);
         await tm.apps.get(appId);
         const current = await tm.keyring.rotate(appId);
         const publishedForMs = (current.activatedAt ?? 0) - current.createdAt;

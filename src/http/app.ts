@@ -1,5 +1,7 @@
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
+import { etag } from 'hono/etag';
 import { createMiddleware } from 'hono/factory';
 import { routePath } from 'hono/route';
 import type { AppService } from '../apps/app-service.js';
@@ -55,7 +57,7 @@ export function createApp(deps: AppDeps) {
   app.get('/healthz', function health(c) {
     return c.json({ status: 'ok' });
   });
-  app.get('/app/:app_id/jwks.json', jwksHandler({ repo: deps.repo, keyring: deps.keyring, maxAgeSeconds: deps.jwksMaxAgeSeconds }));
+  app.get('/app/:app_id/jwks.json', cors({ origin: '*', allowMethods: ['GET'], exposeHeaders: ['ETag'] }), etag(), jwksHandler({ repo: deps.repo, keyring: deps.keyring, maxAgeSeconds: deps.jwksMaxAgeSeconds }));
   app.route('/app/:app_id', tokenRoutes({ sessions: deps.sessions, auth: appAuth(deps) }));
 
   app.notFound((c) => c.json({ message: 'not found' }, 404));

@@ -53,7 +53,29 @@ export function isPublished(app: AppRecord, key: SigningKeyRecord, now: number):
   return until === null || until > now;
 }
 
-export function createKeyring({ repo, masterKey, clock }: { repo: Repository; masterKey: MasterKey; clock: Clock }) {
+/**
+ * When a scheduled rotation of `app` is due, or null for never (rotate-every 0): rotate-every after the
+ * current key took over, but never before the next key has been in the JWKS for `publicationLeadMs`
+ * (one JWKS cache lifetime), so no verifier holding a cached JWKS meets an unknown kid.
+ */
+export function scheduledRotationAt(app: AppRecord, keys: SigningKeyRecord[], publicationLeadMs: number): number | null {
+  const current = keys.find((k) => k.state === 'current');
+  const next = keys.find((k) => k.state === 'next');
+  if (app.rotateEverySeconds === 0 || !current || !next) return null;
+  return Math.max((current.activatedAt ?? current.createdAt) + app.rotateEverySeconds * 1000, next.createdAt + publicationLeadMs);
+}
+
+export interface KeyringOptions {
+  repo: Repository;
+  masterKey: MasterKey;
+  clock: Clock;
+  /** How long a next key is published before a scheduled rotation may promote it: the JWKS max-age. */
+  publicationLeadSeconds: number;
+}
+
+export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds }: KeyringOptions) {
+  const publicationLeadMs = publicationLeadSeconds * 1000;
+
   // Key material never changes for a kid, so imported keys are cached for the life of the process;
   // the state (current, revoked, ...) is read from the database on every use.
   const privateKeys = new Map<string, Promise<CryptoKey>>();
@@ -62,6 +84,7 @@ export function createKeyring({ repo, masterKey, clock }: { repo: Repository; ma
   const privateKeyOf = (key: SigningKeyRecord) => {
     let cached = privateKeys.get(key.kid);
     if (!cached) {
+      if (key.sealedPrivateKey === null) throw new Error(`key ${key.kid} was pruned`);
       cached = importPKCS8(unseal(masterKey, key.sealedPrivateKey, sealAad(key.appId, key.kid)), ALG);
       privateKeys.set(key.kid, cached);
     }
@@ -90,7 +113,28 @@ export function createKeyring({ repo, masterKey, clock }: { repo: Repository; ma
       activatedAt: state === 'current' ? now : null,
       retiredAt: null,
       revokedAt: null,
+      prunedAt: null,
     };
+  }
+
+  /** The scheduled rotation of one app, if due now. Safe to run from several processes at once. */
+  async function rotateIfDue(app: AppRecord, now: number): Promise<SigningKeyRecord | undefined> {
+    const dueAt = scheduledRotationAt(app, await repo.listKeys(app.appId), publicationLeadMs);
+    if (dueAt === null || dueAt > now) return undefined;
+    return repo.rotateKeys(app.appId, await newKey(app.appId, 'next', now), now, {
+      currentActivatedAtOrBefore: now - app.rotateEverySeconds * 1000,
+      nextCreatedAtOrBefore: now - publicationLeadMs,
+    });
+  }
+
+  /** Destroys the private keys that can no longer verify anything: revoked, or retired past their lifetime. */
+  async function pruneExpired(app: AppRecord, now: number): Promise<number> {
+    const expired = (await repo.listKeys(app.appId)).filter((k) => k.prunedAt === null && (k.state === 'revoked' || (k.state === 'retired' && !isPublished(app, k, now))));
+    for (const k of expired) {
+      privateKeys.delete(k.kid);
+      publicKeys.delete(k.kid);
+    }
+    return repo.pruneKeys(app.appId, expired.map((k) => k.kid), now);
   }
 
   return {
@@ -99,7 +143,26 @@ export function createKeyring({ repo, masterKey, clock }: { repo: Repository; ma
       return [await newKey(appId, 'current', now), await newKey(appId, 'next', now)];
     },
 
-    list: (appId: string) => repo.listKeys(appId),
+    /** The keyring; pruned keys (kept only as records) with `includePruned`. */
+    async list(appId: string, { includePruned = false } = {}): Promise<SigningKeyRecord[]> {
+      return (await repo.listKeys(appId)).filter((k) => includePruned || k.prunedAt === null);
+    },
+
+    /**
+     * Scheduled key work for every app: due rotations, then pruning. Run by the server on a timer and
+     * by `tokenmint key rotate --due`; several processes may run it at once.
+     */
+    async maintain(): Promise<{ rotated: Array<{ appId: string; kid: string }>; pruned: number }> {
+      const rotated: Array<{ appId: string; kid: string }> = [];
+      let pruned = 0;
+      for (const app of await repo.listApps()) {
+        const now = clock();
+        const current = await rotateIfDue(app, now);
+        if (current) rotated.push({ appId: app.appId, kid: current.kid });
+        pruned += await pruneExpired(app, now);
+      }
+      return { rotated, pruned };
+    },
 
     async signer(appId: string): Promise<Signer> {
       const current = (await repo.listKeys(appId)).find((k) => k.state === 'current');

@@ -33,12 +33,22 @@ export interface SigningKeyRecord {
   kid: string;
   appId: string;
   state: KeyState;
-  sealedPrivateKey: string;
+  /** The sealed envelope; null once the key is pruned (its row stays as the key's record). */
+  sealedPrivateKey: string | null;
   publicKeyPem: string;
   createdAt: number;
   activatedAt: number | null;
   retiredAt: number | null;
   revokedAt: number | null;
+  prunedAt: number | null;
+}
+
+/** Conditions for a scheduled rotation, checked inside the rotation's own transaction. */
+export interface RotationDue {
+  /** Rotate only if the current key was activated at or before this time. */
+  currentActivatedAtOrBefore: number;
+  /** ...and the next key has been published since at or before this time. */
+  nextCreatedAtOrBefore: number;
 }
 
 export interface SessionRecord {
@@ -81,10 +91,17 @@ export interface Repository {
   listKeys(appId: string): Promise<SigningKeyRecord[]>;
   /**
    * One atomic step: current → retired, next → current, `newNext` inserted as next. Under concurrent
-   * calls each one is a whole rotation (no key is promoted twice). Resolves to the new current key,
-   * or undefined when the app has no next key.
+   * calls each one is a whole rotation (no key is promoted twice). With `due`, the rotation happens
+   * only if its conditions still hold inside the transaction, so of several processes finding the
+   * same rotation due exactly one performs it. Resolves to the new current key, or undefined when
+   * the app has no next key or the rotation is not (or no longer) due.
    */
-  rotateKeys(appId: string, newNext: SigningKeyRecord, now: number): Promise<SigningKeyRecord | undefined>;
+  rotateKeys(appId: string, newNext: SigningKeyRecord, now: number, due?: RotationDue): Promise<SigningKeyRecord | undefined>;
+  /**
+   * Destroys the private keys of `kids` (retired past their lifetime, or revoked) and marks them
+   * pruned; their rows stay as records. Resolves to how many were pruned now.
+   */
+  pruneKeys(appId: string, kids: string[], now: number): Promise<number>;
   /**
    * Revokes `kid` atomically. Revoking the current key promotes next to current; revoking current or
    * next inserts `replacementNext` so a next key is always published. Resolves to the revoked key,

@@ -26,6 +26,7 @@ const key = (appId: string, state: SigningKeyRecord['state']): SigningKeyRecord 
   activatedAt: state === 'current' ? NOW : null,
   retiredAt: null,
   revokedAt: null,
+  prunedAt: null,
 });
 
 const session = (appId: string, sub = 'u', id = `S${++seq}`): SessionRecord => ({
@@ -101,6 +102,29 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       const states = Object.fromEntries((await repo.listKeys('acme')).map((k) => [k.kid, k.state]));
       expect(states).toEqual({ [current.kid]: 'retired', [next.kid]: 'current', [newNext.kid]: 'next' });
       expect(await repo.rotateKeys('nope', key('nope', 'next'), NOW)).toBeUndefined();
+    });
+
+    it('rotateKeys with due conditions: of two callers finding the same rotation due, one rotates', async () => {
+      const { repo, next } = await withApp();
+      const due = { currentActivatedAtOrBefore: NOW + 1000, nextCreatedAtOrBefore: NOW + 1000 };
+      const results = await Promise.all([
+        repo.rotateKeys('acme', key('acme', 'next'), NOW + 2000, due),
+        repo.rotateKeys('acme', key('acme', 'next'), NOW + 2000, due),
+      ]);
+      expect(results.filter(Boolean)).toEqual([expect.objectContaining({ kid: next.kid })]);
+      expect((await repo.listKeys('acme')).map((k) => k.state).sort()).toEqual(['current', 'next', 'retired']);
+      // Not due: the current key is too young.
+      expect(await repo.rotateKeys('acme', key('acme', 'next'), NOW + 2000, due)).toBeUndefined();
+    });
+
+    it('pruneKeys destroys private keys of retired and revoked keys only, keeping their rows', async () => {
+      const { repo, current, next } = await withApp();
+      await repo.rotateKeys('acme', key('acme', 'next'), NOW);
+      expect(await repo.pruneKeys('acme', [current.kid, next.kid], NOW + 5)).toBe(1); // next is now current: kept
+      const keys = await repo.listKeys('acme');
+      expect(keys.find((k) => k.kid === current.kid)).toMatchObject({ state: 'retired', sealedPrivateKey: null, prunedAt: NOW + 5 });
+      expect(keys.find((k) => k.kid === next.kid)?.sealedPrivateKey).not.toBeNull();
+      expect(await repo.pruneKeys('acme', [current.kid], NOW + 6)).toBe(0);
     });
 
     it('revokeKey on the current key promotes next and publishes a replacement next', async () => {

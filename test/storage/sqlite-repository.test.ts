@@ -35,7 +35,7 @@ describe('SQLite storage', () => {
     );
     for (const k of keys) {
       expect(k.sealedPrivateKey).toMatch(/^tm1\.[0-9a-f]{16}\./);
-      const pem = unseal(master, k.sealedPrivateKey, `tokenmint:signing-key:acme:${k.kid}`);
+      const pem = unseal(master, k.sealedPrivateKey!, `tokenmint:signing-key:acme:${k.kid}`);
       const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
       const { d } = createPrivateKey(pem).export({ format: 'jwk' });
       // Neither the PEM text, nor the DER, nor the raw scalar d in any encoding.
@@ -48,8 +48,8 @@ describe('SQLite storage', () => {
     await h.createApp('acme');
     const [k] = await h.tm.repo.listKeys('acme');
     const master = masterKeyFromBytes(Buffer.from(h.env.TOKENMINT_MASTER_KEY!, 'base64'));
-    expect(() => unseal(masterKeyFromBytes(Buffer.alloc(32, 7)), k!.sealedPrivateKey, `tokenmint:signing-key:acme:${k!.kid}`)).toThrow(/master key/);
-    expect(() => unseal(master, k!.sealedPrivateKey, 'tokenmint:signing-key:other:X')).toThrow();
+    expect(() => unseal(masterKeyFromBytes(Buffer.alloc(32, 7)), k!.sealedPrivateKey!, `tokenmint:signing-key:acme:${k!.kid}`)).toThrow(/master key/);
+    expect(() => unseal(master, k!.sealedPrivateKey!, 'tokenmint:signing-key:other:X')).toThrow();
   });
 
   it('keeps everything across a restart: apps, keys, sessions', async () => {

@@ -29,13 +29,15 @@ export const signingKeys = sqliteTable(
       .notNull()
       .references(() => apps.appId),
     state: text('state', { enum: ['next', 'current', 'retired', 'revoked'] }).notNull(),
-    // AES-256-GCM envelope under the master key; never the clear PKCS#8.
-    sealedPrivateKey: text('sealed_private_key').notNull(),
+    // AES-256-GCM envelope under the master key; never the clear PKCS#8. Null once pruned.
+    sealedPrivateKey: text('sealed_private_key'),
     publicKeyPem: text('public_key_pem').notNull(),
     createdAt: integer('created_at').notNull(),
     activatedAt: integer('activated_at'),
     retiredAt: integer('retired_at'),
     revokedAt: integer('revoked_at'),
+    // Set when the key left the keyring for good: private key destroyed, this row kept as its record.
+    prunedAt: integer('pruned_at'),
   },
   (t) => [
     index('signing_keys_app_idx').on(t.appId),

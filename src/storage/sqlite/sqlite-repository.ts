@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
 import type { Repository, SigningKeyRecord } from '../repository.js';
 import type { SqliteDb } from './open.js';
@@ -38,14 +38,13 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       return db.select().from(signingKeys).where(eq(signingKeys.appId, appId)).orderBy(asc(signingKeys.kid)).all();
     },
 
-    async rotateKeys(appId, newNext, now) {
+    async rotateKeys(appId, newNext, now, due) {
       return db.transaction((tx) => {
-        const next = tx
-          .select()
-          .from(signingKeys)
-          .where(and(eq(signingKeys.appId, appId), eq(signingKeys.state, 'next')))
-          .get();
+        const keys = tx.select().from(signingKeys).where(eq(signingKeys.appId, appId)).all();
+        const next = keys.find((k) => k.state === 'next');
+        const current = keys.find((k) => k.state === 'current');
         if (!next) return undefined;
+        if (due && ((current?.activatedAt ?? 0) > due.currentActivatedAtOrBefore || next.createdAt > due.nextCreatedAtOrBefore)) return undefined;
         // Order matters: the partial unique indexes allow one current and one next at any moment.
         tx.update(signingKeys)
           .set({ state: 'retired', retiredAt: now })
@@ -75,6 +74,22 @@ export function createSqliteRepository(db: SqliteDb): Repository {
         if (key.state === 'current' || key.state === 'next') insertKey(tx, replacementNext);
         return { ...key, state: 'revoked' as const, revokedAt: now };
       }, immediate);
+    },
+
+    async pruneKeys(appId, kids, now) {
+      if (kids.length === 0) return 0;
+      return db
+        .update(signingKeys)
+        .set({ sealedPrivateKey: null, prunedAt: now })
+        .where(
+          and(
+            eq(signingKeys.appId, appId),
+            inArray(signingKeys.kid, kids),
+            inArray(signingKeys.state, ['retired', 'revoked']),
+            isNull(signingKeys.prunedAt),
+          ),
+        )
+        .run().changes;
     },
 
     async createSession(session, first) {

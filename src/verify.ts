@@ -1,0 +1,89 @@
+// tokenmint/verify — for consumers: a frontend or backend checking an auth token. Runs unchanged in
+// Node and in browsers (jose and Web APIs only; no Node built-ins).
+import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import type { AuthTokenClaims } from './tokens/claims.js';
+
+export type { AuthTokenClaims };
+
+interface CommonOptions {
+  /** The app's id: the token's `iss`. */
+  appId: string;
+  /** The app's audience (`--audience`, default "web-app"): the token's `aud`. */
+  audience: string;
+  /** Seconds of clock skew to allow on exp/nbf (default 0). */
+  clockTolerance?: number;
+}
+
+export type VerifyAuthTokenOptions = CommonOptions &
+  (
+    | {
+        /** `https://…/app/<app_id>/jwks.json`; fetched once, then cached (see JWKS_CACHE_MAX_AGE_MS). */
+        jwksUrl: string | URL;
+        publicKey?: never;
+      }
+    | {
+        /** `public_key` of a token pair: base64 of the key's SPKI PEM. */
+        publicKey: string;
+        jwksUrl?: never;
+      }
+  );
+
+/**
+ * How long a fetched JWKS is trusted before it is fetched again: the server's default
+ * `JWKS_MAX_AGE_SECONDS`, the lead by which tokenmint publishes a key before it signs. An unknown
+ * kid also triggers a refetch (at most every 30 s).
+ */
+export const JWKS_CACHE_MAX_AGE_MS = 300_000;
+
+// One remote key set per URL, so every call shares its cache; imported PEM keys likewise.
+const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+const importedKeys = new Map<string, Promise<CryptoKey>>();
+
+function remoteKeySet(url: string | URL) {
+  const href = new URL(url).href;
+  let set = remoteKeySets.get(href);
+  if (!set) {
+    set = createRemoteJWKSet(new URL(href), { cacheMaxAge: JWKS_CACHE_MAX_AGE_MS });
+    remoteKeySets.set(href, set);
+  }
+  return set;
+}
+
+function importPublicKey(base64Pem: string): Promise<CryptoKey> {
+  let key = importedKeys.get(base64Pem);
+  if (!key) {
+    key = importSPKI(atob(base64Pem), 'ES256');
+    importedKeys.set(base64Pem, key);
+  }
+  return key;
+}
+
+/**
+ * Verifies a tokenmint auth token and resolves to its claims. Rejects (with a jose error carrying a
+ * `code` such as `ERR_JWT_EXPIRED` or `ERR_JWS_SIGNATURE_VERIFICATION_FAILED`) unless the token is
+ * an ES256 JWS with `typ` JWT, signed by a key of the app, with `iss` = appId, `aud` = audience,
+ * within nbf/exp, and not a refresh token.
+ *
+ * @example
+ * const claims = await verifyAuthToken(token, {
+ *   appId: 'acme', audience: 'web-app', jwksUrl: 'https://auth.example.com/app/acme/jwks.json',
+ * });
+ * claims.sub; // "user-42"
+ */
+export async function verifyAuthToken(token: string, options: VerifyAuthTokenOptions): Promise<AuthTokenClaims> {
+  const checks: JWTVerifyOptions = {
+    algorithms: ['ES256'],
+    typ: 'JWT',
+    issuer: options.appId,
+    audience: options.audience,
+    requiredClaims: ['sub', 'jid', 'iat', 'nbf', 'exp'],
+    clockTolerance: options.clockTolerance ?? 0,
+  };
+  const { payload } = options.jwksUrl
+    ? await jwtVerify(token, remoteKeySet(options.jwksUrl), checks)
+    : await jwtVerify(token, await importPublicKey(options.publicKey!), checks);
+  if ((payload as JWTPayload & { type?: unknown }).type !== undefined) {
+    throw new errors.JWTClaimValidationFailed('a refresh token is not an auth token', payload, 'type', 'check_failed');
+  }
+  return payload as unknown as AuthTokenClaims;
+}

@@ -1,0 +1,97 @@
+import { createPublicKey, verify as cryptoVerify, type JsonWebKey } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { client, decodePart, harness, type Harness, type Pair } from '../helpers.js';
+
+const issue = async (h: Harness, appKey: string) =>
+  (await (await h.post('/app/acme/issue', { sub: 'u', ...client }, appKey)).json()) as Pair;
+const jwksKids = async (h: Harness) =>
+  ((await (await h.app.request('/app/acme/jwks.json')).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+const states = async (h: Harness, includePruned = false) =>
+  Object.fromEntries((await h.tm.keyring.list('acme', { includePruned })).map((k) => [k.kid, k.state]));
+
+describe('key lifecycle with a controlled clock', () => {
+  it('next → current → retired → gone from the JWKS and pruned (its record kept)', async () => {
+    const h = await harness();
+    const { appKey } = await h.createApp('acme', { rotateEverySeconds: 1000, accessTtlSeconds: 600, refreshTtlSeconds: 1200, refreshNbfSeconds: 0 });
+    const [k1, k2] = [(await h.tm.keyring.signer('acme')).kid, Object.entries(await states(h)).find(([, s]) => s === 'next')![0]];
+
+    h.clock.advance(999);
+    expect((await h.tm.keyring.maintain()).rotated).toEqual([]);
+    const signedByK1 = await issue(h, appKey);
+    h.clock.advance(1);
+    expect((await h.tm.keyring.maintain()).rotated).toEqual([{ appId: 'acme', kid: k2 }]);
+    const afterFirst = await states(h);
+    const k3 = Object.entries(afterFirst).find(([, s]) => s === 'next')![0];
+    expect(afterFirst).toEqual({ [k1]: 'retired', [k2]: 'current', [k3]: 'next' });
+    expect((await jwksKids(h)).sort()).toEqual([k1, k2, k3].sort());
+
+    // A retired key still verifies what it signed.
+    const renewed = await h.post('/app/acme/renew', { refresh_token: signedByK1.refresh_token, ...client }, appKey);
+    expect(renewed.status).toBe(200);
+    expect(((await renewed.json()) as Pair).key_id).toBe(k2);
+
+    // Retired lifetime: max(access 600, min(refresh 1200, session)) = 1200 s after retirement.
+    h.clock.advance(1199);
+    expect(await jwksKids(h)).toContain(k1);
+    h.clock.advance(1);
+    const { pruned } = await h.tm.keyring.maintain();
+    expect(pruned).toBe(1);
+    expect(await jwksKids(h)).not.toContain(k1);
+    expect(Object.keys(await states(h))).not.toContain(k1);
+    const record = (await h.tm.keyring.list('acme', { includePruned: true })).find((k) => k.kid === k1)!;
+    expect(record).toMatchObject({ state: 'retired', sealedPrivateKey: null, prunedAt: h.clock() });
+  });
+
+  it('a scheduled rotation waits until the next key has been published one JWKS cache lifetime', async () => {
+    const h = await harness({ env: { JWKS_MAX_AGE_SECONDS: '300' } });
+    await h.createApp('acme', { rotateEverySeconds: 60 });
+    h.clock.advance(60);
+    expect((await h.tm.keyring.maintain()).rotated).toHaveLength(0);
+    h.clock.advance(239);
+    expect((await h.tm.keyring.maintain()).rotated).toHaveLength(0);
+    h.clock.advance(1);
+    expect((await h.tm.keyring.maintain()).rotated).toHaveLength(1);
+  });
+
+  it('rotate-every 0 never rotates', async () => {
+    const h = await harness();
+    await h.createApp('acme', { rotateEverySeconds: 0 });
+    h.clock.advance(10 * 365 * 86400);
+    expect((await h.tm.keyring.maintain()).rotated).toHaveLength(0);
+  });
+
+  it('revoking the current key: the next key signs at once, a new next is published, old tokens are refused', async () => {
+    const h = await harness();
+    const { appKey, kid } = await h.createApp('acme', { refreshNbfSeconds: 0 });
+    const next = Object.entries(await states(h)).find(([, s]) => s === 'next')![0];
+    const old = await issue(h, appKey);
+    await h.tm.keyring.revoke('acme', kid);
+    expect((await issue(h, appKey)).key_id).toBe(next);
+    expect(await jwksKids(h)).not.toContain(kid);
+    expect(Object.values(await states(h)).sort()).toEqual(['current', 'next', 'revoked']);
+    expect((await h.post('/app/acme/renew', { refresh_token: old.refresh_token, ...client }, appKey)).status).toBe(401);
+  });
+
+  it('a verifier that caches the JWKS for its max-age never meets an unknown kid across scheduled rotations', async () => {
+    const h = await harness({ env: { JWKS_MAX_AGE_SECONDS: '300' } });
+    const { appKey } = await h.createApp('acme', { rotateEverySeconds: 600, accessTtlSeconds: 900 });
+    let cache: { fetchedAt: number; keys: Map<string, JsonWebKey> } | undefined;
+    let rotations = 0;
+    for (let elapsed = 0; elapsed < 6 * 3600; elapsed += 37) {
+      h.clock.advance(37);
+      rotations += (await h.tm.keyring.maintain()).rotated.length;
+      if (!cache || h.clock() - cache.fetchedAt >= 300_000) {
+        const res = await h.app.request('/app/acme/jwks.json');
+        const { keys } = (await res.json()) as { keys: Array<JsonWebKey & { kid: string }> };
+        cache = { fetchedAt: h.clock(), keys: new Map(keys.map((k) => [k.kid, k])) };
+      }
+      const token = (await issue(h, appKey)).auth_token;
+      const jwk = cache.keys.get(String(decodePart(token, 0).kid));
+      expect(jwk, `unknown kid at +${elapsed} s`).toBeDefined();
+      const [head, body, sig] = token.split('.');
+      const key = createPublicKey({ key: jwk!, format: 'jwk' });
+      expect(cryptoVerify('sha256', Buffer.from(`${head}.${body}`), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(sig!, 'base64url'))).toBe(true);
+    }
+    expect(rotations).toBeGreaterThanOrEqual(30);
+  });
+});

@@ -1,0 +1,63 @@
+import { serve } from '@hono/node-server';
+import { createHmac } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { verifyAuthToken } from '../src/verify.js';
+import { client, decodePart, forge, harness, manualClock, onCleanup, type Harness, type Pair } from './helpers.js';
+
+/** The harness app on a real port, so the verifier fetches the JWKS over HTTP. */
+async function listening(h: Harness): Promise<string> {
+  const server = serve({ fetch: h.app.fetch, port: 0, hostname: '127.0.0.1' });
+  await new Promise((resolve) => server.once('listening', resolve));
+  onCleanup(() => new Promise((resolve) => server.close(resolve)));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function setup(clockStart = Date.now()) {
+  const h = await harness({ clock: manualClock(clockStart) });
+  const { appKey } = await h.createApp('acme');
+  const other = await h.createApp('other');
+  const url = await listening(h);
+  const pair = (await (await h.post('/app/acme/issue', { sub: 'u', ...client, personal: { a: 1 } }, appKey)).json()) as Pair;
+  const foreign = (await (await h.post('/app/other/issue', { sub: 'u', ...client }, other.appKey)).json()) as Pair;
+  return { h, pair, foreign, jwksUrl: `${url}/app/acme/jwks.json` };
+}
+
+describe('tokenmint/verify in Node', () => {
+  it('resolves to the claims, by public key and by JWKS URL', async () => {
+    const { pair, jwksUrl } = await setup();
+    for (const how of [{ publicKey: pair.public_key }, { jwksUrl }]) {
+      const claims = await verifyAuthToken(pair.auth_token, { appId: 'acme', audience: 'web-app', ...how });
+      expect(claims).toMatchObject({ iss: 'acme', aud: 'web-app', sub: 'u', personal: { a: 1 }, ip: client.ip });
+    }
+  });
+
+  it('rejects tampered, foreign, wrong-audience, refresh, forged and expired tokens', async () => {
+    const { pair, foreign, jwksUrl } = await setup();
+    const [head, , sig] = pair.auth_token.split('.');
+    const tampered = `${head}.${Buffer.from(JSON.stringify({ ...decodePart(pair.auth_token, 1), sub: 'admin' })).toString('base64url')}.${sig}`;
+    const hs256 = (() => {
+      const unsigned = forge({ alg: 'HS256', kid: pair.key_id, typ: 'JWT' }, decodePart(pair.auth_token, 1)).slice(0, -1);
+      return `${unsigned}.${createHmac('sha256', Buffer.from(pair.public_key, 'base64').toString()).update(unsigned).digest('base64url')}`;
+    })();
+    const none = forge({ alg: 'none', kid: pair.key_id, typ: 'JWT' }, decodePart(pair.auth_token, 1));
+    const cases: Array<[string, object, string]> = [
+      [tampered, { publicKey: pair.public_key }, 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'],
+      [tampered, { jwksUrl }, 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED'],
+      [foreign.auth_token, { jwksUrl }, 'ERR_JWKS_NO_MATCHING_KEY'],
+      [foreign.auth_token, { publicKey: foreign.public_key }, 'ERR_JWT_CLAIM_VALIDATION_FAILED'], // iss
+      [pair.refresh_token, { publicKey: pair.public_key }, 'ERR_JWT_CLAIM_VALIDATION_FAILED'],
+      [hs256, { publicKey: pair.public_key }, 'ERR_JOSE_ALG_NOT_ALLOWED'],
+      [none, { jwksUrl }, 'ERR_JOSE_ALG_NOT_ALLOWED'],
+    ];
+    for (const [token, how, code] of cases) {
+      await expect(verifyAuthToken(token, { appId: 'acme', audience: 'web-app', ...how } as never)).rejects.toMatchObject({ code });
+    }
+    await expect(verifyAuthToken(pair.auth_token, { appId: 'acme', audience: 'mobile', publicKey: pair.public_key })).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED' });
+  });
+
+  it('rejects an expired token', async () => {
+    const { pair } = await setup(Date.now() - 3601_000);
+    await expect(verifyAuthToken(pair.auth_token, { appId: 'acme', audience: 'web-app', publicKey: pair.public_key })).rejects.toMatchObject({ code: 'ERR_JWT_EXPIRED' });
+  });
+});
