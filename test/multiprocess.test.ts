@@ -50,3 +50,32 @@ describe('several processes on one database file', () => {
     expect(res.status).toBe(200);
   });
 });
+
+describe('scheduled key rotation across processes', () => {
+  it('`key rotate --due` from two processes at once rotates exactly once', async () => {
+    const dir = tempDir();
+    // Due after 3 s; the two runs start together, far less than another 3 s apart.
+    const env = testEnv(dir, { JWKS_MAX_AGE_SECONDS: '3' });
+    await cliProcess(env, dir, 'app', 'create', 'acme', '--rotate-every', '3');
+    await new Promise((resolve) => setTimeout(resolve, 3100));
+    const runs = await Promise.all([cliProcess(env, dir, 'key', 'rotate', '--due'), cliProcess(env, dir, 'key', 'rotate', '--due')]);
+    expect(runs.flatMap((r) => r.rotated as unknown[])).toHaveLength(1);
+    const keys = (await cliProcess(env, dir, 'key', 'list', 'acme')) as unknown as Array<{ state: string }>;
+    expect(keys.map((k) => k.state).sort()).toEqual(['current', 'next', 'retired']);
+  });
+
+  it('a running server carries out due rotations by itself, no cron, no restart', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir, { JWKS_MAX_AGE_SECONDS: '1', MAINTENANCE_INTERVAL_SECONDS: '0.2' });
+    const { key_id: first } = await cliProcess(env, dir, 'app', 'create', 'acme', '--rotate-every', '1');
+    const server = await startServer(env, dir);
+    let keys: Array<{ kid: string; state: string }> = [];
+    for (let i = 0; i < 50 && !keys.some((k) => k.kid === first && k.state === 'retired'); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      keys = (await cliProcess(env, dir, 'key', 'list', 'acme')) as unknown as typeof keys;
+    }
+    expect(keys.find((k) => k.kid === first)?.state).toBe('retired');
+    expect(keys.filter((k) => k.state === 'current')).toHaveLength(1);
+    expect(server.stdout()).toContain('scheduled key rotation');
+  });
+});
