@@ -19,6 +19,8 @@ const envSchema = z.object({
   JWKS_MAX_AGE_SECONDS: positiveInt.default(300),
   SHUTDOWN_TIMEOUT_SECONDS: positiveInt.default(10),
   MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().default(60),
+  // When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
+  METRICS_TOKEN: z.string().min(16).optional(),
 });
 
 export interface Config {
@@ -38,6 +40,7 @@ export interface Config {
   readonly shutdownTimeoutSeconds: number;
   /** How often the server runs due key rotations and pruning. */
   readonly maintenanceIntervalSeconds: number;
+  readonly metricsToken: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -66,5 +69,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     jwksMaxAgeSeconds: e.JWKS_MAX_AGE_SECONDS,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
     maintenanceIntervalSeconds: e.MAINTENANCE_INTERVAL_SECONDS,
+    metricsToken: e.METRICS_TOKEN,
   });
 }

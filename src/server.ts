@@ -3,20 +3,24 @@ import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
-import { createLogger, type Logger } from './log.js';
-import { openTokenmint, type Tokenmint } from './tokenmint.js';
+import { createLogger } from './log.js';
+import { startMaintenance } from './maintenance.js';
+import { createMetrics } from './metrics.js';
+import { openTokenmint } from './tokenmint.js';
 
 function main(): void {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  const tm = openTokenmint(config, { logger });
+  let metrics: ReturnType<typeof createMetrics> | undefined;
+  const tm = openTokenmint(config, { logger, actor: 'server', onAuditEvent: (event, fields) => metrics?.onAuditEvent(event, fields) });
+  metrics = createMetrics(tm.repo);
   const limiter = createAppKeyLimiter({
     limit: config.appKeyFailureLimit,
     windowSeconds: config.appKeyFailureWindowSeconds,
     maxClients: config.appKeyLimiterMaxClients,
     clock: systemClock,
   });
-  const app = createApp({ ...tm, limiter, logger, trustProxyHeader: config.trustProxyHeader, jwksMaxAgeSeconds: config.jwksMaxAgeSeconds });
+  const app = createApp({ ...tm, limiter, logger, metrics, config });
 
   const maintenance = startMaintenance(tm, logger, config.maintenanceIntervalSeconds);
   const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
@@ -46,33 +50,6 @@ function main(): void {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-}
-
-/**
- * Runs the keyring's scheduled work (due rotations, pruning) now and every `intervalSeconds`, one run
- * at a time. Other processes on the same database may do the same: each rotation happens once.
- */
-function startMaintenance(tm: Tokenmint, logger: Logger, intervalSeconds: number) {
-  let running: Promise<void> | undefined;
-  const run = () => {
-    running ??= tm.keyring
-      .maintain()
-      .then(({ rotated, pruned }) => {
-        for (const r of rotated) logger.info({ app_id: r.appId, kid: r.kid }, 'scheduled key rotation');
-        if (pruned > 0) logger.info({ pruned }, 'pruned expired signing keys');
-      })
-      .catch((error: Error) => logger.error({ err: { message: error.message } }, 'key maintenance failed'))
-      .finally(() => (running = undefined));
-  };
-  run();
-  const timer = setInterval(run, intervalSeconds * 1000);
-  timer.unref();
-  return {
-    stop: async () => {
-      clearInterval(timer);
-      await running;
-    },
-  };
 }
 
 try {

@@ -1,4 +1,5 @@
 import { createAppService } from './apps/app-service.js';
+import { createAuditLog, type AuditListener } from './audit.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { createKeyring } from './keyring/keyring.js';
@@ -10,19 +11,43 @@ import { createSessionService } from './tokens/session-service.js';
 
 export type Tokenmint = ReturnType<typeof openTokenmint>;
 
+export interface OpenOptions {
+  clock?: Clock;
+  /** Security events also go here as warnings. */
+  logger?: Logger;
+  /** Who the audit log names as the actor. */
+  actor?: 'cli' | 'server';
+  /** Also told of every audit event (metrics). */
+  onAuditEvent?: AuditListener;
+}
+
 /**
  * Opens the database and the master key and builds the services; shared by the server, the CLI and
  * the tests so all three run the same code.
  */
-export function openTokenmint(config: Config, { clock = systemClock, logger }: { clock?: Clock; logger?: Logger } = {}) {
+export function openTokenmint(config: Config, { clock = systemClock, logger, actor = 'server', onAuditEvent }: OpenOptions = {}) {
   const masterKey = loadMasterKey({ base64: config.masterKeyBase64, file: config.masterKeyPath });
   const repo = createSqliteRepository(openSqlite(config.databasePath));
-  const keyring = createKeyring({ repo, masterKey, clock, publicationLeadSeconds: config.jwksMaxAgeSeconds });
+  const audit = createAuditLog({
+    repo,
+    clock,
+    actor,
+    onEvent: (event, fields) => {
+      if (event.startsWith('security.')) {
+        const { appId, sessionId, clientAddress, ...rest } = fields;
+        logger?.warn({ event, app_id: appId, session_id: sessionId, client_address: clientAddress, ...rest }, event);
+      }
+      onAuditEvent?.(event, fields);
+    },
+  });
+  const keyring = createKeyring({ repo, masterKey, clock, publicationLeadSeconds: config.jwksMaxAgeSeconds, audit });
   return {
     repo,
+    clock,
+    audit,
     keyring,
-    apps: createAppService({ repo, keyring, clock }),
-    sessions: createSessionService({ repo, keyring, clock, onSecurityEvent: (event) => logger?.warn(event, event.event) }),
+    apps: createAppService({ repo, keyring, clock, audit }),
+    sessions: createSessionService({ repo, keyring, clock, audit }),
     close: () => repo.close(),
   };
 }

@@ -8,6 +8,7 @@ import { createAppKeyLimiter } from '../src/http/app-key-limiter.js';
 import { createApp } from '../src/http/app.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
+import { createMetrics, type Metrics } from '../src/metrics.js';
 import { openTokenmint, type Tokenmint } from '../src/tokenmint.js';
 import type { AppSettings } from '../src/storage/repository.js';
 
@@ -44,6 +45,7 @@ export interface Harness {
   env: NodeJS.ProcessEnv;
   tm: Tokenmint;
   app: ReturnType<typeof createApp>;
+  limiter: ReturnType<typeof createAppKeyLimiter>;
   clock: ManualClock;
   /** Every log line written so far, parsed. */
   logs: Array<Record<string, unknown>>;
@@ -68,7 +70,9 @@ export async function harness(options: { env?: Record<string, string>; clock?: M
     },
   });
   const logger = createLogger('info', sink);
-  const tm = openTokenmint(config, { clock, logger });
+  let metrics: Metrics | undefined;
+  const tm = openTokenmint(config, { clock, logger, onAuditEvent: (event, fields) => metrics?.onAuditEvent(event, fields) });
+  metrics = createMetrics(tm.repo);
   onCleanup(() => tm.close());
   const limiter = createAppKeyLimiter({
     limit: config.appKeyFailureLimit,
@@ -76,7 +80,7 @@ export async function harness(options: { env?: Record<string, string>; clock?: M
     maxClients: config.appKeyLimiterMaxClients,
     clock,
   });
-  const app = createApp({ ...tm, limiter, logger, trustProxyHeader: config.trustProxyHeader, jwksMaxAgeSeconds: config.jwksMaxAgeSeconds });
+  const app = createApp({ ...tm, limiter, logger, metrics, config });
   let counter = 0;
   return {
     dir,
@@ -84,6 +88,7 @@ export async function harness(options: { env?: Record<string, string>; clock?: M
     env,
     tm,
     app,
+    limiter,
     clock,
     logs,
     rawLogs: () => raw,

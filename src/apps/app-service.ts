@@ -1,16 +1,18 @@
+import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
 import { invalidAppKey, invalidRequest, notFound } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
 import type { AppRecord, AppSettings, Repository } from '../storage/repository.js';
-import { appKeyMatches, generateAppKey, hashAppKey } from './app-key.js';
+import { hashSecret, secretMatches } from '../secret.js';
+import { generateAppKey } from './app-key.js';
 import { appIdSchema, checkSettings, DEFAULT_APP_SETTINGS } from './app-settings.js';
 
 export type AppService = ReturnType<typeof createAppService>;
 
 // Compared against when the app is unknown, so that an unknown app costs the same as a wrong key.
-const DUMMY_HASH = hashAppKey('tokenmint-unknown-app');
+const DUMMY_HASH = hashSecret('tokenmint-unknown-app');
 
-export function createAppService({ repo, keyring, clock }: { repo: Repository; keyring: Keyring; clock: Clock }) {
+export function createAppService({ repo, keyring, clock, audit }: { repo: Repository; keyring: Keyring; clock: Clock; audit: AuditLog }) {
   async function get(appId: string): Promise<AppRecord> {
     const app = await repo.findApp(appId);
     if (!app) throw notFound(`no app "${appId}"; see \`tokenmint app list\``);
@@ -36,20 +38,26 @@ export function createAppService({ repo, keyring, clock }: { repo: Repository; k
       const appKey = generateAppKey();
       const keys = await keyring.newKeys(appId, now);
       await repo.createApp(
-        { appId, ...full, appKeyHash: hashAppKey(appKey), previousAppKeyHash: null, previousAppKeyExpiresAt: null, disabled: false, createdAt: now, updatedAt: now },
+        { appId, ...full, appKeyHash: hashSecret(appKey), previousAppKeyHash: null, previousAppKeyExpiresAt: null, disabled: false, createdAt: now, updatedAt: now },
         keys,
       );
-      return { appId, appKey, kid: keys.find((k) => k.state === 'current')!.kid };
+      const kid = keys.find((k) => k.state === 'current')!.kid;
+      await audit.record('app.created', { appId, kid, detail: { ...full } });
+      return { appId, appKey, kid };
     },
 
     async update(appId: string, settings: Partial<AppSettings>): Promise<AppRecord> {
       assertValid({ ...(await get(appId)), ...settings });
-      return (await repo.updateApp(appId, settings, clock())) ?? get(appId);
+      const updated = (await repo.updateApp(appId, settings, clock())) ?? (await get(appId));
+      await audit.record('app.updated', { appId, detail: { ...settings } });
+      return updated;
     },
 
     async setDisabled(appId: string, disabled: boolean): Promise<AppRecord> {
       await get(appId);
-      return (await repo.updateApp(appId, { disabled }, clock())) ?? get(appId);
+      const updated = (await repo.updateApp(appId, { disabled }, clock())) ?? (await get(appId));
+      await audit.record(disabled ? 'app.disabled' : 'app.enabled', { appId });
+      return updated;
     },
 
     /** A new app key; the old one keeps working for `graceSeconds` (0: stops at once). */
@@ -60,12 +68,13 @@ export function createAppService({ repo, keyring, clock }: { repo: Repository; k
       await repo.updateApp(
         appId,
         {
-          appKeyHash: hashAppKey(appKey),
+          appKeyHash: hashSecret(appKey),
           previousAppKeyHash: graceSeconds > 0 ? app.appKeyHash : null,
           previousAppKeyExpiresAt: graceSeconds > 0 ? now + graceSeconds * 1000 : null,
         },
         now,
       );
+      await audit.record('app.secret_rotated', { appId, detail: { grace_seconds: graceSeconds } });
       return appKey;
     },
 
@@ -76,12 +85,12 @@ export function createAppService({ repo, keyring, clock }: { repo: Repository; k
     async authenticate(appId: string, presented: string | undefined): Promise<AppRecord> {
       const app = await repo.findApp(appId);
       const key = presented ?? '';
-      const current = appKeyMatches(key, app?.appKeyHash ?? DUMMY_HASH);
+      const current = secretMatches(key, app?.appKeyHash ?? DUMMY_HASH);
       const previous =
         app?.previousAppKeyHash != null &&
         app.previousAppKeyExpiresAt !== null &&
         app.previousAppKeyExpiresAt > clock() &&
-        appKeyMatches(key, app.previousAppKeyHash);
+        secretMatches(key, app.previousAppKeyHash);
       if (!app) throw invalidAppKey('unknown app');
       if (presented === undefined) throw invalidAppKey('missing app key');
       if (!current && !previous) throw invalidAppKey('wrong app key');

@@ -45,7 +45,8 @@ export function keyCommands(withContext: WithContext): Command {
       withContext(async ({ tm, output, warn, config }, appId: string | undefined, opts: { due?: boolean }) => {
         if (opts.due) {
           if (appId !== undefined) throw invalidRequest([{ path: '--due', message: '--due rotates every app that is due; give no app_id' }]);
-          const { rotated, pruned } = await tm.keyring.maintain();
+          const rotated = await tm.keyring.rotateDue();
+          const pruned = await tm.keyring.pruneExpiredKeys();
           output(
             { rotated: rotated.map((r) => ({ app_id: r.appId, kid: r.kid })), pruned },
             `${rotated.map((r) => `rotated ${r.appId}: current key is now ${r.kid}\n`).join('')}${rotated.length} rotation${rotated.length === 1 ? '' : 's'} due; ${pruned} expired key${pruned === 1 ? '' : 's'} pruned`,

@@ -5,6 +5,7 @@ import { TokenmintError } from '../errors.js';
 import { openTokenmint, type Tokenmint } from '../tokenmint.js';
 import { appCommands } from './app-commands.js';
 import { keyCommands } from './key-commands.js';
+import { auditCommands, pruneCommand } from './maintenance-commands.js';
 import { sessionCommands } from './session-commands.js';
 
 export interface CliIo {
@@ -40,7 +41,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       const json = Boolean(command.opts().json);
       const config = loadConfig(io.env, io.cwd);
       if (!json) io.stderr(`database: ${config.databasePath}\n`);
-      opened = openTokenmint(config, { clock: io.clock ?? systemClock });
+      opened = openTokenmint(config, { clock: io.clock ?? systemClock, actor: 'cli' });
       await action(
         {
           tm: opened,
@@ -53,10 +54,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     };
 
   const program = new Command('tokenmint')
-    .description('tokenmint admin: apps, signing keys and sessions (works whether the server runs or not)');
+    .description('tokenmint admin: apps, signing keys, sessions, pruning and the audit log (works whether the server runs or not)');
   program.addCommand(appCommands(withContext));
   program.addCommand(keyCommands(withContext));
   program.addCommand(sessionCommands(withContext));
+  program.addCommand(pruneCommand(withContext));
+  program.addCommand(auditCommands(withContext));
   // addCommand() does not pass these settings down: without them a subcommand would process.exit().
   const configure = (command: Command): void => {
     command.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr }).showHelpAfterError('(add --help for usage)');

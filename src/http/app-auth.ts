@@ -1,6 +1,7 @@
 import { createMiddleware } from 'hono/factory';
 import { appKeyFromAuthorization } from '../apps/app-key.js';
 import type { AppService } from '../apps/app-service.js';
+import type { AuditLog } from '../audit.js';
 import { tooManyRequests, TokenmintError } from '../errors.js';
 import type { AppKeyLimiter } from './app-key-limiter.js';
 import { clientAddress } from './client-address.js';
@@ -10,7 +11,7 @@ import type { AppEnv } from './env.js';
  * Authenticates the app named in the path with the app key of the Authorization header and puts it
  * in `c.var.app`. A client address that failed too often is answered 429 before the key is looked at.
  */
-export function appAuth({ apps, limiter, trustProxyHeader }: { apps: AppService; limiter: AppKeyLimiter; trustProxyHeader: string | undefined }) {
+export function appAuth({ apps, audit, limiter, trustProxyHeader }: { apps: AppService; audit: AuditLog; limiter: AppKeyLimiter; trustProxyHeader: string | undefined }) {
   return createMiddleware<AppEnv>(async function appAuth(c, next) {
     const appId = c.req.param('app_id') ?? '';
     const client = clientAddress(c, trustProxyHeader);
@@ -19,7 +20,9 @@ export function appAuth({ apps, limiter, trustProxyHeader }: { apps: AppService;
     try {
       c.set('app', await apps.authenticate(appId, appKeyFromAuthorization(c.req.header('authorization'))));
     } catch (error) {
-      if (error instanceof TokenmintError && error.code === 'ERR_INVALID_APP_KEY') limiter.recordFailure(appId, client);
+      if (error instanceof TokenmintError && error.code === 'ERR_INVALID_APP_KEY' && limiter.recordFailure(appId, client)) {
+        await audit.record('security.app_key_blocked', { appId: appId.slice(0, 63), clientAddress: client, detail: { reason: error.reason } });
+      }
       throw error;
     }
     await next();

@@ -27,7 +27,8 @@ export function createAppKeyLimiter({ limit, windowSeconds, maxClients, clock }:
       return wait > 0 ? Math.ceil(wait / 1000) : 0;
     },
 
-    recordFailure(appId: string, client: string): void {
+    /** Counts one wrong key; true when this failure starts a block. */
+    recordFailure(appId: string, client: string): boolean {
       const key = keyOf(appId, client);
       const now = clock();
       let entry = entries.get(key);
@@ -38,7 +39,10 @@ export function createAppKeyLimiter({ limit, windowSeconds, maxClients, clock }:
         if (entries.size > maxClients) entries.delete(entries.keys().next().value!);
       }
       entry.failures += 1;
-      if (entry.failures >= limit) entry.blockedUntil = now + windowMs;
+      if (entry.failures < limit) return false;
+      const started = entry.blockedUntil <= now;
+      entry.blockedUntil = now + windowMs;
+      return started;
     },
 
     get size(): number {

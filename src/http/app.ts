@@ -1,13 +1,17 @@
-import { Hono } from 'hono';
+import { Hono, type Handler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { etag } from 'hono/etag';
 import { createMiddleware } from 'hono/factory';
 import { routePath } from 'hono/route';
 import type { AppService } from '../apps/app-service.js';
+import type { AuditLog } from '../audit.js';
+import type { Config } from '../config.js';
 import { TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import { hashSecret, secretMatches } from '../secret.js';
 import type { Repository } from '../storage/repository.js';
 import type { SessionService } from '../tokens/session-service.js';
 import { appAuth } from './app-auth.js';
@@ -21,35 +25,53 @@ export interface AppDeps {
   apps: AppService;
   sessions: SessionService;
   keyring: Keyring;
+  audit: AuditLog;
   limiter: AppKeyLimiter;
   logger: Logger;
-  trustProxyHeader: string | undefined;
-  jwksMaxAgeSeconds: number;
+  /** Absent: no /metrics route. */
+  metrics?: Metrics;
+  config: Pick<Config, 'trustProxyHeader' | 'jwksMaxAgeSeconds' | 'metricsToken'>;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
 
-/** One structured line per request: route, app, status, duration, and why it failed. Never a body. */
-function requestLog(logger: Logger) {
+/**
+ * One structured line per request — route, app, status, duration, and why it failed; never a body —
+ * and the request metrics.
+ */
+function requestLog(logger: Logger, metrics: Metrics | undefined) {
   return createMiddleware<AppEnv>(async function requestLog(c, next) {
     const started = performance.now();
     await next();
     const status = c.res.status;
+    const route = routePath(c, -1);
+    const ms = performance.now() - started;
+    metrics?.observeRequest(route, c.req.method, status, ms / 1000);
     logger[status >= 500 ? 'error' : 'info']({
       method: c.req.method,
-      route: routePath(c, -1),
+      route,
       app_id: c.req.param('app_id'),
       status,
-      duration_ms: Math.round((performance.now() - started) * 100) / 100,
+      duration_ms: Math.round(ms * 100) / 100,
       reason: c.var.reason,
     });
   });
 }
 
+/** GET /metrics in Prometheus text format; behind a bearer token when METRICS_TOKEN is set. */
+function metricsHandler(metrics: Metrics, token: string | undefined): Handler<AppEnv> {
+  const tokenHash = token === undefined ? undefined : hashSecret(token);
+  return async function metricsRoute(c) {
+    const presented = /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '')?.[1] ?? '';
+    if (tokenHash !== undefined && !secretMatches(presented, tokenHash)) return c.json({ message: 'metrics token required' }, 401);
+    return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
+  };
+}
+
 /** The HTTP API of contract §3; no I/O of its own beyond what `deps` do. */
 export function createApp(deps: AppDeps) {
   const app = new Hono<AppEnv>();
-  app.use(requestLog(deps.logger));
+  app.use(requestLog(deps.logger, deps.metrics));
   app.use(
     '/app/*',
     bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json({ message: 'request too large' }, 413) }),
@@ -57,8 +79,14 @@ export function createApp(deps: AppDeps) {
   app.get('/healthz', function health(c) {
     return c.json({ status: 'ok' });
   });
-  app.get('/app/:app_id/jwks.json', cors({ origin: '*', allowMethods: ['GET'], exposeHeaders: ['ETag'] }), etag(), jwksHandler({ repo: deps.repo, keyring: deps.keyring, maxAgeSeconds: deps.jwksMaxAgeSeconds }));
-  app.route('/app/:app_id', tokenRoutes({ sessions: deps.sessions, auth: appAuth(deps) }));
+  if (deps.metrics) app.get('/metrics', metricsHandler(deps.metrics, deps.config.metricsToken));
+  app.get(
+    '/app/:app_id/jwks.json',
+    cors({ origin: '*', allowMethods: ['GET'], exposeHeaders: ['ETag'] }),
+    etag(),
+    jwksHandler({ repo: deps.repo, keyring: deps.keyring, maxAgeSeconds: deps.config.jwksMaxAgeSeconds }),
+  );
+  app.route('/app/:app_id', tokenRoutes({ sessions: deps.sessions, auth: appAuth({ ...deps, trustProxyHeader: deps.config.trustProxyHeader }) }));
 
   app.notFound((c) => c.json({ message: 'not found' }, 404));
   app.onError(function errorHandler(error, c) {

@@ -1,6 +1,7 @@
 import { createPublicKey } from 'node:crypto';
 import { exportPKCS8, exportSPKI, generateKeyPair, importPKCS8, importSPKI, type CryptoKey } from 'jose';
 import { ulid } from 'ulid';
+import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
 import { notFound } from '../errors.js';
 import type { AppRecord, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
@@ -71,9 +72,10 @@ export interface KeyringOptions {
   clock: Clock;
   /** How long a next key is published before a scheduled rotation may promote it: the JWKS max-age. */
   publicationLeadSeconds: number;
+  audit: AuditLog;
 }
 
-export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds }: KeyringOptions) {
+export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, audit }: KeyringOptions) {
   const publicationLeadMs = publicationLeadSeconds * 1000;
 
   // Key material never changes for a kid, so imported keys are cached for the life of the process;
@@ -121,10 +123,12 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds }
   async function rotateIfDue(app: AppRecord, now: number): Promise<SigningKeyRecord | undefined> {
     const dueAt = scheduledRotationAt(app, await repo.listKeys(app.appId), publicationLeadMs);
     if (dueAt === null || dueAt > now) return undefined;
-    return repo.rotateKeys(app.appId, await newKey(app.appId, 'next', now), now, {
+    const current = await repo.rotateKeys(app.appId, await newKey(app.appId, 'next', now), now, {
       currentActivatedAtOrBefore: now - app.rotateEverySeconds * 1000,
       nextCreatedAtOrBefore: now - publicationLeadMs,
     });
+    if (current) await audit.record('key.rotated', { appId: app.appId, kid: current.kid, detail: { scheduled: true } });
+    return current;
   }
 
   /** Destroys the private keys that can no longer verify anything: revoked, or retired past their lifetime. */
@@ -134,7 +138,9 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds }
       privateKeys.delete(k.kid);
       publicKeys.delete(k.kid);
     }
-    return repo.pruneKeys(app.appId, expired.map((k) => k.kid), now);
+    const pruned = await repo.pruneKeys(app.appId, expired.map((k) => k.kid), now);
+    for (const kid of pruned) await audit.record('key.pruned', { appId: app.appId, kid });
+    return pruned.length;
   }
 
   return {
@@ -149,19 +155,23 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds }
     },
 
     /**
-     * Scheduled key work for every app: due rotations, then pruning. Run by the server on a timer and
-     * by `tokenmint key rotate --due`; several processes may run it at once.
+     * Every scheduled rotation that is due, across apps. Run by the server on a timer and by
+     * `tokenmint key rotate --due`; several processes may run it at once.
      */
-    async maintain(): Promise<{ rotated: Array<{ appId: string; kid: string }>; pruned: number }> {
+    async rotateDue(): Promise<Array<{ appId: string; kid: string }>> {
       const rotated: Array<{ appId: string; kid: string }> = [];
-      let pruned = 0;
       for (const app of await repo.listApps()) {
-        const now = clock();
-        const current = await rotateIfDue(app, now);
+        const current = await rotateIfDue(app, clock());
         if (current) rotated.push({ appId: app.appId, kid: current.kid });
-        pruned += await pruneExpired(app, now);
       }
-      return { rotated, pruned };
+      return rotated;
+    },
+
+    /** Destroys private keys that can no longer verify anything, across apps; resolves to how many. */
+    async pruneExpiredKeys(): Promise<number> {
+      let pruned = 0;
+      for (const app of await repo.listApps()) pruned += await pruneExpired(app, clock());
+      return pruned;
     },
 
     async signer(appId: string): Promise<Signer> {
@@ -200,6 +210,7 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds }
       const now = clock();
       const current = await repo.rotateKeys(appId, await newKey(appId, 'next', now), now);
       if (!current) throw notFound(`no app "${appId}"; see \`tokenmint app list\``);
+      await audit.record('key.rotated', { appId, kid: current.kid, detail: { scheduled: false } });
       return current;
     },
 
@@ -208,6 +219,7 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds }
       const now = clock();
       const revoked = await repo.revokeKey(appId, kid, await newKey(appId, 'next', now), now);
       if (!revoked) throw notFound(`app "${appId}" has no key "${kid}"; see \`tokenmint key list ${appId}\``);
+      await audit.record('key.revoked', { appId, kid });
       return revoked;
     },
   };

@@ -79,6 +79,21 @@ export interface RefreshTokenRecord {
 
 export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all';
 
+/** An admin action or security event. Never holds a secret. */
+export interface AuditEvent {
+  id: string;
+  at: number;
+  actor: 'cli' | 'server';
+  event: string;
+  appId: string | null;
+  sub: string | null;
+  sessionId: string | null;
+  kid: string | null;
+  clientAddress: string | null;
+  /** JSON text of event-specific details, or null. */
+  detail: string | null;
+}
+
 export interface Repository {
   /** Registers an app with its first signing keys, atomically. Throws `conflict` if app_id is taken. */
   createApp(app: AppRecord, keys: SigningKeyRecord[]): Promise<void>;
@@ -99,9 +114,10 @@ export interface Repository {
   rotateKeys(appId: string, newNext: SigningKeyRecord, now: number, due?: RotationDue): Promise<SigningKeyRecord | undefined>;
   /**
    * Destroys the private keys of `kids` (retired past their lifetime, or revoked) and marks them
-   * pruned; their rows stay as records. Resolves to how many were pruned now.
+   * pruned; their rows stay as records. Resolves to the kids pruned by this call (not those another
+   * process pruned first).
    */
-  pruneKeys(appId: string, kids: string[], now: number): Promise<number>;
+  pruneKeys(appId: string, kids: string[], now: number): Promise<string[]>;
   /**
    * Revokes `kid` atomically. Revoking the current key promotes next to current; revoking current or
    * next inserts `replacementNext` so a next key is always published. Resolves to the revoked key,
@@ -130,6 +146,18 @@ export interface Repository {
   revokeSession(sessionId: string, reason: RevokeReason, now: number): Promise<void>;
   /** Revokes the app's live sessions, of one subject or all; resolves to how many were live. */
   revokeSessions(appId: string, filter: { sub?: string }, reason: RevokeReason, now: number): Promise<number>;
+
+  /**
+   * Deletes what can never be used again: refresh tokens past their `exp`, then sessions past their
+   * absolute end or with no token left. A revoked session is kept while one of its tokens is unexpired,
+   * so a replayed token is still refused as revoked. Works in small batches so that no single
+   * transaction holds the write lock for long. Resolves to how many rows went.
+   */
+  pruneExpired(now: number): Promise<{ refreshTokens: number; sessions: number }>;
+
+  recordAudit(event: AuditEvent): Promise<void>;
+  /** Newest first. */
+  listAudit(filter: { appId?: string; since?: number; limit: number }): Promise<AuditEvent[]>;
 
   close(): Promise<void>;
 }

@@ -1,4 +1,6 @@
+import { decodeProtectedHeader } from 'jose';
 import { ulid } from 'ulid';
+import type { AuditLog } from '../audit.js';
 import { toSeconds, type Clock } from '../clock.js';
 import { invalidRefreshToken, TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
@@ -18,22 +20,21 @@ export interface Client {
   useragent: string;
 }
 
-/** Security events worth a warning in the log (never with a token in them). */
-export type SecurityEventLogger = (event: { event: string; app_id: string; session_id: string; sub: string }) => void;
-
 export type SessionService = ReturnType<typeof createSessionService>;
 
-export function createSessionService({
-  repo,
-  keyring,
-  clock,
-  onSecurityEvent = () => {},
-}: {
-  repo: Repository;
-  keyring: Keyring;
-  clock: Clock;
-  onSecurityEvent?: SecurityEventLogger;
-}) {
+export function createSessionService({ repo, keyring, clock, audit }: { repo: Repository; keyring: Keyring; clock: Clock; audit: AuditLog }) {
+  /** Verifies a refresh token; a token of a revoked key is a security event worth recording. */
+  async function verify(app: AppRecord, token: string, options: { now: number; checkTimes: boolean }) {
+    try {
+      return await verifyRefreshToken(token, app, keyring, options);
+    } catch (error) {
+      if (error instanceof TokenmintError && error.reason === 'revoked kid') {
+        await audit.record('security.revoked_key_presented', { appId: app.appId, kid: String(decodeProtectedHeader(token).kid) });
+      }
+      throw error;
+    }
+  }
+
   /** Signs both tokens for a stored refresh token with the app's current key. */
   async function signPair(app: AppRecord, session: SessionRecord, token: RefreshTokenRecord): Promise<TokenPair> {
     const signer = await keyring.signer(app.appId);
@@ -79,7 +80,7 @@ export function createSessionService({
      */
     async renew(app: AppRecord, input: Client & { refresh_token: string }): Promise<TokenPair> {
       const now = clock();
-      const claims = await verifyRefreshToken(input.refresh_token, app, keyring, { now, checkTimes: true });
+      const claims = await verify(app, input.refresh_token, { now, checkTimes: true });
       const { token, session } = await liveToken(app, claims.jid, now);
 
       if (token.usedAt === null) {
@@ -94,7 +95,7 @@ export function createSessionService({
         return signPair(app, current, child);
       }
       await repo.revokeSession(session.sessionId, 'reuse', now);
-      onSecurityEvent({ event: 'refresh token reuse: session revoked', app_id: app.appId, session_id: session.sessionId, sub: session.sub });
+      await audit.record('security.refresh_reuse', { appId: app.appId, sessionId: session.sessionId, sub: session.sub, detail: { jid: used.jid } });
       throw invalidRefreshToken('reuse after grace: session revoked');
     },
 
@@ -105,7 +106,7 @@ export function createSessionService({
     async revoke(app: AppRecord, refreshToken: string): Promise<{ revoked: boolean; reason?: string }> {
       const now = clock();
       try {
-        const claims = await verifyRefreshToken(refreshToken, app, keyring, { now, checkTimes: false });
+        const claims = await verify(app, refreshToken, { now, checkTimes: false });
         const found = await repo.findRefreshToken(claims.jid);
         if (!found || found.session.appId !== app.appId) return { revoked: false, reason: 'unknown jid' };
         await repo.revokeSession(found.session.sessionId, 'client', now);
@@ -117,7 +118,10 @@ export function createSessionService({
     },
 
     /** `session revoke`: every live session of one subject, or of the whole app. */
-    revokeSessions: (appId: string, filter: { sub?: string }) =>
-      repo.revokeSessions(appId, filter, filter.sub === undefined ? 'admin-all' : 'admin', clock()),
+    async revokeSessions(appId: string, filter: { sub?: string }): Promise<number> {
+      const revoked = await repo.revokeSessions(appId, filter, filter.sub === undefined ? 'admin-all' : 'admin', clock());
+      await audit.record('session.revoked', { appId, sub: filter.sub, detail: { all: filter.sub === undefined, count: revoked } });
+      return revoked;
+    },
   };
 }

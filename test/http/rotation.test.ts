@@ -35,7 +35,7 @@ describe('refresh token rotation and reuse (contract §5)', () => {
     h.clock.advance(11);
     const reuse = await renew(issued.refresh_token);
     expect(reuse.status).toBe(401);
-    expect(h.logs.some((l) => l.level === 40 && l.session_id && String(l.msg).includes('reuse'))).toBe(true);
+    expect(h.logs.some((l) => l.level === 40 && l.event === 'security.refresh_reuse' && l.session_id && l.sub === 'u')).toBe(true);
     const res = await renew(grandchild.refresh_token);
     expect(res.status).toBe(401);
     expect(h.logs.at(-1)).toMatchObject({ reason: 'session revoked (reuse)' });

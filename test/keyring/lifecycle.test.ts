@@ -1,5 +1,6 @@
 import { createPublicKey, verify as cryptoVerify, type JsonWebKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { runMaintenance } from '../../src/maintenance.js';
 import { client, decodePart, harness, type Harness, type Pair } from '../helpers.js';
 
 const issue = async (h: Harness, appKey: string) =>
@@ -16,10 +17,10 @@ describe('key lifecycle with a controlled clock', () => {
     const [k1, k2] = [(await h.tm.keyring.signer('acme')).kid, Object.entries(await states(h)).find(([, s]) => s === 'next')![0]];
 
     h.clock.advance(999);
-    expect((await h.tm.keyring.maintain()).rotated).toEqual([]);
+    expect((await runMaintenance(h.tm)).rotated).toEqual([]);
     const signedByK1 = await issue(h, appKey);
     h.clock.advance(1);
-    expect((await h.tm.keyring.maintain()).rotated).toEqual([{ appId: 'acme', kid: k2 }]);
+    expect((await runMaintenance(h.tm)).rotated).toEqual([{ appId: 'acme', kid: k2 }]);
     const afterFirst = await states(h);
     const k3 = Object.entries(afterFirst).find(([, s]) => s === 'next')![0];
     expect(afterFirst).toEqual({ [k1]: 'retired', [k2]: 'current', [k3]: 'next' });
@@ -34,8 +35,8 @@ describe('key lifecycle with a controlled clock', () => {
     h.clock.advance(1199);
     expect(await jwksKids(h)).toContain(k1);
     h.clock.advance(1);
-    const { pruned } = await h.tm.keyring.maintain();
-    expect(pruned).toBe(1);
+    const { prunedKeys } = await runMaintenance(h.tm);
+    expect(prunedKeys).toBe(1);
     expect(await jwksKids(h)).not.toContain(k1);
     expect(Object.keys(await states(h))).not.toContain(k1);
     const record = (await h.tm.keyring.list('acme', { includePruned: true })).find((k) => k.kid === k1)!;
@@ -46,18 +47,18 @@ describe('key lifecycle with a controlled clock', () => {
     const h = await harness({ env: { JWKS_MAX_AGE_SECONDS: '300' } });
     await h.createApp('acme', { rotateEverySeconds: 60 });
     h.clock.advance(60);
-    expect((await h.tm.keyring.maintain()).rotated).toHaveLength(0);
+    expect((await runMaintenance(h.tm)).rotated).toHaveLength(0);
     h.clock.advance(239);
-    expect((await h.tm.keyring.maintain()).rotated).toHaveLength(0);
+    expect((await runMaintenance(h.tm)).rotated).toHaveLength(0);
     h.clock.advance(1);
-    expect((await h.tm.keyring.maintain()).rotated).toHaveLength(1);
+    expect((await runMaintenance(h.tm)).rotated).toHaveLength(1);
   });
 
   it('rotate-every 0 never rotates', async () => {
     const h = await harness();
     await h.createApp('acme', { rotateEverySeconds: 0 });
     h.clock.advance(10 * 365 * 86400);
-    expect((await h.tm.keyring.maintain()).rotated).toHaveLength(0);
+    expect((await runMaintenance(h.tm)).rotated).toHaveLength(0);
   });
 
   it('revoking the current key: the next key signs at once, a new next is published, old tokens are refused', async () => {
@@ -79,7 +80,7 @@ describe('key lifecycle with a controlled clock', () => {
     let rotations = 0;
     for (let elapsed = 0; elapsed < 6 * 3600; elapsed += 37) {
       h.clock.advance(37);
-      rotations += (await h.tm.keyring.maintain()).rotated.length;
+      rotations += (await runMaintenance(h.tm)).rotated.length;
       if (!cache || h.clock() - cache.fetchedAt >= 300_000) {
         const res = await h.app.request('/app/acme/jwks.json');
         const { keys } = (await res.json()) as { keys: Array<JsonWebKey & { kid: string }> };

@@ -22,9 +22,10 @@ const BUSY_TIMEOUT_MS = 5000;
 export function openSqlite(file: string): SqliteDb {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const client = new Database(file);
+  // First, so that even switching to WAL waits for a process that holds the lock.
+  client.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   client.pragma('journal_mode = WAL');
   client.pragma('synchronous = NORMAL');
-  client.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   client.pragma('foreign_keys = ON');
   const db = drizzle({ client, schema });
   migrateWithRetry(db);

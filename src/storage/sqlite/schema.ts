@@ -61,7 +61,7 @@ export const sessions = sqliteTable(
     revokedAt: integer('revoked_at'),
     revokeReason: text('revoke_reason'),
   },
-  (t) => [index('sessions_app_sub_idx').on(t.appId, t.sub)],
+  (t) => [index('sessions_app_sub_idx').on(t.appId, t.sub), index('sessions_expires_idx').on(t.expiresAt)],
 );
 
 export const refreshTokens = sqliteTable(
@@ -80,5 +80,23 @@ export const refreshTokens = sqliteTable(
     useragent: text('useragent').notNull(),
     usedAt: integer('used_at'),
   },
-  (t) => [index('refresh_tokens_session_idx').on(t.sessionId)],
+  (t) => [index('refresh_tokens_session_idx').on(t.sessionId), index('refresh_tokens_exp_idx').on(t.exp)],
+);
+
+// Admin actions and security events. Never a secret: no token, key or app key.
+export const auditEvents = sqliteTable(
+  'audit_events',
+  {
+    id: text('id').primaryKey(), // ULID, so ids sort by time
+    at: integer('at').notNull(),
+    actor: text('actor', { enum: ['cli', 'server'] }).notNull(),
+    event: text('event').notNull(),
+    appId: text('app_id'),
+    sub: text('sub'),
+    sessionId: text('session_id'),
+    kid: text('kid'),
+    clientAddress: text('client_address'),
+    detail: text('detail'), // JSON text
+  },
+  (t) => [index('audit_events_at_idx').on(t.at), index('audit_events_app_idx').on(t.appId, t.at)],
 );

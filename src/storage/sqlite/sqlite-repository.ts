@@ -1,13 +1,16 @@
-import { and, asc, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
 import type { Repository, SigningKeyRecord } from '../repository.js';
 import type { SqliteDb } from './open.js';
-import { apps, refreshTokens, sessions, signingKeys } from './schema.js';
+import { apps, auditEvents, refreshTokens, sessions, signingKeys } from './schema.js';
 
 // Every write that reads before it writes runs in a BEGIN IMMEDIATE transaction: it takes SQLite's
 // single write lock up front, so concurrent writers — in this process or another one sharing the
 // file — are serialised (waiting up to busy_timeout) instead of deciding on a stale read.
 const immediate = { behavior: 'immediate' } as const;
+
+/** Rows deleted per pruning transaction: small enough that renews wait milliseconds at most. */
+const PRUNE_BATCH = 2000;
 
 export function createSqliteRepository(db: SqliteDb): Repository {
   const insertKey = (tx: Pick<SqliteDb, 'insert'>, key: SigningKeyRecord) => tx.insert(signingKeys).values(key).run();
@@ -77,8 +80,8 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async pruneKeys(appId, kids, now) {
-      if (kids.length === 0) return 0;
-      return db
+      if (kids.length === 0) return [];
+      const pruned = db
         .update(signingKeys)
         .set({ sealedPrivateKey: null, prunedAt: now })
         .where(
@@ -89,7 +92,9 @@ export function createSqliteRepository(db: SqliteDb): Repository {
             isNull(signingKeys.prunedAt),
           ),
         )
-        .run().changes;
+        .returning({ kid: signingKeys.kid })
+        .all();
+      return pruned.map((k) => k.kid);
     },
 
     async createSession(session, first) {
@@ -153,6 +158,48 @@ export function createSqliteRepository(db: SqliteDb): Repository {
         )
         .run();
       return result.changes;
+    },
+
+    async pruneExpired(now) {
+      const nowSeconds = Math.floor(now / 1000);
+      // Repeats a batched DELETE until a batch comes back short.
+      const drain = (deleteBatch: () => number) => {
+        let total = 0;
+        for (let n = PRUNE_BATCH; n === PRUNE_BATCH; total += n) n = deleteBatch();
+        return total;
+      };
+      const refreshTokensDeleted = drain(
+        () =>
+          db
+            .delete(refreshTokens)
+            .where(sql`${refreshTokens.jid} IN (SELECT ${refreshTokens.jid} FROM ${refreshTokens} WHERE ${refreshTokens.exp} <= ${nowSeconds} LIMIT ${PRUNE_BATCH})`)
+            .run().changes,
+      );
+      const sessionsDeleted = drain(
+        () =>
+          db
+            .delete(sessions)
+            .where(
+              sql`${sessions.sessionId} IN (SELECT ${sessions.sessionId} FROM ${sessions} WHERE ${sessions.expiresAt} <= ${now}
+                OR NOT EXISTS (SELECT 1 FROM ${refreshTokens} WHERE ${refreshTokens.sessionId} = ${sessions.sessionId}) LIMIT ${PRUNE_BATCH})`,
+            )
+            .run().changes,
+      );
+      return { refreshTokens: refreshTokensDeleted, sessions: sessionsDeleted };
+    },
+
+    async recordAudit(event) {
+      db.insert(auditEvents).values(event).run();
+    },
+
+    async listAudit({ appId, since, limit }) {
+      return db
+        .select()
+        .from(auditEvents)
+        .where(and(appId === undefined ? undefined : eq(auditEvents.appId, appId), since === undefined ? undefined : gte(auditEvents.at, since)))
+        .orderBy(desc(auditEvents.id))
+        .limit(limit)
+        .all();
     },
 
     async close() {

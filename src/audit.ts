@@ -1,0 +1,56 @@
+import { ulid } from 'ulid';
+import type { Clock } from './clock.js';
+import type { AuditEvent, Repository } from './storage/repository.js';
+
+export type AuditLog = ReturnType<typeof createAuditLog>;
+
+/** What an event may name. Never a token, a key or an app key. */
+export interface AuditFields {
+  appId?: string;
+  sub?: string;
+  sessionId?: string;
+  kid?: string;
+  clientAddress?: string;
+  detail?: Record<string, unknown>;
+}
+
+export type AuditEventName =
+  | 'app.created'
+  | 'app.updated'
+  | 'app.disabled'
+  | 'app.enabled'
+  | 'app.secret_rotated'
+  | 'key.rotated'
+  | 'key.revoked'
+  | 'key.pruned'
+  | 'session.revoked'
+  | 'security.refresh_reuse'
+  | 'security.revoked_key_presented'
+  | 'security.app_key_blocked';
+
+/** Called for every recorded event (metrics, the security log). */
+export type AuditListener = (event: AuditEventName, fields: AuditFields) => void;
+
+/** Writes admin actions and security events to the audit table, stamped with time and actor. */
+export function createAuditLog({ repo, clock, actor, onEvent }: { repo: Repository; clock: Clock; actor: AuditEvent['actor']; onEvent?: AuditListener }) {
+  return {
+    async record(event: AuditEventName, fields: AuditFields = {}): Promise<void> {
+      const at = clock();
+      onEvent?.(event, fields);
+      await repo.recordAudit({
+        id: ulid(at),
+        at,
+        actor,
+        event,
+        appId: fields.appId ?? null,
+        sub: fields.sub ?? null,
+        sessionId: fields.sessionId ?? null,
+        kid: fields.kid ?? null,
+        clientAddress: fields.clientAddress ?? null,
+        detail: fields.detail === undefined ? null : JSON.stringify(fields.detail),
+      });
+    },
+
+    list: (filter: { appId?: string; since?: number; limit: number }) => repo.listAudit(filter),
+  };
+}

@@ -1,0 +1,67 @@
+import { Command } from 'commander';
+import { invalidRequest } from '../errors.js';
+import { runMaintenance } from '../maintenance.js';
+import type { WithContext } from './run.js';
+
+const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** `--since`: an ISO 8601 time, or a duration back from now such as 90m, 24h, 7d. */
+function parseSince(value: string, now: number): number {
+  const relative = /^(\d+)([smhd])$/.exec(value);
+  if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS];
+  const absolute = Date.parse(value);
+  if (Number.isNaN(absolute)) throw invalidRequest([{ path: '--since', message: 'give an ISO 8601 time (2026-01-31T12:00:00Z) or a duration back from now (90m, 24h, 7d)' }]);
+  return absolute;
+}
+
+export function pruneCommand(withContext: WithContext): Command {
+  return new Command('prune')
+    .description('delete expired refresh tokens and finished sessions, and destroy expired private keys (the server does this on its own)')
+    .option('--json', 'print JSON')
+    .action(
+      withContext(async ({ tm, output }) => {
+        const r = await runMaintenance(tm, { rotate: false });
+        output(
+          { pruned_refresh_tokens: r.prunedRefreshTokens, pruned_sessions: r.prunedSessions, pruned_keys: r.prunedKeys },
+          `pruned ${r.prunedRefreshTokens} refresh tokens, ${r.prunedSessions} sessions, ${r.prunedKeys} keys`,
+        );
+      }),
+    );
+}
+
+export function auditCommands(withContext: WithContext): Command {
+  const audit = new Command('audit').description('the audit log: admin actions and security events');
+  audit
+    .command('list')
+    .description('newest first')
+    .option('--app <app_id>', 'only this app')
+    .option('--since <time>', 'ISO 8601 time or a duration back from now (24h, 7d)')
+    .option('--limit <n>', 'at most this many events', '100')
+    .option('--json', 'print JSON')
+    .action(
+      withContext(async ({ tm, output }, opts: { app?: string; since?: string; limit: string }) => {
+        const limit = Number(opts.limit);
+        if (!Number.isSafeInteger(limit) || limit < 1) throw invalidRequest([{ path: '--limit', message: 'must be a whole number, 1 or more' }]);
+        const since = opts.since === undefined ? undefined : parseSince(opts.since, tm.clock());
+        const events = (await tm.audit.list({ appId: opts.app, since, limit })).map((e) => ({
+          id: e.id,
+          at: new Date(e.at).toISOString(),
+          actor: e.actor,
+          event: e.event,
+          app_id: e.appId,
+          sub: e.sub,
+          session_id: e.sessionId,
+          kid: e.kid,
+          client_address: e.clientAddress,
+          detail: e.detail === null ? null : (JSON.parse(e.detail) as unknown),
+        }));
+        output(
+          events,
+          events
+            .map((e) => [e.at, e.actor.padEnd(6), e.event.padEnd(32), e.app_id ?? '-', e.sub ? `sub=${e.sub}` : '', e.kid ? `kid=${e.kid}` : '', e.client_address ? `from=${e.client_address}` : ''].filter(Boolean).join(' '))
+            .join('\n') || 'no events',
+        );
+      }),
+    );
+  return audit;
+}

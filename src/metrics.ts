@@ -1,0 +1,74 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { AuditEventName, AuditFields } from './audit.js';
+import type { Repository } from './storage/repository.js';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Prometheus metrics of one server process, in a registry of its own (never prom-client's global
+ * one, so several apps in one process — tests — do not collide).
+ */
+export function createMetrics(repo: Repository) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tokenmint_process_' });
+
+  const requests = new Counter({
+    name: 'tokenmint_http_requests_total',
+    help: 'HTTP requests by route, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [registry],
+  });
+  const renewDuration = new Histogram({
+    name: 'tokenmint_renew_duration_seconds',
+    help: 'Time to answer POST /app/:app_id/renew, whatever the status',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  const reuseDetections = new Counter({
+    name: 'tokenmint_refresh_reuse_detections_total',
+    help: 'Refresh tokens presented again after the reuse grace: sessions revoked',
+    labelNames: ['app_id'] as const,
+    registers: [registry],
+  });
+  const rotations = new Counter({
+    name: 'tokenmint_key_rotations_total',
+    help: 'Key rotations carried out by this process (scheduled or by hand)',
+    labelNames: ['app_id', 'scheduled'] as const,
+    registers: [registry],
+  });
+  const securityEvents = new Counter({
+    name: 'tokenmint_security_events_total',
+    help: 'Security events recorded in the audit log, by event',
+    labelNames: ['event'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'tokenmint_signing_keys',
+    help: 'Signing keys in the keyring by app and state (pruned keys not counted)',
+    labelNames: ['app_id', 'state'] as const,
+    registers: [registry],
+    // Read from the database at scrape time, so it also counts what other processes changed.
+    async collect() {
+      this.reset();
+      for (const app of await repo.listApps()) {
+        for (const key of await repo.listKeys(app.appId)) {
+          if (key.prunedAt === null) this.inc({ app_id: app.appId, state: key.state });
+        }
+      }
+    },
+  });
+
+  return {
+    registry,
+    observeRequest(route: string, method: string, status: number, seconds: number): void {
+      requests.inc({ route, method, status: String(status) });
+      if (route === '/app/:app_id/renew') renewDuration.observe(seconds);
+    },
+    /** An audit listener: counts the events that have a metric. */
+    onAuditEvent(event: AuditEventName, fields: AuditFields): void {
+      if (event === 'security.refresh_reuse') reuseDetections.inc({ app_id: fields.appId ?? '' });
+      if (event === 'key.rotated') rotations.inc({ app_id: fields.appId ?? '', scheduled: String(Boolean(fields.detail?.scheduled)) });
+      if (event.startsWith('security.')) securityEvents.inc({ event });
+    },
+  };
+}
