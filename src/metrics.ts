@@ -10,7 +10,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
  */
 export function createMetrics(repo: Repository) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'tokenmint_process_' });
+  collectDefaultMetrics({ register: registry, prefix: 'tokenmint_' });
 
   const requests = new Counter({
     name: 'tokenmint_http_requests_total',

@@ -197,7 +197,8 @@ export function createSqliteRepository(db: SqliteDb): Repository {
         .select()
         .from(auditEvents)
         .where(and(appId === undefined ? undefined : eq(auditEvents.appId, appId), since === undefined ? undefined : gte(auditEvents.at, since)))
-        .orderBy(desc(auditEvents.id))
+        // Insertion order breaks ties between events of the same millisecond.
+        .orderBy(desc(auditEvents.at), sql`rowid DESC`)
         .limit(limit)
         .all();
     },

@@ -1,0 +1,117 @@
+import fc from 'fast-check';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { client, harness, type Harness, type Pair } from '../helpers.js';
+
+// `npm test` runs a fixed seed; `npm run test:fuzz` runs many more cases (FUZZ_RUNS, FUZZ_SEED).
+const runs = Number(process.env.FUZZ_RUNS ?? 150);
+const seed = Number(process.env.FUZZ_SEED ?? 20261122);
+const params = { numRuns: runs, seed, endOnFailure: true };
+
+const CONTRACT_STATUSES = new Set([200, 204, 304, 400, 401, 403, 404, 413, 429]);
+
+let h: Harness;
+let appKey: string;
+/** Every refresh token the server answered 200 with: the only ones renew may accept. */
+let issued: Set<string>;
+let sample: Pair;
+
+// A fresh app per test (the harness is cleaned up after each one).
+beforeEach(async () => {
+  h = await harness({ env: { APP_KEY_FAILURE_LIMIT: '1000000' } });
+  issued = new Set();
+  ({ appKey } = await h.createApp('acme', { refreshNbfSeconds: 0 }));
+  await h.createApp('other');
+  sample = (await (await h.post('/app/acme/issue', { sub: 'u', ...client }, appKey)).json()) as Pair;
+  issued.add(sample.refresh_token);
+});
+
+/** The contract's shape for an answer, and the no-forged-200 rule. */
+async function checkAnswer(res: Response, method: string, presentedToken?: unknown) {
+  expect(CONTRACT_STATUSES, `status ${res.status}`).toContain(res.status);
+  const text = await res.text();
+  if (res.status === 204 || res.status === 304 || method === 'HEAD') return;
+  const body = JSON.parse(text) as Record<string, unknown>;
+  if (res.status >= 400) {
+    expect(typeof body.message).toBe('string');
+    if (res.status === 400) expect(body.errors).toEqual(expect.arrayContaining([expect.objectContaining({ path: expect.any(String), message: expect.any(String) })]));
+  }
+  if (res.status === 200 && typeof body.refresh_token === 'string') {
+    if (presentedToken !== undefined) expect(issued.has(String(presentedToken)), 'renew accepted a token that was never issued').toBe(true);
+    issued.add(body.refresh_token);
+  }
+}
+
+const b64url = (s: string) => Buffer.from(s).toString('base64url');
+const segments = (token: string) => token.split('.') as [string, string, string];
+
+/** Hostile variations of a real refresh token. */
+const hostileToken = (token: string) =>
+  fc.oneof(
+    fc.nat({ max: token.length - 1 }).map((n) => token.slice(0, n)),
+    fc.string({ unit: 'grapheme', maxLength: 200 }),
+    fc.string({ unit: 'binary', maxLength: 200 }),
+    fc.base64String({ maxLength: 400 }).map((s) => `${segments(token)[0]}.${s}.${segments(token)[2]}`),
+    fc.jsonValue().map((v) => `${segments(token)[0]}.${b64url(JSON.stringify(v))}.${segments(token)[2]}`),
+    fc.dictionary(fc.constantFrom('iss', 'jid', 'iat', 'nbf', 'exp', 'type', '__proto__', 'constructor'), fc.oneof(fc.double(), fc.bigInt().map(String), fc.string(), fc.constant(1e308), fc.constant(-1), fc.object())).map(
+      (claims) => `${segments(token)[0]}.${b64url(JSON.stringify(claims))}.${segments(token)[2]}`,
+    ),
+    // Duplicate keys: the second "jid" of the text is one a JSON parser may prefer.
+    fc.string({ maxLength: 30 }).map((jid) => {
+      const payload = Buffer.from(segments(token)[1], 'base64url').toString().replace(/}$/, `,"jid":${JSON.stringify(jid)}}`);
+      return `${segments(token)[0]}.${b64url(payload)}.${segments(token)[2]}`;
+    }),
+    fc.jsonValue({ maxDepth: 30 }).map((header) => `${b64url(JSON.stringify(header))}.${segments(token)[1]}.${segments(token)[2]}`),
+    fc.integer({ min: 1, max: 200_000 }).map((n) => `${segments(token)[0]}.${'A'.repeat(n)}.${segments(token)[2]}`),
+    fc.constantFrom('.', '..', '...', 'a.b.c', '%00.%00.%00', '\u0000', token.toUpperCase(), `${token}.`, ` ${token}`),
+  );
+
+describe('hostile input never breaks the contract (fast-check)', () => {
+  it('arbitrary methods, paths, headers and bodies: never a 500, always a contract body', async () => {
+    const path = fc.oneof(
+      fc.constantFrom('/app/acme/issue', '/app/acme/renew', '/app/acme/revoke', '/app/acme/jwks.json', '/healthz', '/metrics', '/app/other/renew'),
+      fc.tuple(fc.string({ unit: 'grapheme', maxLength: 80 }), fc.constantFrom('issue', 'renew', 'revoke', 'jwks.json', '')).map(([id, r]) => `/app/${encodeURIComponent(id)}/${r}`),
+      fc.webPath(),
+      fc.constantFrom('/app/%2e%2e/renew', '/app/acme/../acme/renew', '/app//renew', '/app/acme/renew?x=%ff', '/%', '/app/%00/issue'),
+    );
+    const body = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 300 }),
+      fc.jsonValue({ maxDepth: 40 }).map((v) => JSON.stringify(v)),
+      fc.record({ sub: fc.oneof(fc.string(), fc.jsonValue()), ip: fc.oneof(fc.ipV4(), fc.ipV6(), fc.string()), useragent: fc.string(), personal: fc.jsonValue() }).map((v) => JSON.stringify(v)),
+      fc.constantFrom('{"__proto__":{"admin":true},"sub":"x"}', '{"sub":"a","sub":"b","ip":"1.2.3.4","useragent":"u"}', '[]', 'null', '1e99999', '"\\ud800"'),
+    );
+    const authorization = fc.oneof(fc.constant(appKey), fc.constant(`Bearer ${appKey}`), fc.string({ maxLength: 100 }), fc.constant(undefined));
+    const contentType = fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', undefined);
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD'), path, body, authorization, contentType, async (method, p, b, auth, type) => {
+        const headers: Record<string, string> = {};
+        if (auth !== undefined) headers.authorization = auth.replace(/[\r\n\0]/g, '');
+        if (type) headers['content-type'] = type;
+        const res = await h.app.request(p, { method, headers, body: method === 'GET' || method === 'HEAD' ? undefined : b });
+        await checkAnswer(res, method);
+      }),
+      params,
+    );
+  });
+
+  it('hostile refresh tokens: renew and revoke never answer 500, and renew never accepts one that was not issued', async () => {
+    await fc.assert(
+      fc.asyncProperty(hostileToken(sample.refresh_token), fc.constantFrom('renew', 'revoke'), async (token, route) => {
+        const res = await h.post(`/app/acme/${route}`, { refresh_token: token, ...client }, appKey);
+        await checkAnswer(res, 'POST', route === 'renew' ? token : undefined);
+      }),
+      params,
+    );
+  });
+
+  it('hostile issue bodies: unicode, huge numbers, deep nesting, prototype keys in personal', async () => {
+    const personal = fc.oneof(fc.object({ maxDepth: 6 }), fc.jsonValue({ maxDepth: 60 }), fc.dictionary(fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString'), fc.jsonValue()));
+    await fc.assert(
+      fc.asyncProperty(fc.string({ unit: 'grapheme', minLength: 0, maxLength: 300 }), personal, async (sub, p) => {
+        const res = await h.post('/app/acme/issue', JSON.stringify({ sub, ...client, personal: p }), appKey);
+        await checkAnswer(res, 'POST');
+        expect(({} as Record<string, unknown>).admin).toBeUndefined();
+      }),
+      params,
+    );
+  });
+});
