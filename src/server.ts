@@ -45,8 +45,12 @@ function main(): void {
       logger.info('closed');
       process.exit(0);
     });
-    // Idle keep-alive connections would hold close() open.
-    if ('closeIdleConnections' in server) server.closeIdleConnections();
+    // Keep-alive connections that turn idle after their last answer would hold close() open until
+    // their timeout: close them as they go idle.
+    if ('closeIdleConnections' in server) {
+      server.closeIdleConnections();
+      setInterval(() => server.closeIdleConnections(), 50).unref();
+    }
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

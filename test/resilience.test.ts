@@ -1,0 +1,80 @@
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { client, tempDir, testEnv, type Pair } from './helpers.js';
+import { cliProcess, startServer } from './processes.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function setup(extraEnv: Record<string, string> = {}) {
+  const dir = tempDir();
+  const env = testEnv(dir, extraEnv);
+  const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--refresh-nbf', '0');
+  const server = await startServer(env, dir);
+  const post = (route: string, body: object) =>
+    fetch(`${server.url}/app/acme/${route}`, { method: 'POST', headers: { authorization: String(appKey) }, body: JSON.stringify(body) });
+  const issue = async (sub: string) => (await (await post('issue', { sub, ...client })).json()) as Pair;
+  /** Takes SQLite's write lock from this (another) process until the returned function is called. */
+  const holdWriteLock = () => {
+    const db = new Database(String(env.DATABASE_URL));
+    db.exec('BEGIN IMMEDIATE');
+    return () => {
+      db.exec('COMMIT');
+      db.close();
+    };
+  };
+  return { dir, env, server, post, issue, holdWriteLock };
+}
+
+describe('graceful shutdown', () => {
+  it('on SIGTERM finishes the request in flight, closes the database and exits 0; then refuses connections', async () => {
+    const { env, server, post, issue, holdWriteLock } = await setup();
+    const pair = await issue('u');
+    const release = holdWriteLock();
+    const inFlight = post('renew', { refresh_token: pair.refresh_token, ...client });
+    await sleep(150); // the renew now waits for the lock inside the server
+    const started = Date.now();
+    const exited = server.stop('SIGTERM');
+    await sleep(150);
+    release();
+    const res = await inFlight;
+    expect(res.status).toBe(200);
+    expect(await exited).toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await expect(fetch(`${server.url}/healthz`)).rejects.toThrow();
+    expect(server.stdout()).toContain('"msg":"closed"');
+    // Closed cleanly: the WAL was checkpointed and removed, and the file is sound.
+    const db = new Database(String(env.DATABASE_URL), { readonly: true });
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    db.close();
+  });
+});
+
+describe('contention with other processes', () => {
+  it('renews wait out another process\'s write lock (SQLITE_BUSY is retried), never a 500', async () => {
+    const { dir, env, post, issue, holdWriteLock } = await setup();
+    const pairs = await Promise.all(Array.from({ length: 20 }, (_, i) => issue(`u${i}`)));
+    const release = holdWriteLock();
+    const renews = pairs.map((p) => post('renew', { refresh_token: p.refresh_token, ...client }));
+    await sleep(1000);
+    release();
+    expect((await Promise.all(renews)).map((r) => r.status)).toEqual(Array(20).fill(200));
+
+    // And with the CLI writing at the same time as a stream of renews.
+    let tokens = (await Promise.all(pairs.map((p) => post('issue', { sub: p.key_id, ...client })))).length;
+    const chains = pairs.slice(0, 5).map(async () => {
+      let token = (await issue('chain')).refresh_token;
+      for (let i = 0; i < 20; i++) {
+        const res = await post('renew', { refresh_token: token, ...client });
+        expect(res.status).toBe(200);
+        token = ((await res.json()) as Pair).refresh_token;
+        tokens++;
+      }
+    });
+    const admin = (async () => {
+      for (let i = 0; i < 3; i++) await cliProcess(env, dir, 'key', 'rotate', 'acme');
+      await cliProcess(env, dir, 'app', 'update', 'acme', '--access-ttl', '1800');
+    })();
+    await Promise.all([...chains, admin]);
+    expect(tokens).toBeGreaterThan(100);
+  });
+});
