@@ -1,0 +1,81 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { RenewTarget } from './load.js';
+import { startNode, type Server } from './proc.js';
+
+export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+export const user = { ip: '203.0.113.7', useragent: 'tokenmint-bench/1.0' };
+
+export interface Started {
+  server: Server;
+  target: RenewTarget;
+  /** Opens `n` sessions; resolves to their refresh tokens. */
+  open(n: number): Promise<string[]>;
+  /** Where its data lives (removed by the caller). */
+  dir: string;
+}
+
+const post = async (url: string, headers: Record<string, string>, body: unknown) => {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${await res.text()}`);
+  return res.json() as Promise<Record<string, string>>;
+};
+
+/** In batches, so opening many sessions does not open as many sockets. */
+async function openMany(n: number, open: () => Promise<string>): Promise<string[]> {
+  const tokens: string[] = [];
+  while (tokens.length < n) tokens.push(...(await Promise.all(Array.from({ length: Math.min(64, n - tokens.length) }, open))));
+  return tokens;
+}
+
+/** tokenmint as users run it: the built server (`npm start` without the build), on a fresh database. */
+export async function startTokenmint(extraEnv: Record<string, string> = {}, existingDir?: string): Promise<Started & { appKey: string }> {
+  const dir = existingDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'tokenmint-bench-'));
+  const env = { DATABASE_URL: path.join(dir, 'tokenmint.db'), TOKENMINT_MASTER_KEY: existingDir ? fs.readFileSync(path.join(dir, 'master'), 'utf8') : randomBytes(32).toString('base64'), ...extraEnv };
+  let appKey: string;
+  if (existingDir) {
+    appKey = fs.readFileSync(path.join(dir, 'app-key'), 'utf8');
+  } else {
+    fs.writeFileSync(path.join(dir, 'master'), env.TOKENMINT_MASTER_KEY);
+    const created = JSON.parse(
+      execFileSync(process.execPath, [path.join(root, 'dist/cli/main.js'), 'app', 'create', 'bench', '--refresh-nbf', '0', '--reuse-grace', '1', '--json'], { env: { PATH: process.env.PATH, ...env }, cwd: dir }).toString(),
+    ) as { app_key: string };
+    appKey = created.app_key;
+    fs.writeFileSync(path.join(dir, 'app-key'), appKey);
+  }
+  const server = await startNode(path.join(root, 'dist/server.js'), { ...env, PORT: '0' }, dir);
+  const headers = { authorization: appKey, 'content-type': 'application/json' };
+  return {
+    dir,
+    server,
+    appKey,
+    target: {
+      name: 'tokenmint',
+      origin: server.origin,
+      request: (token) => ({ path: '/app/bench/renew', headers, body: JSON.stringify({ refresh_token: token, ...user }) }),
+      nextToken: (answer) => (answer as { refresh_token: string }).refresh_token,
+    },
+    open: (n) => openMany(n, async () => (await post(`${server.origin}/app/bench/issue`, { authorization: appKey }, { sub: `user-${randomBytes(4).toString('hex')}`, ...user })).refresh_token!),
+  };
+}
+
+/** The bare renew: same stack, no features. */
+export async function startBare(): Promise<Started> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bare-bench-'));
+  const server = await startNode(path.join(root, 'dist-bench/bare-server.js'), { BARE_DB: path.join(dir, 'bare.db'), PORT: '0' }, dir);
+  const headers = { 'content-type': 'application/json' };
+  return {
+    dir,
+    server,
+    target: {
+      name: 'bare renew',
+      origin: server.origin,
+      request: (token) => ({ path: '/renew', headers, body: JSON.stringify({ refresh_token: token }) }),
+      nextToken: (answer) => (answer as { refresh_token: string }).refresh_token,
+    },
+    open: (n) => openMany(n, async () => (await post(`${server.origin}/issue`, {}, {})).refresh_token!),
+  };
+}
