@@ -41,7 +41,9 @@ export interface Server {
 
 /** Starts `node <entry>` and resolves once it prints `listening on http://host:port`. */
 export function startNode(entry: string, env: NodeJS.ProcessEnv, cwd: string): Promise<Server> {
-  const child = spawn(process.execPath, [entry], { cwd, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // BENCH_SERVER_NODE_ARGS, e.g. "--cpu-prof", to profile the servers under load.
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, entry], { cwd, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   return new Promise((resolve, reject) => {
     child.stderr!.on('data', (d) => {

@@ -1,4 +1,4 @@
-import { ulid } from 'ulid';
+import { newUlid } from './ids.js';
 import type { Clock } from './clock.js';
 import type { AuditEvent, Repository } from './storage/repository.js';
 
@@ -38,7 +38,7 @@ export function createAuditLog({ repo, clock, actor, onEvent }: { repo: Reposito
       const at = clock();
       onEvent?.(event, fields);
       await repo.recordAudit({
-        id: ulid(at),
+        id: newUlid(at),
         at,
         actor,
         event,

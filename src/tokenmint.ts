@@ -5,6 +5,7 @@ import type { Config } from './config.js';
 import { createKeyring } from './keyring/keyring.js';
 import { loadMasterKey } from './keyring/master-key.js';
 import type { Logger } from './log.js';
+import { withCatalogCache } from './storage/catalog-cache.js';
 import { openSqlite } from './storage/sqlite/open.js';
 import { createSqliteRepository } from './storage/sqlite/sqlite-repository.js';
 import { createSessionService } from './tokens/session-service.js';
@@ -27,7 +28,7 @@ export interface OpenOptions {
  */
 export function openTokenmint(config: Config, { clock = systemClock, logger, actor = 'server', onAuditEvent }: OpenOptions = {}) {
   const masterKey = loadMasterKey({ base64: config.masterKeyBase64, file: config.masterKeyPath });
-  const repo = createSqliteRepository(openSqlite(config.databasePath));
+  const repo = withCatalogCache(createSqliteRepository(openSqlite(config.databasePath)));
   const audit = createAuditLog({
     repo,
     clock,

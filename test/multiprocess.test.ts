@@ -51,6 +51,30 @@ describe('several processes on one database file', () => {
   });
 });
 
+describe('a real server process', () => {
+  it('answers 413 for a body over 64 KiB, whether its length is declared or it comes chunked', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir);
+    const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme');
+    const server = await startServer(env, dir);
+    const oversized = JSON.stringify({ sub: 'u', ...client, pad: 'x'.repeat(65 * 1024) });
+    const headers = { authorization: String(appKey), 'content-type': 'application/json' };
+
+    const declared = await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers, body: oversized });
+    expect(declared.status).toBe(413);
+    const chunks = [oversized.slice(0, 40_000), oversized.slice(40_000)].map((c) => new TextEncoder().encode(c));
+    const body = new ReadableStream({ pull: (c) => (chunks.length ? c.enqueue(chunks.shift()) : c.close()) });
+    const chunked = await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers, body, duplex: 'half' } as RequestInit);
+    expect(chunked.status).toBe(413);
+    expect(await chunked.json()).toEqual({ message: 'request too large' });
+
+    const small = JSON.stringify({ sub: 'u', ...client });
+    const smallChunked = new ReadableStream({ start: (c) => (c.enqueue(new TextEncoder().encode(small)), c.close()) });
+    expect((await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers, body: smallChunked, duplex: 'half' } as RequestInit)).status).toBe(200);
+    expect((await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers, body: small })).status).toBe(200);
+  });
+});
+
 describe('scheduled key rotation across processes', () => {
   it('`key rotate --due` from two processes at once rotates exactly once', async () => {
     const dir = tempDir();

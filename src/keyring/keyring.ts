@@ -1,20 +1,21 @@
-import { createPublicKey } from 'node:crypto';
-import { exportPKCS8, exportSPKI, generateKeyPair, importPKCS8, importSPKI, type CryptoKey } from 'jose';
-import { ulid } from 'ulid';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { exportPKCS8, exportSPKI, generateKeyPair } from 'jose';
+import { newUlid } from '../ids.js';
 import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
 import { notFound } from '../errors.js';
 import type { AppRecord, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
+import { ALG, encodedHeader } from '../tokens/jwt.js';
 import { seal, unseal, type MasterKey } from './master-key.js';
 
 export type Keyring = ReturnType<typeof createKeyring>;
 
-export const ALG = 'ES256';
-
 /** The key that signs an app's tokens now. */
 export interface Signer {
   kid: string;
-  privateKey: CryptoKey;
+  privateKey: KeyObject;
+  /** The JWS protected header of its tokens, base64url-encoded. */
+  encodedHeader: string;
   /** Base64 of the SPKI PEM text, as a token pair's `public_key`. */
   publicKeyBase64: string;
 }
@@ -78,33 +79,38 @@ export interface KeyringOptions {
 export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, audit }: KeyringOptions) {
   const publicationLeadMs = publicationLeadSeconds * 1000;
 
-  // Key material never changes for a kid, so imported keys are cached for the life of the process;
-  // the state (current, revoked, ...) is read from the database on every use.
-  const privateKeys = new Map<string, Promise<CryptoKey>>();
-  const publicKeys = new Map<string, Promise<CryptoKey>>();
+  // Key material never changes for a kid, so imported keys are kept for the life of the process (or
+  // until pruned); the state (current, revoked, ...) comes from the repository on every use.
+  const signers = new Map<string, Signer>();
+  const publicKeys = new Map<string, KeyObject>();
 
-  const privateKeyOf = (key: SigningKeyRecord) => {
-    let cached = privateKeys.get(key.kid);
-    if (!cached) {
+  const signerOf = (key: SigningKeyRecord): Signer => {
+    let signer = signers.get(key.kid);
+    if (!signer) {
       if (key.sealedPrivateKey === null) throw new Error(`key ${key.kid} was pruned`);
-      cached = importPKCS8(unseal(masterKey, key.sealedPrivateKey, sealAad(key.appId, key.kid)), ALG);
-      privateKeys.set(key.kid, cached);
+      signer = {
+        kid: key.kid,
+        privateKey: createPrivateKey(unseal(masterKey, key.sealedPrivateKey, sealAad(key.appId, key.kid))),
+        encodedHeader: encodedHeader(key.kid),
+        publicKeyBase64: Buffer.from(key.publicKeyPem).toString('base64'),
+      };
+      signers.set(key.kid, signer);
     }
-    return cached;
+    return signer;
   };
 
-  const publicKeyOf = (key: SigningKeyRecord) => {
-    let cached = publicKeys.get(key.kid);
-    if (!cached) {
-      cached = importSPKI(key.publicKeyPem, ALG);
-      publicKeys.set(key.kid, cached);
+  const publicKeyOf = (key: SigningKeyRecord): KeyObject => {
+    let publicKey = publicKeys.get(key.kid);
+    if (!publicKey) {
+      publicKey = createPublicKey(key.publicKeyPem);
+      publicKeys.set(key.kid, publicKey);
     }
-    return cached;
+    return publicKey;
   };
 
   async function newKey(appId: string, state: KeyState, now: number): Promise<SigningKeyRecord> {
     const { privateKey, publicKey } = await generateKeyPair(ALG, { extractable: true });
-    const kid = ulid(now);
+    const kid = newUlid(now);
     return {
       kid,
       appId,
@@ -135,7 +141,7 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
   async function pruneExpired(app: AppRecord, now: number): Promise<number> {
     const expired = (await repo.listKeys(app.appId)).filter((k) => k.prunedAt === null && (k.state === 'revoked' || (k.state === 'retired' && !isPublished(app, k, now))));
     for (const k of expired) {
-      privateKeys.delete(k.kid);
+      signers.delete(k.kid);
       publicKeys.delete(k.kid);
     }
     const pruned = await repo.pruneKeys(app.appId, expired.map((k) => k.kid), now);
@@ -177,15 +183,11 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
     async signer(appId: string): Promise<Signer> {
       const current = (await repo.listKeys(appId)).find((k) => k.state === 'current');
       if (!current) throw new Error(`app ${appId} has no current signing key`);
-      return {
-        kid: current.kid,
-        privateKey: await privateKeyOf(current),
-        publicKeyBase64: Buffer.from(current.publicKeyPem).toString('base64'),
-      };
+      return signerOf(current);
     },
 
     /** The public key for `kid` if it may verify a token of this app now, else why not. */
-    async verificationKey(app: AppRecord, kid: string): Promise<CryptoKey | { refused: string }> {
+    async verificationKey(app: AppRecord, kid: string): Promise<KeyObject | { refused: string }> {
       const key = (await repo.listKeys(app.appId)).find((k) => k.kid === kid);
       if (!key) return { refused: 'unknown kid' };
       if (key.state === 'revoked') return { refused: 'revoked kid' };

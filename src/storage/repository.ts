@@ -75,6 +75,11 @@ export interface RefreshTokenRecord {
   ip: string;
   useragent: string;
   usedAt: number | null;
+  /**
+   * SHA-256 of the token string as first signed, or null. A presented token with this digest is one
+   * the server issued byte for byte, so its signature need not be checked again (its key still is).
+   */
+  tokenSha256: Uint8Array | null;
 }
 
 export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all';
@@ -98,6 +103,11 @@ export interface Repository {
   /** Registers an app with its first signing keys, atomically. Throws `conflict` if app_id is taken. */
   createApp(app: AppRecord, keys: SigningKeyRecord[]): Promise<void>;
   findApp(appId: string): Promise<AppRecord | undefined>;
+  /**
+   * A number that changes whenever an app or a signing key changes, by any process sharing the store.
+   * While it stays the same, `findApp` and `listKeys` answer the same, so callers may cache them.
+   */
+  catalogVersion(): Promise<number>;
   listApps(): Promise<AppRecord[]>;
   /** Applies the patch; resolves to the updated app, or undefined for an unknown app. */
   updateApp(appId: string, patch: AppPatch, now: number): Promise<AppRecord | undefined>;

@@ -22,12 +22,15 @@ export interface RefreshTokenClaims {
   type: 'refresh';
 }
 
+/** A refresh token row before its token is signed (and its digest known). */
+export type NewRefreshToken = Omit<RefreshTokenRecord, 'tokenSha256'>;
+
 /** A refresh token row for a new token of the session issued at `iat` (seconds). */
 export function newRefreshToken(
   app: AppRecord,
   session: SessionRecord,
   fields: { jid: string; parentJid: string | null; iat: number; ip: string; useragent: string },
-): RefreshTokenRecord {
+): NewRefreshToken {
   return {
     ...fields,
     sessionId: session.sessionId,
@@ -42,7 +45,7 @@ export function newRefreshToken(
 export function pairClaims(
   app: AppRecord,
   session: SessionRecord,
-  token: RefreshTokenRecord,
+  token: NewRefreshToken,
 ): { auth: AuthTokenClaims; refresh: RefreshTokenClaims } {
   const auth: AuthTokenClaims = {
     iss: app.appId,

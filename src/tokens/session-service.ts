@@ -1,12 +1,11 @@
-import { decodeProtectedHeader } from 'jose';
-import { ulid } from 'ulid';
+import { newUlid } from '../ids.js';
 import type { AuditLog } from '../audit.js';
 import { toSeconds, type Clock } from '../clock.js';
 import { invalidRefreshToken, TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
 import type { AppRecord, RefreshTokenRecord, Repository, SessionRecord } from '../storage/repository.js';
-import { newRefreshToken, pairClaims } from './claims.js';
-import { signJwt, verifyRefreshToken } from './jwt.js';
+import { newRefreshToken, pairClaims, type NewRefreshToken } from './claims.js';
+import { decodeRefreshToken, isAuthentic, refreshClaims, signJwt, tokenDigest } from './jwt.js';
 
 export interface TokenPair {
   auth_token: string;
@@ -23,29 +22,32 @@ export interface Client {
 export type SessionService = ReturnType<typeof createSessionService>;
 
 export function createSessionService({ repo, keyring, clock, audit }: { repo: Repository; keyring: Keyring; clock: Clock; audit: AuditLog }) {
-  /** Verifies a refresh token; a token of a revoked key is a security event worth recording. */
-  async function verify(app: AppRecord, token: string, options: { now: number; checkTimes: boolean }) {
-    try {
-      return await verifyRefreshToken(token, app, keyring, options);
-    } catch (error) {
-      if (error instanceof TokenmintError && error.reason === 'revoked kid') {
-        await audit.record('security.revoked_key_presented', { appId: app.appId, kid: String(decodeProtectedHeader(token).kid) });
-      }
-      throw error;
+  /**
+   * Authenticates a refresh token of `app` and loads its row: the header, a key of this app that may
+   * verify now (a revoked one is a security event worth recording), then the stored digest or the
+   * signature, then the claims.
+   */
+  async function authenticate(app: AppRecord, token: string, options: { now: number; checkTimes: boolean }) {
+    const jws = decodeRefreshToken(token);
+    const key = await keyring.verificationKey(app, jws.kid);
+    if ('refused' in key) {
+      if (key.refused === 'revoked kid') await audit.record('security.revoked_key_presented', { appId: app.appId, kid: jws.kid });
+      throw invalidRefreshToken(key.refused);
     }
+    const found = typeof jws.payload.jid === 'string' ? await repo.findRefreshToken(jws.payload.jid) : undefined;
+    if (!isAuthentic(jws, key, found?.token.tokenSha256)) throw invalidRefreshToken('bad signature');
+    return { claims: refreshClaims(jws.payload, app, options), found };
   }
 
-  /** Signs both tokens for a stored refresh token with the app's current key. */
-  async function signPair(app: AppRecord, session: SessionRecord, token: RefreshTokenRecord): Promise<TokenPair> {
+  /** Signs both tokens for a refresh token row with the app's current key. */
+  async function signPair(app: AppRecord, session: SessionRecord, token: NewRefreshToken): Promise<TokenPair> {
     const signer = await keyring.signer(app.appId);
     const claims = pairClaims(app, session, token);
-    const [authToken, refreshToken] = await Promise.all([signJwt(claims.auth, signer), signJwt(claims.refresh, signer)]);
-    return { auth_token: authToken, refresh_token: refreshToken, key_id: signer.kid, public_key: signer.publicKeyBase64 };
+    return { auth_token: signJwt(claims.auth, signer), refresh_token: signJwt(claims.refresh, signer), key_id: signer.kid, public_key: signer.publicKeyBase64 };
   }
 
-  /** Loads a verified token's row and session, refusing anything that cannot renew. */
-  async function liveToken(app: AppRecord, jid: string, now: number) {
-    const found = await repo.findRefreshToken(jid);
+  /** Refuses a stored token that cannot renew. */
+  function live(app: AppRecord, found: { token: RefreshTokenRecord; session: SessionRecord } | undefined, now: number) {
     if (!found) throw invalidRefreshToken('unknown jid');
     if (found.session.appId !== app.appId) throw invalidRefreshToken('session of another app');
     if (found.session.revokedAt !== null) throw invalidRefreshToken(`session revoked (${found.session.revokeReason})`);
@@ -58,7 +60,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     async issue(app: AppRecord, input: Client & { sub: string; personal?: Record<string, unknown> }): Promise<TokenPair> {
       const now = clock();
       const session: SessionRecord = {
-        sessionId: ulid(now),
+        sessionId: newUlid(now),
         appId: app.appId,
         sub: input.sub,
         personal: input.personal === undefined ? null : JSON.stringify(input.personal),
@@ -67,29 +69,31 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
         revokedAt: null,
         revokeReason: null,
       };
-      const first = newRefreshToken(app, session, { jid: ulid(now), parentJid: null, iat: toSeconds(now), ip: input.ip, useragent: input.useragent });
-      await repo.createSession(session, first);
-      return signPair(app, session, first);
+      const first = newRefreshToken(app, session, { jid: newUlid(now), parentJid: null, iat: toSeconds(now), ip: input.ip, useragent: input.useragent });
+      const pair = await signPair(app, session, first);
+      await repo.createSession(session, { ...first, tokenSha256: tokenDigest(pair.refresh_token) });
+      return pair;
     },
 
     /**
      * Rotates a refresh token (RFC 9700 §4.14.2): the first use marks it used and creates its one
      * child; a repeat within reuse-grace gets that same child again; a repeat after it is reuse, and
-     * the whole session is revoked. The row is written before anything is signed, so a crash after
-     * the commit is healed by the client's retry within the grace window.
+     * the whole session is revoked. The pair is signed first and answered only after the commit; a
+     * crash after the commit is healed by the client's retry within the grace window.
      */
     async renew(app: AppRecord, input: Client & { refresh_token: string }): Promise<TokenPair> {
       const now = clock();
-      const claims = await verify(app, input.refresh_token, { now, checkTimes: true });
-      const { token, session } = await liveToken(app, claims.jid, now);
+      const { claims, found } = await authenticate(app, input.refresh_token, { now, checkTimes: true });
+      const { token, session } = live(app, found, now);
 
       if (token.usedAt === null) {
-        const child = newRefreshToken(app, session, { jid: ulid(now), parentJid: token.jid, iat: toSeconds(now), ip: input.ip, useragent: input.useragent });
-        if (await repo.consumeRefreshToken(token.jid, child, now)) return signPair(app, session, child);
+        const child = newRefreshToken(app, session, { jid: newUlid(now), parentJid: token.jid, iat: toSeconds(now), ip: input.ip, useragent: input.useragent });
+        const pair = await signPair(app, session, child);
+        if (await repo.consumeRefreshToken(token.jid, { ...child, tokenSha256: tokenDigest(pair.refresh_token) }, now)) return pair;
         // Another request (here or in another process) consumed it first: answer as a repeat.
       }
 
-      const { token: used, session: current } = await liveToken(app, claims.jid, now);
+      const { token: used, session: current } = live(app, await repo.findRefreshToken(claims.jid), now);
       const child = await repo.findChild(used.jid);
       if (used.usedAt !== null && child && now - used.usedAt <= app.reuseGraceSeconds * 1000) {
         return signPair(app, current, child);
@@ -106,8 +110,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     async revoke(app: AppRecord, refreshToken: string): Promise<{ revoked: boolean; reason?: string }> {
       const now = clock();
       try {
-        const claims = await verify(app, refreshToken, { now, checkTimes: false });
-        const found = await repo.findRefreshToken(claims.jid);
+        const { found } = await authenticate(app, refreshToken, { now, checkTimes: false });
         if (!found || found.session.appId !== app.appId) return { revoked: false, reason: 'unknown jid' };
         await repo.revokeSession(found.session.sessionId, 'client', now);
         return { revoked: true };

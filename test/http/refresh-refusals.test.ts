@@ -1,4 +1,6 @@
-import { createHmac, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { createHash, createHmac, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { signJwt } from '../../src/tokens/jwt.js';
 import { client, decodePart, forge, harness, type Harness, type Pair } from '../helpers.js';
@@ -139,5 +141,27 @@ describe('RFC 8725 attacks', () => {
     const { h, appKey, pair } = await setup();
     const signer = await h.tm.keyring.signer('acme');
     await expect401(h, appKey, await signJwt({ ...decodePart(pair.refresh_token, 1), iss: 'other' }, signer), 'iss is another app');
+  });
+});
+
+describe('authenticating a refresh token by its stored digest', () => {
+  it('stores the SHA-256 of each refresh token, never the token', async () => {
+    const { h, appKey, pair } = await setup();
+    const renewed = (await (await h.post('/app/acme/renew', { refresh_token: pair.refresh_token, ...client }, appKey)).json()) as Pair;
+    for (const token of [pair.refresh_token, renewed.refresh_token]) {
+      const row = await h.tm.repo.findRefreshToken(decodePart(token, 1).jid as string);
+      expect(Buffer.from(row!.token.tokenSha256!).toString('hex')).toBe(createHash('sha256').update(token).digest('hex'));
+    }
+    await h.tm.close();
+    const onDisk = Buffer.concat(['tokenmint.db', 'tokenmint.db-wal'].map((f) => path.join(h.dir, f)).filter(fs.existsSync).map((f) => fs.readFileSync(f)));
+    for (const token of [pair.refresh_token, renewed.refresh_token]) expect(onDisk.includes(token.split('.')[2]!)).toBe(false);
+  });
+
+  it('a token that is not the stored string still renews when its signature verifies (the digest is a shortcut)', async () => {
+    const { h, appKey, pair } = await setup();
+    const resigned = signJwt(decodePart(pair.refresh_token, 1), await h.tm.keyring.signer('acme'));
+    expect(resigned).not.toBe(pair.refresh_token);
+    const res = await h.post('/app/acme/renew', { refresh_token: resigned, ...client }, appKey);
+    expect(res.status).toBe(200);
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { AppRecord, RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../../src/storage/repository.js';
 import { DEFAULT_APP_SETTINGS } from '../../src/apps/app-settings.js';
@@ -47,6 +48,7 @@ const token = (s: SessionRecord, parentJid: string | null = null): RefreshTokenR
   iat: NOW / 1000,
   nbf: NOW / 1000,
   exp: NOW / 1000 + 3600,
+  tokenSha256: createHash('sha256').update(`J${seq}`).digest(),
   ip: '203.0.113.7',
   useragent: 'ua',
   usedAt: null,
@@ -85,14 +87,45 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.findRefreshToken(parent.jid))?.token.usedAt).toBe(NOW);
     });
 
-    it('consumeRefreshToken refuses a token whose session is revoked', async () => {
+    it('consumeRefreshToken refuses a token whose session is revoked, whatever other sessions there are', async () => {
       const { repo } = await withApp();
+      const other = session('acme');
+      await repo.createSession(other, token(other));
       const s = session('acme');
       const parent = token(s);
       await repo.createSession(s, parent);
       await repo.revokeSession(s.sessionId, 'reuse', NOW);
       expect(await repo.consumeRefreshToken(parent.jid, token(s, parent.jid), NOW)).toBe(false);
       expect((await repo.findRefreshToken(parent.jid))?.session).toMatchObject({ revokedAt: NOW, revokeReason: 'reuse' });
+    });
+
+    it('catalogVersion moves with every change of an app or a key, and not with sessions', async () => {
+      const { repo, current } = await withApp();
+      const versions = [await repo.catalogVersion()];
+      const s = session('acme');
+      const first = token(s);
+      await repo.createSession(s, first);
+      await repo.consumeRefreshToken(first.jid, token(s, first.jid), NOW);
+      expect(await repo.catalogVersion()).toBe(versions[0]);
+      await repo.updateApp('acme', { disabled: true }, NOW);
+      versions.push(await repo.catalogVersion());
+      await repo.rotateKeys('acme', key('acme', 'next'), NOW);
+      versions.push(await repo.catalogVersion());
+      await repo.revokeKey('acme', current.kid, key('acme', 'next'), NOW);
+      versions.push(await repo.catalogVersion());
+      await repo.pruneKeys('acme', [current.kid], NOW);
+      versions.push(await repo.catalogVersion());
+      await repo.createApp(appRecord('other'), []);
+      versions.push(await repo.catalogVersion());
+      expect(new Set(versions).size).toBe(versions.length);
+    });
+
+    it('keeps the digest of a refresh token', async () => {
+      const { repo } = await withApp();
+      const s = session('acme');
+      const first = token(s);
+      await repo.createSession(s, first);
+      expect(Buffer.from((await repo.findRefreshToken(first.jid))!.token.tokenSha256!)).toEqual(Buffer.from(first.tokenSha256!));
     });
 
     it('rotateKeys: current → retired, next → current, a new next; one current and one next at all times', async () => {

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { blob, index, integer, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 
 // Times named *_at are milliseconds since the epoch; iat/nbf/exp are JWT seconds.
 
@@ -79,9 +79,19 @@ export const refreshTokens = sqliteTable(
     ip: text('ip').notNull(),
     useragent: text('useragent').notNull(),
     usedAt: integer('used_at'),
+    // SHA-256 of the token string as first issued: a token presented byte for byte as stored is
+    // authentic without a signature check (the key is still checked). Never the token itself.
+    tokenSha256: blob('token_sha256', { mode: 'buffer' }),
   },
   (t) => [index('refresh_tokens_session_idx').on(t.sessionId), index('refresh_tokens_exp_idx').on(t.exp)],
 );
+
+// One row whose version goes up (by the triggers of migrations/0003) whenever apps or signing_keys change,
+// from any process: a server caches apps and keys and re-reads them only when it moves.
+export const catalogVersion = sqliteTable('catalog_version', {
+  id: integer('id').primaryKey(),
+  version: integer('version').notNull(),
+});
 
 // Admin actions and security events. Never a secret: no token, key or app key.
 export const auditEvents = sqliteTable(

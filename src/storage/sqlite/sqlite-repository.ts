@@ -1,8 +1,8 @@
 import { and, asc, desc, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
-import type { Repository, SigningKeyRecord } from '../repository.js';
+import type { RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
 import type { SqliteDb } from './open.js';
-import { apps, auditEvents, refreshTokens, sessions, signingKeys } from './schema.js';
+import { apps, auditEvents, catalogVersion, refreshTokens, sessions, signingKeys } from './schema.js';
 
 // Every write that reads before it writes runs in a BEGIN IMMEDIATE transaction: it takes SQLite's
 // single write lock up front, so concurrent writers — in this process or another one sharing the
@@ -12,8 +12,76 @@ const immediate = { behavior: 'immediate' } as const;
 /** Rows deleted per pruning transaction: small enough that renews wait milliseconds at most. */
 const PRUNE_BATCH = 2000;
 
+const p = sql.placeholder;
+
+/** Statements of the request path, prepared once: building and preparing SQL per request costs more than running it. */
+function prepareHotPath(db: SqliteDb) {
+  const tokenValues = {
+    jid: p('jid'),
+    sessionId: p('sessionId'),
+    parentJid: p('parentJid'),
+    iat: p('iat'),
+    nbf: p('nbf'),
+    exp: p('exp'),
+    ip: p('ip'),
+    useragent: p('useragent'),
+    usedAt: p('usedAt'),
+    tokenSha256: p('tokenSha256'),
+  };
+  return {
+    catalogVersion: db.select({ version: catalogVersion.version }).from(catalogVersion).prepare(),
+    findApp: db.select().from(apps).where(eq(apps.appId, p('appId'))).prepare(),
+    listKeys: db.select().from(signingKeys).where(eq(signingKeys.appId, p('appId'))).orderBy(asc(signingKeys.kid)).prepare(),
+    findRefreshToken: db
+      .select({ token: refreshTokens, session: sessions })
+      .from(refreshTokens)
+      .innerJoin(sessions, eq(sessions.sessionId, refreshTokens.sessionId))
+      .where(eq(refreshTokens.jid, p('jid')))
+      .prepare(),
+    findChild: db.select().from(refreshTokens).where(eq(refreshTokens.parentJid, p('parentJid'))).prepare(),
+    insertSession: db
+      .insert(sessions)
+      .values({
+        sessionId: p('sessionId'),
+        appId: p('appId'),
+        sub: p('sub'),
+        personal: p('personal'),
+        createdAt: p('createdAt'),
+        expiresAt: p('expiresAt'),
+        revokedAt: p('revokedAt'),
+        revokeReason: p('revokeReason'),
+      })
+      .prepare(),
+    insertToken: db.insert(refreshTokens).values(tokenValues).prepare(),
+    // The conditional update is the decision: only one writer can flip used_at from NULL.
+    consume: db
+      .update(refreshTokens)
+      .set({ usedAt: sql`${p('now')}` })
+      .where(
+        and(
+          eq(refreshTokens.jid, p('jid')),
+          isNull(refreshTokens.usedAt),
+          // Correlated, so it is one primary-key lookup (an IN over all live sessions grows with the table).
+          sql`EXISTS (SELECT 1 FROM ${sessions} WHERE ${sessions.sessionId} = ${refreshTokens.sessionId} AND ${sessions.revokedAt} IS NULL)`,
+        ),
+      )
+      .prepare(),
+  };
+}
+
 export function createSqliteRepository(db: SqliteDb): Repository {
   const insertKey = (tx: Pick<SqliteDb, 'insert'>, key: SigningKeyRecord) => tx.insert(signingKeys).values(key).run();
+  const hot = prepareHotPath(db);
+  // better-sqlite3's own transaction functions, made once; `.immediate` runs them under BEGIN IMMEDIATE.
+  const createSessionTx = db.$client.transaction((session: SessionRecord, first: RefreshTokenRecord) => {
+    hot.insertSession.run({ ...session });
+    hot.insertToken.run({ ...first });
+  });
+  const consumeTx = db.$client.transaction((parentJid: string, child: RefreshTokenRecord, now: number) => {
+    if (hot.consume.run({ jid: parentJid, now }).changes !== 1) return false;
+    hot.insertToken.run({ ...child });
+    return true;
+  });
 
   return {
     async createApp(app, keys) {
@@ -26,7 +94,11 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async findApp(appId) {
-      return db.select().from(apps).where(eq(apps.appId, appId)).get();
+      return hot.findApp.get({ appId });
+    },
+
+    async catalogVersion() {
+      return hot.catalogVersion.get()?.version ?? 0;
     },
 
     async listApps() {
@@ -38,7 +110,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async listKeys(appId) {
-      return db.select().from(signingKeys).where(eq(signingKeys.appId, appId)).orderBy(asc(signingKeys.kid)).all();
+      return hot.listKeys.all({ appId });
     },
 
     async rotateKeys(appId, newNext, now, due) {
@@ -98,43 +170,19 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async createSession(session, first) {
-      db.transaction((tx) => {
-        tx.insert(sessions).values(session).run();
-        tx.insert(refreshTokens).values(first).run();
-      }, immediate);
+      createSessionTx.immediate(session, first);
     },
 
     async findRefreshToken(jid) {
-      return db
-        .select({ token: refreshTokens, session: sessions })
-        .from(refreshTokens)
-        .innerJoin(sessions, eq(sessions.sessionId, refreshTokens.sessionId))
-        .where(eq(refreshTokens.jid, jid))
-        .get();
+      return hot.findRefreshToken.get({ jid });
     },
 
     async findChild(parentJid) {
-      return db.select().from(refreshTokens).where(eq(refreshTokens.parentJid, parentJid)).get();
+      return hot.findChild.get({ parentJid });
     },
 
     async consumeRefreshToken(parentJid, child, now) {
-      return db.transaction((tx) => {
-        // The conditional update is the decision: only one writer can flip used_at from NULL.
-        const consumed = tx
-          .update(refreshTokens)
-          .set({ usedAt: now })
-          .where(
-            and(
-              eq(refreshTokens.jid, parentJid),
-              isNull(refreshTokens.usedAt),
-              sql`${refreshTokens.sessionId} IN (SELECT ${sessions.sessionId} FROM ${sessions} WHERE ${sessions.revokedAt} IS NULL)`,
-            ),
-          )
-          .run();
-        if (consumed.changes !== 1) return false;
-        tx.insert(refreshTokens).values(child).run();
-        return true;
-      }, immediate);
+      return consumeTx.immediate(parentJid, child, now);
     },
 
     async revokeSession(sessionId, reason, now) {
