@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -21,6 +22,10 @@ const envSchema = z.object({
   MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().default(60),
   // When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
   METRICS_TOKEN: z.string().min(16).optional(),
+  // Server processes sharing the port and the database (node:cluster); default one per core.
+  WORKERS: positiveInt.max(64).default(availableParallelism()),
+  // Set by the cluster primary: "0" in every worker but the one that runs maintenance.
+  TOKENMINT_MAINTENANCE: z.enum(['0', '1']).default('1'),
 });
 
 export interface Config {
@@ -41,6 +46,9 @@ export interface Config {
   /** How often the server runs due key rotations and pruning. */
   readonly maintenanceIntervalSeconds: number;
   readonly metricsToken: string | undefined;
+  readonly workers: number;
+  /** Whether this process runs scheduled rotations and pruning (one worker of a cluster does). */
+  readonly runsMaintenance: boolean;
 }
 
 export class ConfigError extends Error {
@@ -70,5 +78,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
     maintenanceIntervalSeconds: e.MAINTENANCE_INTERVAL_SECONDS,
     metricsToken: e.METRICS_TOKEN,
+    workers: e.WORKERS,
+    runsMaintenance: e.TOKENMINT_MAINTENANCE === '1',
   });
 }

@@ -1,11 +1,13 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import cluster from 'node:cluster';
+import { clusterMetricsOf } from './cluster.js';
 import type { AuditEventName, AuditFields } from './audit.js';
 import type { Repository } from './storage/repository.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /**
- * Prometheus metrics of one server process, in a registry of its own (never prom-client's global
+ * Prometheus metrics of one server process (summed over the workers of a cluster), in a registry of its own (never prom-client's global
  * one, so several apps in one process — tests — do not collide).
  */
 export function createMetrics(repo: Repository) {
@@ -47,6 +49,7 @@ export function createMetrics(repo: Repository) {
     help: 'Signing keys in the keyring by app and state (pruned keys not counted)',
     labelNames: ['app_id', 'state'] as const,
     registers: [registry],
+    aggregator: 'first', // every worker reads the same rows: summing them would count each key n times
     // Read from the database at scrape time, so it also counts what other processes changed.
     async collect() {
       this.reset();
@@ -60,6 +63,8 @@ export function createMetrics(repo: Repository) {
 
   return {
     registry,
+    /** The exposition text: this process's metrics, or in a cluster worker the sum over all workers. */
+    text: cluster.isWorker ? clusterMetricsOf(registry) : () => registry.metrics(),
     observeRequest(route: string, method: string, status: number, seconds: number): void {
       requests.inc({ route, method, status: String(status) });
       if (route === '/app/:app_id/renew') renewDuration.observe(seconds);

@@ -1,9 +1,11 @@
+import cluster from 'node:cluster';
 import { serve } from '@hono/node-server';
+import { runPrimary } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
 import { systemClock } from './clock.js';
-import { ConfigError, loadConfig } from './config.js';
-import { createLogger } from './log.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createLogger, type Logger } from './log.js';
 import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
 import { openTokenmint } from './tokenmint.js';
@@ -11,6 +13,12 @@ import { openTokenmint } from './tokenmint.js';
 function main(): void {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
+  if (cluster.isPrimary && config.workers > 1) runPrimary(config, logger);
+  else runServer(config, logger);
+}
+
+/** One serving process: the whole server with WORKERS=1, else one worker of the cluster. */
+function runServer(config: Config, logger: Logger): void {
   let metrics: ReturnType<typeof createMetrics> | undefined;
   const tm = openTokenmint(config, { logger, actor: 'server', onAuditEvent: (event, fields) => metrics?.onAuditEvent(event, fields) });
   metrics = createMetrics(tm.repo);
@@ -22,8 +30,9 @@ function main(): void {
   });
   const app = createApp({ ...tm, limiter, logger, metrics, config });
 
-  const maintenance = startMaintenance(tm, logger, config.maintenanceIntervalSeconds);
+  const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds) : undefined;
   const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
+    if (cluster.isWorker) return; // the primary announces the cluster once
     process.stderr.write(`tokenmint listening on http://${info.address}:${info.port} (database ${config.databasePath})\n`);
     logger.info({ address: info.address, port: info.port, database: config.databasePath }, 'listening');
   });
@@ -40,7 +49,7 @@ function main(): void {
     }, config.shutdownTimeoutSeconds * 1000);
     force.unref();
     server.close(async () => {
-      await maintenance.stop();
+      await maintenance?.stop();
       await tm.close();
       logger.info('closed');
       process.exit(0);
@@ -54,6 +63,8 @@ function main(): void {
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // A worker whose primary is gone (killed) must not linger holding the port.
+  if (cluster.isWorker) process.on('disconnect', () => shutdown('disconnect'));
 }
 
 try {

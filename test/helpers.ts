@@ -35,8 +35,9 @@ export function manualClock(start = Date.parse('2026-06-01T12:00:00Z')) {
 }
 export type ManualClock = ReturnType<typeof manualClock>;
 
+/** One server process unless a test asks for a cluster (WORKERS defaults to the number of cores). */
 export function testEnv(dir: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { DATABASE_URL: path.join(dir, 'tokenmint.db'), TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64'), ...extra };
+  return { DATABASE_URL: path.join(dir, 'tokenmint.db'), TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64'), WORKERS: '1', ...extra };
 }
 
 export interface Harness {

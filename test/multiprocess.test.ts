@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import http from 'node:http';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { client, decodePart, tempDir, testEnv, verifyIndependently, type Pair } from './helpers.js';
@@ -48,6 +49,40 @@ describe('several processes on one database file', () => {
     const second = await startServer(env, dir);
     const res = await post(`${second.url}/app/acme/renew`, { refresh_token: pair.refresh_token, ...client }, String(appKey));
     expect(res.status).toBe(200);
+  });
+});
+
+describe('WORKERS=3: a cluster on one port and one file', () => {
+  it('racing renews across workers never fork; /metrics sums every worker; SIGTERM stops them all with exit 0', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir, { WORKERS: '3' });
+    const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--refresh-nbf', '0');
+    const server = await startServer(env, dir);
+    expect(server.stderr()).toContain('3 workers');
+    const pair = (await (await post(`${server.url}/app/acme/issue`, { sub: 'u', ...client }, String(appKey))).json()) as Pair;
+
+    // One connection each (no keep-alive agent), so the cluster spreads them over its workers.
+    const renewOnNewConnection = () =>
+      new Promise<{ status: number; body: Pair }>((resolve, reject) => {
+        const req = http.request(`${server.url}/app/acme/renew`, { method: 'POST', agent: false, headers: { authorization: String(appKey) } }, (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) as Pair }));
+        });
+        req.on('error', reject).end(JSON.stringify({ refresh_token: pair.refresh_token, ...client }));
+      });
+    const answers = await Promise.all(Array.from({ length: 60 }, renewOnNewConnection));
+    expect(answers.map((r) => r.status)).toEqual(Array(60).fill(200));
+    const childJids = new Set(answers.map((r) => verifyIndependently(r.body.refresh_token, pair.public_key).payload.jid));
+    expect(childJids.size).toBe(1);
+
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toMatch(/tokenmint_http_requests_total\{route="\/app\/:app_id\/renew",method="POST",status="200"\} 60\n/);
+    expect(metrics).toContain('tokenmint_signing_keys{app_id="acme",state="current"} 1\n');
+
+    expect(await server.stop('SIGTERM')).toBe(0);
+    const db = new Database(env.DATABASE_URL!, { readonly: true });
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    db.close();
   });
 });
 

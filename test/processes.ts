@@ -11,6 +11,7 @@ export interface ServerProcess {
   url: string;
   child: ChildProcess;
   stdout: () => string;
+  stderr: () => string;
   /** Sends `signal` and resolves to the exit code. */
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
@@ -31,7 +32,7 @@ export function startServer(env: NodeJS.ProcessEnv, cwd: string): Promise<Server
     child.stderr!.on('data', (d) => {
       err += d;
       const match = /listening on (http:\/\/\S+)/.exec(err);
-      if (match) resolve({ url: match[1]!, child, stdout: () => out, stop });
+      if (match) resolve({ url: match[1]!, child, stdout: () => out, stderr: () => err, stop });
     });
     void exited.then((code) => reject(new Error(`server exited with ${code}: ${err}`)));
   });

@@ -64,7 +64,7 @@ function metricsHandler(metrics: Metrics, token: string | undefined): Handler<Ap
   return async function metricsRoute(c) {
     const presented = /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '')?.[1] ?? '';
     if (tokenHash !== undefined && !secretMatches(presented, tokenHash)) return c.json({ message: 'metrics token required' }, 401);
-    return c.body(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType });
+    return c.body(await metrics.text(), 200, { 'content-type': metrics.registry.contentType });
   };
 }
 

@@ -1,12 +1,13 @@
 import { and, asc, desc, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
 import type { RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
+import { withBusyRetry } from './busy-retry.js';
 import type { SqliteDb } from './open.js';
 import { apps, auditEvents, catalogVersion, refreshTokens, sessions, signingKeys } from './schema.js';
 
 // Every write that reads before it writes runs in a BEGIN IMMEDIATE transaction: it takes SQLite's
 // single write lock up front, so concurrent writers — in this process or another one sharing the
-// file — are serialised (waiting up to busy_timeout) instead of deciding on a stale read.
+// file — are serialised (waiting, see busy-retry.ts) instead of deciding on a stale read.
 const immediate = { behavior: 'immediate' } as const;
 
 /** Rows deleted per pruning transaction: small enough that renews wait milliseconds at most. */
@@ -70,6 +71,8 @@ function prepareHotPath(db: SqliteDb) {
 }
 
 export function createSqliteRepository(db: SqliteDb): Repository {
+  // Waiting for another process's write lock is done by withBusyRetry, without blocking the event loop.
+  db.$client.pragma('busy_timeout = 0');
   const insertKey = (tx: Pick<SqliteDb, 'insert'>, key: SigningKeyRecord) => tx.insert(signingKeys).values(key).run();
   const hot = prepareHotPath(db);
   // better-sqlite3's own transaction functions, made once; `.immediate` runs them under BEGIN IMMEDIATE.
@@ -83,7 +86,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     return true;
   });
 
-  return {
+  return withBusyRetry<Repository>({
     async createApp(app, keys) {
       db.transaction((tx) => {
         const existing = tx.select({ appId: apps.appId }).from(apps).where(eq(apps.appId, app.appId)).get();
@@ -254,5 +257,5 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     async close() {
       db.$client.close();
     },
-  };
+  });
 }

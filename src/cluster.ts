@@ -1,0 +1,93 @@
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { openTokenmint } from './tokenmint.js';
+
+// WORKERS > 1: a primary process that serves nothing itself forks the workers, which share the
+// listening port (node:cluster hands out connections round-robin) and the SQLite file. Everything
+// that must happen once across processes already does — a refresh token is consumed in one
+// transaction, a due rotation is rechecked inside its own — so workers need no coordination beyond
+// what a second server on the same file would need.
+
+const METRICS_REQUEST = 'tokenmint:metrics-request';
+const METRICS_ANSWER = 'tokenmint:metrics';
+const RESTART_DELAY_MS = 1000;
+
+/** The primary: prepares the database and master key, forks and supervises workers, forwards shutdown. */
+export function runPrimary(config: Config, logger: Logger): void {
+  // Migrate and create the master key file once, before workers race to do it.
+  openTokenmint(config, { logger }).close();
+
+  let closing = false;
+  let maintenanceWorker: Worker | undefined;
+  const fork = () => {
+    const runsMaintenance = maintenanceWorker === undefined;
+    const worker = cluster.fork({ TOKENMINT_MAINTENANCE: runsMaintenance ? '1' : '0' });
+    if (runsMaintenance) maintenanceWorker = worker;
+  };
+
+  let announced = false;
+  cluster.on('listening', (_worker, address) => {
+    if (announced) return;
+    announced = true;
+    const host = address.address ?? config.host;
+    process.stderr.write(`tokenmint listening on http://${host}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
+    logger.info({ address: host, port: address.port, database: config.databasePath, workers: config.workers }, 'listening');
+  });
+
+  let failed = false;
+  cluster.on('exit', (worker, code, signal) => {
+    if (worker === maintenanceWorker) maintenanceWorker = undefined;
+    if (closing) {
+      failed ||= code !== 0;
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        logger.info('closed');
+        process.exit(failed ? 1 : 0);
+      }
+      return;
+    }
+    logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
+    setTimeout(fork, RESTART_DELAY_MS).unref();
+  });
+
+  // A worker answering GET /metrics asks here for the sum over all workers.
+  const aggregator = new AggregatorRegistry();
+  cluster.on('message', (worker, message: { type?: string; id?: number }) => {
+    if (message?.type !== METRICS_REQUEST) return;
+    aggregator
+      .clusterMetrics()
+      .then((text) => worker.send({ type: METRICS_ANSWER, id: message.id, text }))
+      .catch((error: Error) => worker.send({ type: METRICS_ANSWER, id: message.id, error: error.message }));
+  });
+
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (closing) return;
+    closing = true;
+    logger.info({ signal }, 'shutting down');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+
+  for (let i = 0; i < config.workers; i++) fork();
+}
+
+/** In a worker: answer the primary's metric collection, and collect everyone's through it. */
+export function clusterMetricsOf(registry: Registry): () => Promise<string> {
+  new AggregatorRegistry(); // installs prom-client's worker-side listener
+  AggregatorRegistry.setRegistries([registry]);
+  let nextId = 0;
+  return () =>
+    new Promise((resolve, reject) => {
+      const id = nextId++;
+      const onMessage = (message: { type?: string; id?: number; text?: string; error?: string }) => {
+        if (message?.type !== METRICS_ANSWER || message.id !== id) return;
+        process.off('message', onMessage);
+        if (message.error !== undefined) reject(new Error(message.error));
+        else resolve(message.text ?? '');
+      };
+      process.on('message', onMessage);
+      process.send!({ type: METRICS_REQUEST, id });
+    });
+}
