@@ -1,43 +1,151 @@
+// npm run bench: tokenmint against oidc-provider and a bare renew, same load generator, same run.
+// BENCH_SECONDS (default 10) per measurement, BENCH_CONCURRENCY (default 16,64),
+// BENCH_GROWTH_SESSIONS (default 1000000; 0 skips the growth measurement).
+import Database from 'better-sqlite3';
+import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { chainedRenews, type LoadResult } from './load.js';
 import { cpuSeconds, peakRssMb } from './proc.js';
-import { startBare, startTokenmint, type Started } from './targets.js';
+import { startBare, startOidcProvider, startTokenmint, type Started } from './targets.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '16,64').split(',').map(Number);
+const GROWTH_SESSIONS = Number(process.env.BENCH_GROWTH_SESSIONS ?? 1_000_000);
+const SAMPLES_CHECKED = 20;
 
 interface Row extends LoadResult {
   target: string;
   concurrency: number;
   serverCpuSeconds: number;
   peakRssMb: number;
+  checked: number;
 }
 
-async function measure(start: () => Promise<Started>): Promise<Row[]> {
+const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+/** Warm-up, then a measured run on fresh sessions; then the sampled answers are checked. */
+async function measureOnce(s: Started, concurrency: number): Promise<Row> {
+  await chainedRenews(s.target, await s.open(concurrency), Math.min(2, SECONDS / 5));
+  const tokens = await s.open(concurrency);
+  const cpu0 = cpuSeconds(s.server.child.pid!);
+  const result = await chainedRenews(s.target, tokens, SECONDS);
+  const serverCpuSeconds = cpuSeconds(s.server.child.pid!) - cpu0;
+  const sample = result.sample.filter((_, i) => i % Math.ceil(result.sample.length / SAMPLES_CHECKED) === 0);
+  const checked = await s.check(sample);
+  return { ...result, target: s.target.name, concurrency, serverCpuSeconds, peakRssMb: peakRssMb(s.server.child.pid!), checked };
+}
+
+async function measure(start: () => Promise<Started>, name?: string): Promise<Row[]> {
   const s = await start();
-  const rows: Row[] = [];
   try {
+    const rows: Row[] = [];
     for (const concurrency of CONCURRENCY) {
-      const tokens = await s.open(concurrency);
-      await chainedRenews(s.target, tokens, Math.min(2, SECONDS / 5)); // warm-up (JIT, caches)
-      const fresh = await s.open(concurrency);
-      const cpu0 = cpuSeconds(s.server.child.pid!);
-      const result = await chainedRenews(s.target, fresh, SECONDS);
-      rows.push({ ...result, target: s.target.name, concurrency, serverCpuSeconds: cpuSeconds(s.server.child.pid!) - cpu0, peakRssMb: peakRssMb(s.server.child.pid!) });
+      log(`  ${name ?? s.target.name}, concurrency ${concurrency} ...`);
+      rows.push({ ...(await measureOnce(s, concurrency)), ...(name ? { target: name } : {}) });
     }
+    return rows;
   } finally {
     await s.server.stop();
     fs.rmSync(s.dir, { recursive: true, force: true });
   }
-  return rows;
 }
 
-const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+/** ES256 operations per second on one core with node:crypto. */
+function es256Rates() {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const data = Buffer.from('x'.repeat(400)); // about a token's signing input
+  const rate = (op: () => unknown) => {
+    const started = performance.now();
+    let n = 0;
+    while (performance.now() - started < 1000) for (let i = 0; i < 100; i++, n++) op();
+    return n / ((performance.now() - started) / 1000);
+  };
+  const signature = sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  return {
+    sign: rate(() => sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' })),
+    verify: rate(() => verify('sha256', data, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature)),
+  };
+}
 
-const rows = [...(await measure(startTokenmint)), ...(await measure(startBare))];
-console.log(`\nclosed-loop chained renews, ${SECONDS} s each, load generator on the same machine (${(await import('node:os')).cpus().length} cores)\n`);
-console.log('| target | concurrency | renews/s | p50 ms | p95 ms | p99 ms | non-200 | server peak RSS MB | server CPU s | load gen CPU s |');
-console.log('| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: |');
+/** Live sessions (each with one unexpired refresh token) written straight into the file. */
+function addLiveSessions(file: string, count: number) {
+  const db = new Database(file);
+  const now = Date.now();
+  const far = now + 30 * 86_400_000;
+  db.exec(`
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count})
+    INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at)
+      SELECT printf('01BENCHSESSION%012d', i), 'bench', 'user-' || i, NULL, ${now}, ${far} FROM n;
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count})
+    INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, used_at, token_sha256)
+      SELECT printf('01BENCHTOKEN%014d', i), printf('01BENCHSESSION%012d', i), NULL, ${Math.floor(now / 1000)}, ${Math.floor(now / 1000)},
+             ${Math.floor(far / 1000)}, '203.0.113.7', 'tokenmint-bench/1.0', NULL, randomblob(32) FROM n;
+  `);
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  const bytes = Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true }));
+  db.close();
+  return bytes;
+}
+
+/** Renew throughput with `sessions` live sessions in the file; also the file size and start → first 200. */
+async function growth(sessions: number, concurrency: number) {
+  const first = await startTokenmint();
+  await first.server.stop();
+  const bytes = addLiveSessions(path.join(first.dir, 'tokenmint.db'), sessions);
+  const started = performance.now();
+  const s = await startTokenmint({}, first.dir);
+  await s.open(1);
+  const firstOkMs = performance.now() - started;
+  try {
+    log(`  tokenmint with ${fmt(sessions)} live sessions, concurrency ${concurrency} ...`);
+    return { sessions, bytes, firstOkMs, row: await measureOnce(s, concurrency) };
+  } finally {
+    await s.server.stop();
+    fs.rmSync(s.dir, { recursive: true, force: true });
+  }
+}
+
+log(`tokenmint bench: ${SECONDS} s per measurement, concurrency ${CONCURRENCY.join(', ')}, ${os.availableParallelism()} cores`);
+const rows = [
+  ...(await measure(() => startTokenmint())),
+  ...(await measure(() => startTokenmint({ WORKERS: '1' }), 'tokenmint, WORKERS=1')),
+  ...(await measure(startOidcProvider)),
+  ...(await measure(startBare)),
+];
+const crypto = es256Rates();
+const growthRows = GROWTH_SESSIONS > 0 ? [await growth(1000, 64), await growth(GROWTH_SESSIONS, 64)] : [];
+
+console.log(`\n## Renew: closed-loop chained renews, ${SECONDS} s each, load generator on the same machine (${os.availableParallelism()} cores, ${os.cpus()[0]?.model.trim()})\n`);
+console.log(`tokenmint runs as \`npm start\` does: WORKERS defaults to the number of cores (${os.availableParallelism()}).\n`);
+console.log('| server | concurrency | renews/s | p50 ms | p95 ms | p99 ms | non-200 | answers checked | server peak RSS MB | server CPU s | load generator CPU s |');
+console.log('| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |');
 for (const r of rows) {
-  console.log(`| ${r.target} | ${r.concurrency} | ${fmt(r.perSecond)} | ${fmt(r.p50Ms, 2)} | ${fmt(r.p95Ms, 2)} | ${fmt(r.p99Ms, 2)} | ${r.non200} | ${fmt(r.peakRssMb)} | ${fmt(r.serverCpuSeconds, 1)} | ${fmt(r.loadCpuSeconds, 1)} |`);
+  console.log(
+    `| ${r.target} | ${r.concurrency} | ${fmt(r.perSecond)} | ${fmt(r.p50Ms, 1)} | ${fmt(r.p95Ms, 1)} | ${fmt(r.p99Ms, 1)} | ${r.non200} | ${r.checked} | ${fmt(r.peakRssMb)} | ${fmt(r.serverCpuSeconds, 1)} | ${fmt(r.loadCpuSeconds, 1)} |`,
+  );
+}
+
+console.log('\n## Ratios (same run)\n');
+console.log('| concurrency | tokenmint ÷ oidc-provider | tokenmint ÷ bare renew |');
+console.log('| --: | --: | --: |');
+for (const c of CONCURRENCY) {
+  const of = (name: string) => rows.find((r) => r.target === name && r.concurrency === c)!.perSecond;
+  console.log(`| ${c} | ${fmt(of('tokenmint') / of('oidc-provider'), 2)} | ${fmt(of('tokenmint') / of('bare renew'), 2)} |`);
+}
+
+console.log('\n## ES256 on one core (node:crypto)\n');
+console.log('| sign/s | verify/s | renews/s bound: 2 signs (tokenmint: the refresh token is known by its digest) | bound: 2 signs + 1 verify |');
+console.log('| --: | --: | --: | --: |');
+console.log(`| ${fmt(crypto.sign)} | ${fmt(crypto.verify)} | ${fmt(crypto.sign / 2)} | ${fmt(1 / (2 / crypto.sign + 1 / crypto.verify))} |`);
+
+if (growthRows.length === 2) {
+  const [small, large] = growthRows as [(typeof growthRows)[0], (typeof growthRows)[0]];
+  console.log('\n## Growth (concurrency 64)\n');
+  console.log('| live sessions | database MB | start → first 200 ms | renews/s | p99 ms |');
+  console.log('| --: | --: | --: | --: | --: |');
+  for (const g of growthRows) console.log(`| ${fmt(g.sessions)} | ${fmt(g.bytes / 1e6, 1)} | ${fmt(g.firstOkMs)} | ${fmt(g.row.perSecond)} | ${fmt(g.row.p99Ms, 1)} |`);
+  console.log(`\nbytes per live session: ${fmt((large.bytes - small.bytes) / (large.sessions - small.sessions))}; renews/s with ${fmt(large.sessions)} ÷ with ${fmt(small.sessions)}: ${fmt(large.row.perSecond / small.row.perSecond, 2)}`);
 }

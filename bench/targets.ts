@@ -3,10 +3,12 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { checkOidcSample, checkSample } from './check.js';
 import type { RenewTarget } from './load.js';
 import { startNode, type Server } from './proc.js';
 
 export const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const REUSE_GRACE_SECONDS = 1;
 export const user = { ip: '203.0.113.7', useragent: 'tokenmint-bench/1.0' };
 
 export interface Started {
@@ -16,6 +18,8 @@ export interface Started {
   open(n: number): Promise<string[]>;
   /** Where its data lives (removed by the caller). */
   dir: string;
+  /** Checks sampled answers (see check.ts); resolves to how many were checked. */
+  check(sample: Array<[string, unknown]>): Promise<number>;
 }
 
 const post = async (url: string, headers: Record<string, string>, body: unknown) => {
@@ -41,23 +45,25 @@ export async function startTokenmint(extraEnv: Record<string, string> = {}, exis
   } else {
     fs.writeFileSync(path.join(dir, 'master'), env.TOKENMINT_MASTER_KEY);
     const created = JSON.parse(
-      execFileSync(process.execPath, [path.join(root, 'dist/cli/main.js'), 'app', 'create', 'bench', '--refresh-nbf', '0', '--reuse-grace', '1', '--json'], { env: { PATH: process.env.PATH, ...env }, cwd: dir }).toString(),
+      execFileSync(process.execPath, [path.join(root, 'dist/cli/main.js'), 'app', 'create', 'bench', '--refresh-nbf', '0', '--reuse-grace', String(REUSE_GRACE_SECONDS), '--json'], { env: { PATH: process.env.PATH, ...env }, cwd: dir }).toString(),
     ) as { app_key: string };
     appKey = created.app_key;
     fs.writeFileSync(path.join(dir, 'app-key'), appKey);
   }
   const server = await startNode(path.join(root, 'dist/server.js'), { ...env, PORT: '0' }, dir);
   const headers = { authorization: appKey, 'content-type': 'application/json' };
-  return {
-    dir,
-    server,
-    appKey,
-    target: {
+  const target: RenewTarget = {
       name: 'tokenmint',
       origin: server.origin,
       request: (token) => ({ path: '/app/bench/renew', headers, body: JSON.stringify({ refresh_token: token, ...user }) }),
       nextToken: (answer) => (answer as { refresh_token: string }).refresh_token,
-    },
+  };
+  return {
+    dir,
+    server,
+    appKey,
+    target,
+    check: (sample) => checkSample(target, sample, REUSE_GRACE_SECONDS),
     open: (n) => openMany(n, async () => (await post(`${server.origin}/app/bench/issue`, { authorization: appKey }, { sub: `user-${randomBytes(4).toString('hex')}`, ...user })).refresh_token!),
   };
 }
@@ -67,15 +73,42 @@ export async function startBare(): Promise<Started> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bare-bench-'));
   const server = await startNode(path.join(root, 'dist-bench/bare-server.js'), { BARE_DB: path.join(dir, 'bare.db'), PORT: '0' }, dir);
   const headers = { 'content-type': 'application/json' };
+  const target: RenewTarget = {
+    name: 'bare renew',
+    origin: server.origin,
+    request: (token) => ({ path: '/renew', headers, body: JSON.stringify({ refresh_token: token }) }),
+    nextToken: (answer) => (answer as { refresh_token: string }).refresh_token,
+  };
   return {
     dir,
     server,
-    target: {
-      name: 'bare renew',
-      origin: server.origin,
-      request: (token) => ({ path: '/renew', headers, body: JSON.stringify({ refresh_token: token }) }),
-      nextToken: (answer) => (answer as { refresh_token: string }).refresh_token,
-    },
+    target,
+    check: (sample) => checkSample(target, sample, 0),
     open: (n) => openMany(n, async () => (await post(`${server.origin}/issue`, {}, {})).refresh_token!),
+  };
+}
+
+/** The peer: oidc-provider's refresh_token grant, rotation on, ES256. */
+export async function startOidcProvider(): Promise<Started> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'oidc-bench-'));
+  const server = await startNode(path.join(root, 'dist-bench/oidc-server.js'), { PORT: '0' }, dir);
+  const headers = { 'content-type': 'application/x-www-form-urlencoded' };
+  const secret = 'bench-secret-bench-secret-bench-secret';
+  const target: RenewTarget = {
+    name: 'oidc-provider',
+    origin: server.origin,
+    request: (token) => ({
+      path: '/token',
+      headers,
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: token, client_id: 'bench', client_secret: secret }).toString(),
+    }),
+    nextToken: (answer) => (answer as { refresh_token: string }).refresh_token,
+  };
+  return {
+    dir,
+    server,
+    target,
+    check: (sample) => checkOidcSample(target, sample),
+    open: (n) => openMany(n, async () => (await post(`${server.origin}/bench/mint`, {}, {})).refresh_token!),
   };
 }
