@@ -1,12 +1,47 @@
 // The peer: panva's oidc-provider with an ES256 signing key and refresh-token rotation, answering its
-// own refresh_token grant. Its default (in-memory) adapter stores the tokens: the peer persists
-// nothing, where tokenmint commits every renew to SQLite. Used only by the benchmark.
+// own refresh_token grant. Its tokens live in a Map (below): the peer persists nothing, where
+// tokenmint commits every renew to SQLite. Used only by the benchmark.
 //
 // POST /bench/mint opens a session the way a login would end: a Grant and a RefreshToken made through
 // the provider's own models (no browser flow), answering {"refresh_token": "..."}.
 import http from 'node:http';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
+
+/**
+ * oidc-provider's own development adapter is an LRU of 1,000 entries: under load it evicts live
+ * grants and refresh tokens, and renews fail. This one keeps everything for the life of the process.
+ */
+class MapAdapter {
+  static readonly stores = new Map<string, Map<string, Record<string, unknown>>>();
+  private readonly store: Map<string, Record<string, unknown>>;
+  constructor(name: string) {
+    this.store = MapAdapter.stores.get(name) ?? new Map();
+    MapAdapter.stores.set(name, this.store);
+  }
+  async upsert(id: string, payload: Record<string, unknown>) {
+    this.store.set(id, payload);
+  }
+  async find(id: string) {
+    return this.store.get(id);
+  }
+  async findByUid(uid: string) {
+    return [...this.store.values()].find((p) => p.uid === uid);
+  }
+  async findByUserCode(userCode: string) {
+    return [...this.store.values()].find((p) => p.userCode === userCode);
+  }
+  async consume(id: string) {
+    const payload = this.store.get(id);
+    if (payload) payload.consumed = Math.floor(Date.now() / 1000);
+  }
+  async destroy(id: string) {
+    this.store.delete(id);
+  }
+  async revokeByGrantId(grantId: string) {
+    for (const store of MapAdapter.stores.values()) for (const [id, p] of store) if (p.grantId === grantId) store.delete(id);
+  }
+}
 
 const CLIENT = { client_id: 'bench', client_secret: 'bench-secret-bench-secret-bench-secret' };
 
@@ -29,6 +64,7 @@ const provider = new Provider(issuer, {
     },
   ],
   jwks: { keys: [{ ...(await exportJWK(privateKey)), alg: 'ES256', use: 'sig', kid: 'bench' }] },
+  adapter: MapAdapter,
   rotateRefreshToken: true,
   findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
   ttl: { RefreshToken: 3 * 3600, AccessToken: 3600, IdToken: 3600, Grant: 3 * 3600 },

@@ -1,0 +1,135 @@
+// tokenmint/client — for an app's backend: issue, renew and revoke over HTTP with the app key.
+// Runs on the platform's fetch (Node 20+, Bun, Deno, workers); imports nothing else.
+
+/** A token pair as tokenmint answers it. */
+export interface TokenPair {
+  auth_token: string;
+  refresh_token: string;
+  key_id: string;
+  /** Base64 of the signing key's SPKI PEM. */
+  public_key: string;
+}
+
+/** The user a request is made for: copied into the auth token. */
+export interface UserAgentInfo {
+  ip: string;
+  useragent: string;
+}
+
+export interface ClientOptions {
+  /** Where tokenmint listens, e.g. `http://127.0.0.1:8080`. */
+  baseUrl: string;
+  appId: string;
+  appKey: string;
+  /** Retries after a network error or a 5xx (default 3), with exponential backoff from `retryDelayMs`. */
+  retries?: number;
+  /** First backoff delay (default 100 ms; then 200, 400, … with jitter, at most 2 s). */
+  retryDelayMs?: number;
+  /** Per attempt (default 10 s). */
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+/** Every error the client throws; `kind` says what happened, and what to do about it. */
+export class TokenmintClientError extends Error {
+  override name = 'TokenmintClientError';
+  constructor(
+    readonly kind: 'invalid_refresh_token' | 'invalid_app_key' | 'rate_limited' | 'invalid_request' | 'unavailable',
+    message: string,
+    readonly details: {
+      status?: number;
+      /** rate_limited: seconds to wait, from `Retry-After`. */
+      retryAfterSeconds?: number;
+      /** invalid_request: the field errors. */
+      errors?: Array<{ path: string; message: string }>;
+      cause?: unknown;
+    } = {},
+  ) {
+    super(message, { cause: details.cause });
+  }
+}
+
+/** The refresh token is bad in any way: used, expired, revoked, forged. Log the user out. */
+export class InvalidRefreshTokenError extends TokenmintClientError {
+  override name = 'InvalidRefreshTokenError';
+  constructor(status: number) {
+    super('invalid_refresh_token', 'invalid refresh token', { status });
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function createClient(options: ClientOptions) {
+  const { baseUrl, appId, appKey, retries = 3, retryDelayMs = 100, timeoutMs = 10_000 } = options;
+  const fetchImpl = options.fetch ?? fetch;
+  const base = `${baseUrl.replace(/\/+$/, '')}/app/${encodeURIComponent(appId)}`;
+
+  /** One attempt; throws a TokenmintClientError, `unavailable` meaning "safe to try again". */
+  async function attempt<T>(route: string, body: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetchImpl(`${base}/${route}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${appKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (cause) {
+      throw new TokenmintClientError('unavailable', `tokenmint unreachable: ${String(cause)}`, { cause });
+    }
+    const answer = (await res.json().catch(() => ({}))) as { message?: string; errors?: Array<{ path: string; message: string }> };
+    if (res.ok) return answer as T;
+    const status = res.status;
+    if (status === 401) throw new InvalidRefreshTokenError(status);
+    if (status === 403) throw new TokenmintClientError('invalid_app_key', 'invalid app key (or the app is disabled)', { status });
+    if (status === 429) {
+      throw new TokenmintClientError('rate_limited', 'too many requests', { status, retryAfterSeconds: Number(res.headers.get('retry-after') ?? 0) });
+    }
+    if (status >= 500) throw new TokenmintClientError('unavailable', `tokenmint answered ${status}`, { status });
+    throw new TokenmintClientError('invalid_request', answer.message ?? `tokenmint answered ${status}`, { status, errors: answer.errors ?? [] });
+  }
+
+  /**
+   * Retries network errors and 5xx with backoff. Safe for renew too: a renew repeated within the
+   * app's reuse grace answers the same child session (and issue/revoke have no reuse to trip).
+   * A 4xx is an answer, never retried.
+   */
+  async function call<T>(route: string, body: unknown): Promise<T> {
+    for (let i = 0; ; i++) {
+      try {
+        return await attempt<T>(route, body);
+      } catch (error) {
+        if (!(error instanceof TokenmintClientError) || error.kind !== 'unavailable' || i >= retries) throw error;
+        await sleep(Math.min(2000, retryDelayMs * 2 ** i) * (0.5 + Math.random() / 2));
+      }
+    }
+  }
+
+  // Concurrent renews of one refresh token in this process share one request: a second request
+  // would be answered from the reuse grace at best, and be reuse at worst.
+  const renewing = new Map<string, Promise<TokenPair>>();
+
+  return {
+    /** Starts a session for a user your backend has logged in. */
+    issue(input: UserAgentInfo & { sub: string; personal?: Record<string, unknown> }): Promise<TokenPair> {
+      return call('issue', input);
+    },
+
+    /** Rotates a refresh token into a new pair. Throws InvalidRefreshTokenError when it cannot renew. */
+    renew(input: UserAgentInfo & { refresh_token: string }): Promise<TokenPair> {
+      let pending = renewing.get(input.refresh_token);
+      if (!pending) {
+        pending = call<TokenPair>('renew', input).finally(() => renewing.delete(input.refresh_token));
+        renewing.set(input.refresh_token, pending);
+      }
+      return pending;
+    },
+
+    /** Ends the session of a refresh token (answers the same for a token that is already dead). */
+    async revoke(refreshToken: string): Promise<void> {
+      await call('revoke', { refresh_token: refreshToken });
+    },
+  };
+}
+
+export type TokenmintClient = ReturnType<typeof createClient>;

@@ -1,0 +1,108 @@
+import http from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { createClient, InvalidRefreshTokenError, TokenmintClientError } from '../src/client.js';
+import { client as user, decodePart, onCleanup, tempDir, testEnv, verifyIndependently } from './helpers.js';
+import { cliProcess, startServer } from './processes.js';
+
+async function setup(extraEnv: Record<string, string> = {}) {
+  const dir = tempDir();
+  const env = testEnv(dir, extraEnv);
+  const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--refresh-nbf', '0', '--reuse-grace', '10');
+  const server = await startServer(env, dir);
+  return { server, appKey: String(appKey) };
+}
+
+type Action = 'forward' | 'fail-503' | 'drop' | 'forward-then-drop';
+
+/**
+ * A proxy in front of the real server that misbehaves on cue: each request takes the next action
+ * (then 'forward'), and every request is counted.
+ */
+async function flakyProxy(target: string, actions: Action[]) {
+  const seen: string[] = [];
+  const proxy = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d)).on('end', async () => {
+      seen.push(req.url!);
+      const action = actions.shift() ?? 'forward';
+      if (action === 'fail-503') return void res.writeHead(503).end('{"message":"internal error"}');
+      if (action === 'drop') return void req.socket.destroy();
+      const answer = await fetch(target + req.url, { method: req.method, headers: { authorization: req.headers.authorization! }, body });
+      const text = await answer.text();
+      if (action === 'forward-then-drop') return void req.socket.destroy(); // tokenmint committed; the answer is lost
+      res.writeHead(answer.status, { 'content-type': 'application/json', ...(answer.headers.get('retry-after') ? { 'retry-after': answer.headers.get('retry-after')! } : {}) }).end(text);
+    });
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  onCleanup(() => new Promise((resolve) => proxy.close(resolve)));
+  return { url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, seen };
+}
+
+describe('tokenmint/client against a real server', () => {
+  it('issues, renews and revokes; the pair verifies independently', async () => {
+    const { server, appKey } = await setup();
+    const tm = createClient({ baseUrl: server.url, appId: 'acme', appKey });
+    const first = await tm.issue({ sub: 'user-1', ...user, personal: { plan: 'pro' } });
+    expect(verifyIndependently(first.auth_token, first.public_key).payload).toMatchObject({ sub: 'user-1', personal: { plan: 'pro' } });
+    const second = await tm.renew({ refresh_token: first.refresh_token, ...user });
+    expect(decodePart(second.refresh_token, 1).jid).not.toBe(decodePart(first.refresh_token, 1).jid);
+    await tm.revoke(second.refresh_token);
+    await expect(tm.renew({ refresh_token: second.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
+  });
+
+  it('throws typed errors: invalid app key, invalid request with field errors, rate limited with Retry-After', async () => {
+    const { server, appKey } = await setup({ APP_KEY_FAILURE_LIMIT: '2' });
+    const good = createClient({ baseUrl: server.url, appId: 'acme', appKey });
+    await expect(good.issue({ sub: '', ...user })).rejects.toMatchObject({ kind: 'invalid_request', details: { status: 400, errors: [{ path: 'sub' }] } });
+
+    const wrong = createClient({ baseUrl: server.url, appId: 'acme', appKey: 'tmk_wrong' });
+    await expect(wrong.issue({ sub: 'u', ...user })).rejects.toMatchObject({ kind: 'invalid_app_key', details: { status: 403 } });
+    await expect(wrong.issue({ sub: 'u', ...user })).rejects.toMatchObject({ kind: 'invalid_app_key' });
+    const limited = await wrong.issue({ sub: 'u', ...user }).catch((e: unknown) => e);
+    expect(limited).toBeInstanceOf(TokenmintClientError);
+    expect(limited).toMatchObject({ kind: 'rate_limited', details: { status: 429 } });
+    expect((limited as TokenmintClientError).details.retryAfterSeconds).toBeGreaterThan(0);
+  });
+
+  it('single-flight: concurrent renews of one token share one request and one answer', async () => {
+    const { server, appKey } = await setup();
+    const proxy = await flakyProxy(server.url, []);
+    const tm = createClient({ baseUrl: proxy.url, appId: 'acme', appKey });
+    const pair = await tm.issue({ sub: 'u', ...user });
+    const answers = await Promise.all(Array.from({ length: 10 }, () => tm.renew({ refresh_token: pair.refresh_token, ...user })));
+    expect(new Set(answers.map((a) => a.refresh_token)).size).toBe(1);
+    expect(proxy.seen.filter((u) => u.endsWith('/renew'))).toHaveLength(1);
+    // Once settled, the same token is a new request (here answered from the reuse grace).
+    await tm.renew({ refresh_token: pair.refresh_token, ...user });
+    expect(proxy.seen.filter((u) => u.endsWith('/renew'))).toHaveLength(2);
+  });
+
+  it('retries a 5xx and a dropped connection; a renew whose answer was lost is retried into the same child, no reuse', async () => {
+    const { server, appKey } = await setup();
+    const actions: Action[] = [];
+    const proxy = await flakyProxy(server.url, actions);
+    const tm = createClient({ baseUrl: proxy.url, appId: 'acme', appKey, retryDelayMs: 10 });
+
+    actions.push('fail-503', 'drop');
+    const pair = await tm.issue({ sub: 'u', ...user });
+    expect(proxy.seen).toHaveLength(3);
+
+    actions.push('forward-then-drop');
+    const renewed = await tm.renew({ refresh_token: pair.refresh_token, ...user });
+    expect(proxy.seen.slice(3)).toEqual(['/app/acme/renew', '/app/acme/renew']);
+    // The session is alive and did not fork: the renewed token renews again.
+    const again = await tm.renew({ refresh_token: renewed.refresh_token, ...user });
+    expect(decodePart(again.refresh_token, 1).jid).not.toBe(decodePart(renewed.refresh_token, 1).jid);
+  });
+
+  it('never retries a 4xx, and gives up after its retries with `unavailable`', async () => {
+    const { server, appKey } = await setup();
+    const proxy = await flakyProxy(server.url, []);
+    const tm = createClient({ baseUrl: proxy.url, appId: 'acme', appKey, retryDelayMs: 10 });
+    await expect(tm.renew({ refresh_token: 'not-a-token', ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
+    expect(proxy.seen).toHaveLength(1);
+
+    const down = createClient({ baseUrl: 'http://127.0.0.1:9', appId: 'acme', appKey, retries: 2, retryDelayMs: 10 });
+    await expect(down.issue({ sub: 'u', ...user })).rejects.toMatchObject({ kind: 'unavailable' });
+  });
+});
