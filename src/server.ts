@@ -70,6 +70,6 @@ function runServer(config: Config, logger: Logger): void {
 try {
   main();
 } catch (error) {
-  process.stderr.write(`tokenmint: ${error instanceof ConfigError ? error.message : String(error)}\n`);
+  process.stderr.write(`tokenmint: ${error instanceof ConfigError || !(error instanceof Error) ? String(error instanceof Error ? error.message : error) : (error.stack ?? error.message)}\n`);
   process.exit(1);
 }

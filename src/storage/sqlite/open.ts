@@ -33,14 +33,16 @@ export function openSqlite(file: string): SqliteDb {
 }
 
 // Two processes opening a fresh file at once may both try the first migration; the loser fails on
-// "table exists" or SQLITE_BUSY, and on the next try sees the migration recorded and skips it.
-function migrateWithRetry(db: SqliteDb, attempts = 5): void {
+// "table exists", or at once with SQLITE_BUSY (SQLite does not wait when a reader must upgrade to a
+// writer behind another writer), and on a later try sees the migrations recorded and skips them.
+function migrateWithRetry(db: SqliteDb, attempts = 20): void {
   for (let attempt = 1; ; attempt++) {
     try {
       migrate(db, { migrationsFolder });
       return;
     } catch (error) {
       if (attempt >= attempts) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10 * attempt); // at start-up only
     }
   }
 }

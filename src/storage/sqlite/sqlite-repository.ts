@@ -71,8 +71,6 @@ function prepareHotPath(db: SqliteDb) {
 }
 
 export function createSqliteRepository(db: SqliteDb): Repository {
-  // Waiting for another process's write lock is done by withBusyRetry, without blocking the event loop.
-  db.$client.pragma('busy_timeout = 0');
   const insertKey = (tx: Pick<SqliteDb, 'insert'>, key: SigningKeyRecord) => tx.insert(signingKeys).values(key).run();
   const hot = prepareHotPath(db);
   // better-sqlite3's own transaction functions, made once; `.immediate` runs them under BEGIN IMMEDIATE.
@@ -85,6 +83,10 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     hot.insertToken.run({ ...child });
     return true;
   });
+  // From here on, waiting for another process's lock is done by withBusyRetry, without blocking the
+  // event loop. (Preparing the statements above may itself wait, e.g. while another process is
+  // migrating a fresh file, so that still used SQLite's own busy_timeout.)
+  db.$client.pragma('busy_timeout = 0');
 
   return withBusyRetry<Repository>({
     async createApp(app, keys) {

@@ -1,0 +1,84 @@
+import { Hono } from 'hono';
+import { describe, expect, it } from 'vitest';
+import { createClient } from '../src/client.js';
+import { tokenmintSession, type SessionVariables } from '../src/hono.js';
+import { decodePart, tempDir, testEnv } from './helpers.js';
+import { cliProcess, startServer } from './processes.js';
+
+/** A real tokenmint, and an app backend built on tokenmint/hono, reached through `app.request`. */
+async function setup(cookies: { secure?: boolean } = {}) {
+  const dir = tempDir();
+  const env = testEnv(dir);
+  const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--access-ttl', '1', '--refresh-nbf', '0', '--reuse-grace', '10');
+  const server = await startServer(env, dir);
+  const client = createClient({ baseUrl: server.url, appId: 'acme', appKey: String(appKey) });
+  const auth = tokenmintSession({ client, appId: 'acme', audience: 'web-app', jwksUrl: `${server.url}/app/acme/jwks.json`, cookies, trustProxyHeader: 'x-forwarded-for' });
+  const app = new Hono<{ Variables: SessionVariables }>()
+    .post('/login', async (c) => c.json(await auth.login(c, { sub: 'user-1', personal: { name: 'Ada' } })))
+    .post('/logout', async (c) => (await auth.logout(c), c.json({ ok: true })))
+    .get('/api/me', auth.session(), (c) => c.json(c.get('session')));
+
+  // A tiny cookie jar, as a browser would keep it.
+  const jar = new Map<string, string>();
+  const request = async (method: string, path: string) => {
+    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+    const res = await app.request(path, { method, headers: { cookie, 'x-forwarded-for': '203.0.113.9', 'user-agent': 'test-browser/1.0' } });
+    const setCookies = res.headers.getSetCookie();
+    for (const line of setCookies) {
+      const [pair] = line.split(';');
+      const [name, value] = pair!.split('=') as [string, string];
+      if (/Max-Age=0/.test(line) || value === '') jar.delete(name);
+      else jar.set(name, value);
+    }
+    return { res, setCookies };
+  };
+  return { request, jar };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('tokenmint/hono session middleware', () => {
+  it('login sets HttpOnly, Secure, SameSite cookies whose Max-Age is the token\'s own lifetime', async () => {
+    const { request, jar } = await setup();
+    const { res, setCookies } = await request('POST', '/login');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ sub: 'user-1', ip: '203.0.113.9', useragent: 'test-browser/1.0', personal: { name: 'Ada' } });
+    const access = setCookies.find((l) => l.startsWith('access_token='))!;
+    const refresh = setCookies.find((l) => l.startsWith('refresh_token='))!;
+    for (const line of [access, refresh]) expect(line).toMatch(/; HttpOnly/), expect(line).toMatch(/; Secure/), expect(line).toMatch(/; SameSite=Lax/), expect(line).toMatch(/; Path=\//);
+    expect(access).toMatch(/Max-Age=[01];/);
+    const refreshClaims = decodePart(jar.get('refresh_token')!, 1);
+    expect(Number(/Max-Age=(\d+)/.exec(refresh)![1])).toBeGreaterThan((refreshClaims.exp as number) - (refreshClaims.iat as number) - 3);
+  });
+
+  it('renews on an expired access cookie and carries on; concurrent requests share one renew; logout ends it', async () => {
+    const { request, jar } = await setup();
+    await request('POST', '/login');
+    expect((await request('GET', '/api/me')).res.status).toBe(200);
+    const firstRefresh = jar.get('refresh_token');
+
+    await sleep(1100); // the access token (ttl 1 s) has expired
+    const [a, b] = await Promise.all([request('GET', '/api/me'), request('GET', '/api/me')]);
+    expect([a.res.status, b.res.status]).toEqual([200, 200]);
+    const renewed = [a, b].map((r) => r.setCookies.find((l) => l.startsWith('refresh_token='))!.split(';')[0]);
+    expect(renewed[0]).toBe(renewed[1]); // one renew, one child: no fork
+    expect(jar.get('refresh_token')).not.toBe(firstRefresh);
+
+    await request('POST', '/logout');
+    expect(jar.size).toBe(0);
+    expect((await request('GET', '/api/me')).res.status).toBe(401);
+  });
+
+  it('an invalid refresh cookie clears both cookies and answers 401; no cookies at all is 401', async () => {
+    const { request, jar } = await setup({ secure: false });
+    expect((await request('GET', '/api/me')).res.status).toBe(401);
+    const login = await request('POST', '/login');
+    expect(login.setCookies.every((l) => !/; Secure/.test(l))).toBe(true); // switched off for localhost development
+    jar.set('refresh_token', `${jar.get('refresh_token')!.slice(0, -4)}AAAA`);
+    jar.delete('access_token');
+    const res = await request('GET', '/api/me');
+    expect(res.res.status).toBe(401);
+    expect(res.setCookies.filter((l) => /Max-Age=0/.test(l))).toHaveLength(2);
+    expect(jar.size).toBe(0);
+  });
+});
