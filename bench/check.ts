@@ -5,6 +5,17 @@ import type { RenewTarget } from './load.js';
 
 const part = (token: string, i: number) => JSON.parse(Buffer.from(token.split('.')[i]!, 'base64url').toString()) as Record<string, unknown>;
 
+/** Presents each sampled (now used) refresh token again: every one must get `status`. */
+async function refusesUsedTokens(target: RenewTarget, sample: Array<[string, unknown]>, status: number): Promise<number> {
+  for (const [presented] of sample) {
+    const { path, headers, body } = target.request(presented);
+    const res = await fetch(target.origin + path, { method: 'POST', headers, body });
+    await res.arrayBuffer();
+    if (res.status !== status) throw new Error(`${target.name}: a used refresh token was answered ${res.status}`);
+  }
+  return sample.length;
+}
+
 function signatureVerifies(token: string, publicKeyPem: string): boolean {
   const [h, p, s] = token.split('.');
   return verify('sha256', Buffer.from(`${h}.${p}`), { key: createPublicKey(publicKeyPem), dsaEncoding: 'ieee-p1363' }, Buffer.from(s!, 'base64url'));
@@ -25,13 +36,7 @@ export async function checkSample(target: RenewTarget, sample: Array<[string, un
     if (jid !== part(pair.auth_token, 1).jid || jid === part(presented, 1).jid) throw new Error(`${target.name}: the pair does not carry one new jid`);
   }
   await new Promise((resolve) => setTimeout(resolve, (graceSeconds + 1) * 1000));
-  for (const [presented] of sample) {
-    const { path, headers, body } = target.request(presented);
-    const res = await fetch(target.origin + path, { method: 'POST', headers, body });
-    await res.arrayBuffer();
-    if (res.status !== 401) throw new Error(`${target.name}: a used refresh token was answered ${res.status}`);
-  }
-  return sample.length;
+  return refusesUsedTokens(target, sample, 401);
 }
 
 /** oidc-provider's answers: a rotated (different) refresh token, and the presented one refused afterwards. */
@@ -40,11 +45,5 @@ export async function checkOidcSample(target: RenewTarget, sample: Array<[string
     const { refresh_token, id_token } = answer as { refresh_token: string; id_token?: string };
     if (refresh_token === presented || typeof id_token !== 'string' || part(id_token, 0).alg !== 'ES256') throw new Error(`${target.name}: no rotated pair`);
   }
-  for (const [presented] of sample) {
-    const { path, headers, body } = target.request(presented);
-    const res = await fetch(target.origin + path, { method: 'POST', headers, body });
-    await res.arrayBuffer();
-    if (res.status !== 400) throw new Error(`${target.name}: a used refresh token was answered ${res.status}`);
-  }
-  return sample.length;
+  return refusesUsedTokens(target, sample, 400);
 }

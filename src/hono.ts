@@ -4,7 +4,9 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
+import { decodeJwt } from 'jose';
 import { InvalidRefreshTokenError, type TokenmintClient, type TokenPair } from './client.js';
+import { clientAddress } from './http/client-address.js';
 import { verifyAuthToken, type AuthTokenClaims } from './verify.js';
 
 export type { AuthTokenClaims };
@@ -44,10 +46,10 @@ export function tokenmintSession(options: SessionOptions) {
   const refreshName = options.cookies?.refreshName ?? 'refresh_token';
   const cookieBase = { httpOnly: true, secure: options.cookies?.secure ?? true, sameSite: options.cookies?.sameSite ?? 'Lax', path: options.cookies?.path ?? '/' } as const;
 
+  // tokenmint wants a plain IP: no IPv4-mapped prefix, and loopback when there is no socket (tests).
   const user = (c: Context) => {
-    const forwarded = trustProxyHeader ? c.req.header(trustProxyHeader)?.split(',').pop()?.trim() : undefined;
-    const socket = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress;
-    return { ip: (forwarded || socket || '127.0.0.1').replace(/^::ffff:/, ''), useragent: c.req.header('user-agent') || 'unknown' };
+    const address = clientAddress(c, trustProxyHeader);
+    return { ip: address === 'unknown' ? '127.0.0.1' : address.replace(/^::ffff:/, ''), useragent: c.req.header('user-agent') || 'unknown' };
   };
 
   /** Each cookie lives exactly as long as its token: Max-Age from the token's own `exp`. */
@@ -57,8 +59,7 @@ export function tokenmintSession(options: SessionOptions) {
       [accessName, pair.auth_token],
       [refreshName, pair.refresh_token],
     ] as const) {
-      const { exp } = JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/'))) as { exp: number };
-      setCookie(c, name, token, { ...cookieBase, maxAge: Math.max(0, exp - now) });
+      setCookie(c, name, token, { ...cookieBase, maxAge: Math.max(0, (decodeJwt(token).exp ?? now) - now) });
     }
   };
 
@@ -67,14 +68,16 @@ export function tokenmintSession(options: SessionOptions) {
     deleteCookie(c, refreshName, cookieBase);
   };
 
-  const verify = (token: string) => verifyAuthToken(token, { appId, audience, jwksUrl }).catch(() => undefined);
+  const verifyOptions = { appId, audience, jwksUrl };
+  /** The claims of a token from a cookie, or undefined when it does not verify (expired, forged, ...). */
+  const verifyCookie = (token: string) => verifyAuthToken(token, verifyOptions).catch(() => undefined);
 
   return {
     /** Starts a session for a user your backend has just authenticated, and sets both cookies. */
     async login(c: Context, input: { sub: string; personal?: Record<string, unknown> }): Promise<AuthTokenClaims> {
       const pair = await client.issue({ ...input, ...user(c) });
       setPair(c, pair);
-      return (await verify(pair.auth_token))!;
+      return verifyAuthToken(pair.auth_token, verifyOptions);
     },
 
     /** Revokes the session (if any) and clears both cookies. */
@@ -93,7 +96,7 @@ export function tokenmintSession(options: SessionOptions) {
     session(): MiddlewareHandler<{ Variables: SessionVariables }> {
       return createMiddleware<{ Variables: SessionVariables }>(async (c, next) => {
         const access = getCookie(c, accessName);
-        let claims = access ? await verify(access) : undefined;
+        let claims = access ? await verifyCookie(access) : undefined;
         if (!claims) {
           const refresh = getCookie(c, refreshName);
           if (!refresh) return unauthorized(c);
@@ -106,7 +109,7 @@ export function tokenmintSession(options: SessionOptions) {
             return unauthorized(c);
           }
           setPair(c, pair);
-          claims = await verify(pair.auth_token);
+          claims = await verifyCookie(pair.auth_token);
           if (!claims) return unauthorized(c);
         }
         c.set('session', claims);

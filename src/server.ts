@@ -70,6 +70,8 @@ function runServer(config: Config, logger: Logger): void {
 try {
   main();
 } catch (error) {
-  process.stderr.write(`tokenmint: ${error instanceof ConfigError || !(error instanceof Error) ? String(error instanceof Error ? error.message : error) : (error.stack ?? error.message)}\n`);
+  // A bad environment is the user's to fix: its message says what. Anything else: the stack, for a bug report.
+  const detail = error instanceof ConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`tokenmint: ${detail}\n`);
   process.exit(1);
 }
