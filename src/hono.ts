@@ -72,6 +72,27 @@ export function tokenmintSession(options: SessionOptions) {
   /** The claims of a token from a cookie, or undefined when it does not verify (expired, forged, ...). */
   const verifyCookie = (token: string) => verifyAuthToken(token, verifyOptions).catch(() => undefined);
 
+  const accessClaims = (c: Context) => {
+    const access = getCookie(c, accessName);
+    return access ? verifyCookie(access) : undefined;
+  };
+
+  /** Renews from the refresh cookie and sets the new pair; clears both cookies when it cannot. */
+  const renewFromCookie = async (c: Context): Promise<AuthTokenClaims | undefined> => {
+    const refresh = getCookie(c, refreshName);
+    if (!refresh) return undefined;
+    let pair: TokenPair;
+    try {
+      pair = await client.renew({ refresh_token: refresh, ...user(c) });
+    } catch (error) {
+      if (!(error instanceof InvalidRefreshTokenError)) throw error;
+      clear(c);
+      return undefined;
+    }
+    setPair(c, pair);
+    return verifyCookie(pair.auth_token);
+  };
+
   return {
     /** Starts a session for a user your backend has just authenticated, and sets both cookies. */
     async login(c: Context, input: { sub: string; personal?: Record<string, unknown> }): Promise<AuthTokenClaims> {
@@ -80,38 +101,34 @@ export function tokenmintSession(options: SessionOptions) {
       return verifyAuthToken(pair.auth_token, verifyOptions);
     },
 
-    /** Revokes the session (if any) and clears both cookies. */
+    /** Revokes the session (if any) and clears both cookies — cleared even when tokenmint is unreachable (then it throws). */
     async logout(c: Context): Promise<void> {
       const refresh = getCookie(c, refreshName);
-      if (refresh) await client.revoke(refresh);
       clear(c);
+      if (refresh) await client.revoke(refresh);
+    },
+
+    /**
+     * For the browser's refresh route (fetchWithRefresh's `refreshUrl`): renews from the refresh
+     * cookie and sets both cookies. While the access cookie still verifies there is nothing to renew
+     * (another tab has just refreshed): it resolves to those claims and leaves the cookies be.
+     * Resolves to undefined — after clearing the cookies — when the refresh token cannot renew.
+     */
+    async refresh(c: Context): Promise<AuthTokenClaims | undefined> {
+      return (await accessClaims(c)) ?? renewFromCookie(c);
     },
 
     /**
      * Requires a session: the verified auth-token claims go to `c.get('session')`. When the access
      * cookie is missing or no longer verifies but a refresh cookie is there, renews (one request per
      * refresh token in this process), sets the new cookies and carries on; a refresh token that
-     * cannot renew clears the cookies and answers 401.
+     * cannot renew clears the cookies and answers 401. With `{ renew: false }` it answers 401 at once
+     * instead, and leaves renewing to the page (fetchWithRefresh and a `refresh` route).
      */
-    session(): MiddlewareHandler<{ Variables: SessionVariables }> {
+    session({ renew = true }: { renew?: boolean } = {}): MiddlewareHandler<{ Variables: SessionVariables }> {
       return createMiddleware<{ Variables: SessionVariables }>(async (c, next) => {
-        const access = getCookie(c, accessName);
-        let claims = access ? await verifyCookie(access) : undefined;
-        if (!claims) {
-          const refresh = getCookie(c, refreshName);
-          if (!refresh) return unauthorized(c);
-          let pair: TokenPair;
-          try {
-            pair = await client.renew({ refresh_token: refresh, ...user(c) });
-          } catch (error) {
-            if (!(error instanceof InvalidRefreshTokenError)) throw error;
-            clear(c);
-            return unauthorized(c);
-          }
-          setPair(c, pair);
-          claims = await verifyCookie(pair.auth_token);
-          if (!claims) return unauthorized(c);
-        }
+        const claims = (await accessClaims(c)) ?? (renew ? await renewFromCookie(c) : undefined);
+        if (!claims) return unauthorized(c);
         c.set('session', claims);
         return next();
       });

@@ -2,14 +2,11 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { client, onCleanup, tempDir, testEnv, type Pair } from './helpers.js';
+import { launchChromium, runBrowser } from './chromium.js';
 import { cliProcess, startServer } from './processes.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-// CI installs Chromium (.ci/run) and must run this; a developer machine without it skips.
-const runBrowser = fs.existsSync(CHROMIUM) || Boolean(process.env.CI);
 
 /**
  * Serves a page that loads the built verifier module (dist/verify.js) as-is, with jose's own browser
@@ -51,12 +48,7 @@ async function servePage(): Promise<string> {
 }
 
 async function openPage(url: string): Promise<Page> {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  onCleanup(() => browser.close());
-  const page = await browser.newPage();
+  const page = await (await launchChromium()).newPage();
   await page.goto(url);
   await page.waitForFunction(() => document.title === 'ready');
   return page;

@@ -16,7 +16,10 @@ async function setup(cookies: { secure?: boolean } = {}) {
   const app = new Hono<{ Variables: SessionVariables }>()
     .post('/login', async (c) => c.json(await auth.login(c, { sub: 'user-1', personal: { name: 'Ada' } })))
     .post('/logout', async (c) => (await auth.logout(c), c.json({ ok: true })))
-    .get('/api/me', auth.session(), (c) => c.json(c.get('session')));
+    .get('/api/me', auth.session(), (c) => c.json(c.get('session')))
+    // The browser-driven flow: the API answers 401, the page calls the refresh route (fetchWithRefresh).
+    .get('/api/strict', auth.session({ renew: false }), (c) => c.json(c.get('session')))
+    .post('/refresh', async (c) => ((await auth.refresh(c)) ? c.body(null, 204) : c.json({ message: 'not logged in' }, 401)));
 
   // A tiny cookie jar, as a browser would keep it.
   const jar = new Map<string, string>();
@@ -79,6 +82,42 @@ describe('tokenmint/hono session middleware', () => {
     const res = await request('GET', '/api/me');
     expect(res.res.status).toBe(401);
     expect(res.setCookies.filter((l) => /Max-Age=0/.test(l))).toHaveLength(2);
+    expect(jar.size).toBe(0);
+  });
+
+  it('session({ renew: false }) answers 401 on an expired access token and leaves the cookies; refresh() renews once, then has nothing to renew', async () => {
+    const { request, jar } = await setup();
+    await request('POST', '/login');
+    expect((await request('GET', '/api/strict')).res.status).toBe(200);
+    const firstRefresh = jar.get('refresh_token');
+
+    await sleep(1100); // the access token (ttl 1 s) has expired
+    const denied = await request('GET', '/api/strict');
+    expect(denied.res.status).toBe(401);
+    expect(denied.setCookies).toEqual([]);
+    expect(jar.get('refresh_token')).toBe(firstRefresh);
+
+    const refreshed = await request('POST', '/refresh');
+    expect(refreshed.res.status).toBe(204);
+    expect(refreshed.setCookies.map((l) => l.split('=')[0]).sort()).toEqual(['access_token', 'refresh_token']);
+    const secondRefresh = jar.get('refresh_token');
+    expect(secondRefresh).not.toBe(firstRefresh);
+    // A second tab's refresh right after carries the new cookies: the access token is valid, nothing renews.
+    const again = await request('POST', '/refresh');
+    expect(again.res.status).toBe(204);
+    expect(again.setCookies).toEqual([]);
+    expect(jar.get('refresh_token')).toBe(secondRefresh);
+    expect((await request('GET', '/api/strict')).res.status).toBe(200);
+
+    // The used first token again, within the reuse grace (10 s): answered with the same child, 204.
+    jar.set('refresh_token', firstRefresh!);
+    jar.delete('access_token');
+    expect((await request('POST', '/refresh')).res.status).toBe(204);
+    // A refresh token that cannot renew (its session logged out): 401 and both cookies cleared.
+    await request('POST', '/logout');
+    jar.set('refresh_token', secondRefresh!);
+    const refused = await request('POST', '/refresh');
+    expect(refused.res.status).toBe(401);
     expect(jar.size).toBe(0);
   });
 });

@@ -1,0 +1,43 @@
+// The page: every API call goes through fetchWithRefresh. The tokens stay in HttpOnly cookies,
+// out of reach of this script (and of any script injected into the page).
+import { fetchWithRefresh } from '/tokenmint/browser.js';
+
+const $ = (id) => document.getElementById(id);
+
+function show(state, me) {
+  $('login').hidden = state !== 'logged-out';
+  $('app').hidden = state !== 'logged-in';
+  if (me) {
+    $('who').textContent = me.sub;
+    $('ttl').textContent = String(Math.max(0, me.exp - Math.floor(Date.now() / 1000)));
+  }
+  document.body.dataset.state = state;
+}
+
+const api = (url, init) => fetchWithRefresh(url, init, { refreshUrl: '/auth/refresh', onLoggedOut: () => show('logged-out') });
+
+/** Calls the protected API; the test drives this same function from two tabs. */
+async function callApi() {
+  const res = await api('/api/me');
+  const body = await res.json().catch(() => null);
+  if (res.ok) show('logged-in', body);
+  $('out').textContent = `${new Date().toLocaleTimeString()} ${res.status}\n${JSON.stringify(body, null, 2)}`;
+  return { status: res.status, body };
+}
+window.callApi = callApi;
+
+$('login').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const name = new FormData(event.target).get('name');
+  const res = await fetch('/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
+  if (res.ok) await callApi();
+});
+$('call').addEventListener('click', () => callApi());
+$('logout').addEventListener('click', async () => {
+  await fetch('/auth/logout', { method: 'POST' });
+  show('logged-out');
+});
+
+// On load: already logged in (cookies from an earlier visit or another tab)?
+const first = await callApi();
+if (first.status === 401) show('logged-out');

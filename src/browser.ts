@@ -1,0 +1,50 @@
+// tokenmint/browser — for the page: fetch that refreshes the cookie session once on a 401.
+// Imports nothing; serve dist/browser.js as it is, or bundle it.
+//
+// Why the coordination: every tab of a site shares one refresh cookie. Two tabs that refresh it at
+// once present the same refresh token twice — answered from the reuse grace at best, reuse (the
+// session revoked) once the grace is over. So one refresh is in flight at a time per origin (a Web
+// Lock), and the tab that waited sends the cookies the first one got back: the refresh route sees a
+// valid access token and has nothing to renew (tokenmint/hono's `refresh` answers at once).
+
+export interface FetchWithRefreshOptions {
+  /** Your backend's refresh route (POST), e.g. one that calls tokenmint/hono's `refresh(c)`. */
+  refreshUrl: string | URL;
+  /** Called when the refresh route refuses: the session is over, show the login. */
+  onLoggedOut?: () => void;
+}
+
+const LOCK = 'tokenmint-refresh';
+
+// The refresh this page is running or waiting for; requests that fail meanwhile join it.
+let pageRefresh: Promise<boolean> | undefined;
+
+/** Resolves to whether the refresh route accepted, i.e. whether to retry. */
+function refreshOnce(refreshUrl: string | URL): Promise<boolean> {
+  const refresh = async () => (await fetch(refreshUrl, { method: 'POST', credentials: 'include' })).ok;
+  // Web Locks span every tab of the origin (secure contexts, localhost included); without them the
+  // page's own single-flight, and tokenmint's reuse grace, are what is left.
+  const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
+  const underLock = async (): Promise<boolean> => (locks ? await locks.request(LOCK, refresh) : refresh());
+  pageRefresh ??= underLock().finally(() => (pageRefresh = undefined));
+  return pageRefresh;
+}
+
+/**
+ * `fetch` with the cookies sent (`credentials: 'include'` unless `init` says otherwise). On a 401 it
+ * refreshes the session once — one refresh in flight per page and across tabs — and retries the
+ * request once. If the refresh route refuses, it calls `onLoggedOut` and returns the 401.
+ * A network error rejects, as fetch does. A body that is a ReadableStream cannot be sent twice:
+ * pass a string, Blob, FormData or URLSearchParams.
+ */
+export async function fetchWithRefresh(input: RequestInfo | URL, init: RequestInit = {}, options: FetchWithRefreshOptions): Promise<Response> {
+  const withCookies: RequestInit = { credentials: 'include', ...init };
+  const retryInput = input instanceof Request ? input.clone() : input;
+  const first = await fetch(input, withCookies);
+  if (first.status !== 401) return first;
+  if (!(await refreshOnce(options.refreshUrl))) {
+    options.onLoggedOut?.();
+    return first;
+  }
+  return fetch(retryInput, withCookies);
+}

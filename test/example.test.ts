@@ -1,0 +1,149 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { BrowserContext, Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { launchChromium, runBrowser } from './chromium.js';
+import { decodePart, onCleanup, tempDir } from './helpers.js';
+
+const ACCESS_TTL_SECONDS = 2;
+
+/** `npm run example` without the build: the example backend and its own tokenmint, data in `dir`. */
+async function startExample(dir: string) {
+  const env = { ...process.env, EXAMPLE_DIR: dir, EXAMPLE_PORT: '0', EXAMPLE_ACCESS_TTL: String(ACCESS_TTL_SECONDS), NO_COLOR: '1' };
+  const child = spawn(process.execPath, [path.resolve('dist-examples/run.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  onCleanup(() => (child.kill('SIGTERM'), exited)); // it stops its tokenmint on the way out
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      const match = /example: open (http:\/\/\S+)/.exec(out);
+      if (match) resolve(match[1]!);
+    });
+    void exited.then((code) => reject(new Error(`example exited with ${code}: ${err}`)));
+  });
+  const lines = () => out.split('\n');
+  return {
+    url,
+    /** The backend's request log (hono's logger): how many answers of `method path status` so far. */
+    answers: (request: string) => lines().filter((l) => l.startsWith(`--> ${request} `)).length,
+    /** The most requests to `method path` the backend was ever serving at once. */
+    mostAtOnce(request: string) {
+      let serving = 0;
+      let most = 0;
+      for (const line of lines()) {
+        if (line === `<-- ${request}`) most = Math.max(most, ++serving);
+        if (line.startsWith(`--> ${request} `)) serving--;
+      }
+      return most;
+    },
+  };
+}
+
+/** tokenmint's own record of the user's sessions and refresh tokens, read from its database file. */
+function tokenmintRecord(dir: string) {
+  const db = new Database(path.join(dir, 'tokenmint.db'), { readonly: true });
+  try {
+    return {
+      sessions: db.prepare('SELECT session_id, revoked_at, revoke_reason FROM sessions').all() as Array<{ session_id: string; revoked_at: number | null; revoke_reason: string | null }>,
+      tokens: db.prepare('SELECT jid, parent_jid, used_at FROM refresh_tokens ORDER BY iat, jid').all() as Array<{ jid: string; parent_jid: string | null; used_at: number | null }>,
+      reuse: db.prepare("SELECT count(*) AS n FROM audit_events WHERE event = 'security.refresh_reuse'").get() as { n: number },
+    };
+  } finally {
+    db.close();
+  }
+}
+
+const pageState = (tab: Page) => tab.evaluate(() => document.body.dataset.state);
+
+type ApiAnswer = { status: number; body: { sub: string; jid: string } | null };
+/** Both tabs call the API at the same moment (a shared wall-clock instant, not one after the other). */
+function callTogether(tabs: Page[]): Promise<ApiAnswer[]> {
+  const at = Date.now() + 300;
+  return Promise.all(
+    tabs.map((tab) =>
+      tab.evaluate(async (at) => {
+        await new Promise((resolve) => setTimeout(resolve, at - Date.now()));
+        return (window as unknown as { callApi: () => Promise<ApiAnswer> }).callApi();
+      }, at),
+    ),
+  );
+}
+
+/** Waits until the access token in the cookie jar has expired (a second past its `exp`). */
+async function accessExpired(context: BrowserContext) {
+  const access = (await context.cookies()).find((c) => c.name === 'access_token');
+  if (!access) return;
+  const exp = decodePart(access.value, 1).exp as number;
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, exp * 1000 + 1000 - Date.now())));
+}
+
+describe.skipIf(!runBrowser)('the example app (npm run example) in real headless Chromium', () => {
+  it('two tabs after the access token expired: one refresh for both, both succeed, the session never forks; scripts cannot read the tokens; logout reaches the other tab', async () => {
+    const dir = tempDir();
+    const example = await startExample(dir);
+    const context = await (await launchChromium()).newContext();
+
+    const tab1 = await context.newPage();
+    await tab1.goto(example.url);
+    await tab1.waitForSelector('body[data-state="logged-out"]');
+    await tab1.fill('input[name=name]', 'ada');
+    await tab1.click('#login button');
+    await tab1.waitForSelector('body[data-state="logged-in"]');
+    const tab2 = await context.newPage();
+    await tab2.goto(example.url);
+    await tab2.waitForSelector('body[data-state="logged-in"]');
+    expect(await tab2.textContent('#who')).toBe('ada');
+
+    // The tokens are in the jar, HttpOnly, and out of reach of the page's scripts.
+    const jar = await context.cookies();
+    expect(jar.filter((c) => c.name.endsWith('_token')).map((c) => [c.name, c.httpOnly, c.sameSite])).toEqual(
+      expect.arrayContaining([
+        ['access_token', true, 'Lax'],
+        ['refresh_token', true, 'Lax'],
+      ]),
+    );
+    for (const tab of [tab1, tab2]) {
+      const visible = await tab.evaluate(() => document.cookie + JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+      for (const cookie of jar) expect(visible).not.toContain(cookie.value);
+    }
+
+    for (const round of [1, 2]) {
+      await accessExpired(context);
+      const deniedBefore = example.answers('GET /api/me 401');
+      const [a, b] = await callTogether([tab1, tab2]);
+      expect(a).toMatchObject({ status: 200, body: { sub: 'ada' } });
+      expect(b).toMatchObject({ status: 200, body: { sub: 'ada' } });
+      expect(a!.body!.jid).toBe(b!.body!.jid); // both tabs now hold the one new pair
+      // Both first requests met the expired token; their refreshes never ran at the same time.
+      expect(example.answers('GET /api/me 401') - deniedBefore).toBe(2);
+      expect(example.mostAtOnce('POST /auth/refresh')).toBe(1);
+      expect([await pageState(tab1), await pageState(tab2)]).toEqual(['logged-in', 'logged-in']);
+
+      // tokenmint's side: one renew per round for both tabs — one session, alive, a straight chain of
+      // round+1 refresh tokens, no reuse.
+      const record = tokenmintRecord(dir);
+      expect(record.sessions).toHaveLength(1);
+      expect(record.sessions[0]!.revoked_at).toBeNull();
+      expect(record.tokens).toHaveLength(round + 1);
+      record.tokens.forEach((token, i) => expect(token.parent_jid).toBe(i === 0 ? null : record.tokens[i - 1]!.jid));
+      expect(record.tokens.filter((t) => t.used_at !== null)).toHaveLength(round);
+      expect(record.tokens.at(-1)!.jid).toBe(a!.body!.jid);
+      expect(record.reuse.n).toBe(0);
+    }
+
+    // Log out in one tab: the other tab's next call finds the session over and shows the login.
+    await tab1.click('#logout');
+    await tab1.waitForSelector('body[data-state="logged-out"]');
+    expect((await context.cookies()).filter((c) => c.name.endsWith('_token'))).toEqual([]);
+    const [afterLogout] = await callTogether([tab2]);
+    expect(afterLogout!.status).toBe(401);
+    await tab2.waitForSelector('body[data-state="logged-out"]');
+    const record = tokenmintRecord(dir);
+    expect(record.sessions[0]!.revoked_at).not.toBeNull();
+    expect(record.reuse.n).toBe(0);
+  });
+});
