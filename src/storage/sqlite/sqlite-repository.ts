@@ -2,6 +2,7 @@ import { and, asc, desc, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm';
 import { conflict } from '../../errors.js';
 import type { RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
 import { withBusyRetry } from './busy-retry.js';
+import { groupCommit } from './group-commit.js';
 import type { SqliteDb } from './open.js';
 import { apps, auditEvents, catalogVersion, refreshTokens, sessions, signingKeys } from './schema.js';
 
@@ -83,6 +84,9 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     hot.insertToken.run({ ...child });
     return true;
   });
+  // Sessions and renews of one event-loop turn share a commit.
+  const createSessionBatched = groupCommit(db.$client, createSessionTx);
+  const consumeBatched = groupCommit(db.$client, consumeTx);
   // From here on, waiting for another process's lock is done by withBusyRetry, without blocking the
   // event loop. (Preparing the statements above may itself wait, e.g. while another process is
   // migrating a fresh file, so that still used SQLite's own busy_timeout.)
@@ -175,7 +179,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async createSession(session, first) {
-      createSessionTx.immediate(session, first);
+      await createSessionBatched(session, first);
     },
 
     async findRefreshToken(jid) {
@@ -187,7 +191,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async consumeRefreshToken(parentJid, child, now) {
-      return consumeTx.immediate(parentJid, child, now);
+      return consumeBatched(parentJid, child, now);
     },
 
     async revokeSession(sessionId, reason, now) {

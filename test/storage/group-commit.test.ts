@@ -1,0 +1,70 @@
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { groupCommit } from '../../src/storage/sqlite/group-commit.js';
+import { onCleanup, tempDir } from '../helpers.js';
+
+/** Two connections to one real file: the writer under test, and an outsider that sees only commits. */
+function setup() {
+  const file = path.join(tempDir(), 'group.db');
+  const writer = new Database(file);
+  writer.pragma('journal_mode = WAL');
+  writer.pragma('busy_timeout = 0');
+  writer.exec('CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE)');
+  const outsider = new Database(file);
+  outsider.pragma('busy_timeout = 0');
+  onCleanup(() => (writer.close(), outsider.close()));
+  const committed = () => (outsider.prepare('SELECT v FROM t ORDER BY id').all() as Array<{ v: string }>).map((r) => r.v);
+  return { writer, outsider, committed };
+}
+
+describe('group commit', () => {
+  it('runs the writes of one turn in one transaction: none is visible to another connection before all are', async () => {
+    const { writer, committed } = setup();
+    const seenByOutsider: string[][] = [];
+    const insert = writer.transaction((v: string) => {
+      writer.prepare('INSERT INTO t (v) VALUES (?)').run(v);
+      seenByOutsider.push(committed());
+      return v.toUpperCase();
+    });
+    const write = groupCommit(writer, insert);
+    const answers = await Promise.all(['a', 'b', 'c'].map((v) => write(v)));
+    expect(answers).toEqual(['A', 'B', 'C']);
+    expect(seenByOutsider).toEqual([[], [], []]); // one commit for the three
+    expect(committed()).toEqual(['a', 'b', 'c']);
+
+    // A later turn is a new batch.
+    await write('d');
+    expect(committed()).toEqual(['a', 'b', 'c', 'd']);
+  });
+
+  it('a write that throws is rolled back and rejects alone; the rest of its batch commits', async () => {
+    const { writer, committed } = setup();
+    const insertTwo = writer.transaction((v: string) => {
+      writer.prepare('INSERT INTO t (v) VALUES (?)').run(v);
+      writer.prepare('INSERT INTO t (v) VALUES (?)').run(`${v}-2`); // the second half of this write
+      return v;
+    });
+    const write = groupCommit(writer, insertTwo);
+    const results = await Promise.allSettled([write('a'), write('a'), write('b')]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/UNIQUE/);
+    // Nothing of the failed write is left half-done: its first insert went with its savepoint.
+    expect(committed()).toEqual(['a', 'a-2', 'b', 'b-2']);
+  });
+
+  it('when the batch cannot take the write lock, every write rejects with SQLITE_BUSY and nothing is written', async () => {
+    const { writer, outsider, committed } = setup();
+    const write = groupCommit(
+      writer,
+      writer.transaction((v: string) => writer.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes),
+    );
+    outsider.exec('BEGIN IMMEDIATE');
+    const results = await Promise.allSettled([write('a'), write('b')]);
+    expect(results.map((r) => r.status === 'rejected' && (r.reason as { code: string }).code)).toEqual(['SQLITE_BUSY', 'SQLITE_BUSY']);
+    outsider.exec('COMMIT');
+    expect(committed()).toEqual([]);
+    expect(await write('c')).toBe(1); // and the next batch goes through
+    expect(committed()).toEqual(['c']);
+  });
+});
