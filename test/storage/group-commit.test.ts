@@ -53,11 +53,32 @@ describe('group commit', () => {
     expect(committed()).toEqual(['a', 'a-2', 'b', 'b-2']);
   });
 
-  it('when the batch cannot take the write lock, every write rejects with SQLITE_BUSY and nothing is written', async () => {
+  it('while another connection holds the write lock the batch waits, without blocking the event loop, then commits', async () => {
     const { writer, outsider, committed } = setup();
     const write = groupCommit(
       writer,
       writer.transaction((v: string) => writer.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes),
+    );
+    outsider.exec('BEGIN IMMEDIATE');
+    const pending = Promise.all([write('a'), write('b')]);
+    let turns = 0;
+    const started = Date.now();
+    while (Date.now() - started < 100) await new Promise((resolve) => setImmediate(() => resolve(turns++)));
+    expect(turns).toBeGreaterThan(10); // the event loop kept turning
+    expect(committed()).toEqual([]);
+    const late = write('c'); // arrives while the batch waits, and joins it
+    outsider.exec('COMMIT');
+    expect(await pending).toEqual([1, 1]);
+    expect(await late).toBe(1);
+    expect(committed()).toEqual(['a', 'b', 'c']);
+  });
+
+  it('a lock held longer than busyRetryMs: every write of the batch rejects with SQLITE_BUSY and nothing is written', async () => {
+    const { writer, outsider, committed } = setup();
+    const write = groupCommit(
+      writer,
+      writer.transaction((v: string) => writer.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes),
+      { busyRetryMs: 100 },
     );
     outsider.exec('BEGIN IMMEDIATE');
     const results = await Promise.allSettled([write('a'), write('b')]);

@@ -3,7 +3,7 @@ import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promi
 /** How long an operation keeps retrying while another connection holds the write lock. */
 export const BUSY_RETRY_MS = 5000;
 
-const isBusy = (error: unknown) => typeof (error as { code?: unknown })?.code === 'string' && (error as { code: string }).code.startsWith('SQLITE_BUSY');
+export const isBusy = (error: unknown) => typeof (error as { code?: unknown })?.code === 'string' && (error as { code: string }).code.startsWith('SQLITE_BUSY');
 
 /**
  * Runs `operation`, retrying it while SQLite answers SQLITE_BUSY, for up to `BUSY_RETRY_MS`.
