@@ -6,7 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { launchChromium, runBrowser } from './chromium.js';
 import { decodePart, onCleanup, tempDir } from './helpers.js';
 
-const ACCESS_TTL_SECONDS = 2;
+// Short, to see it expire; long enough (at least 2 s of life after the second it was issued in) for the steps before.
+const ACCESS_TTL_SECONDS = 3;
 
 /** `npm run example` without the build: the example backend and its own tokenmint, data in `dir`. */
 async function startExample(dir: string) {

@@ -6,10 +6,10 @@ import { decodePart, tempDir, testEnv } from './helpers.js';
 import { cliProcess, startServer } from './processes.js';
 
 /** A real tokenmint, and an app backend built on tokenmint/hono, reached through `app.request`. */
-async function setup(cookies: { secure?: boolean } = {}) {
+async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 1) {
   const dir = tempDir();
   const env = testEnv(dir);
-  const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--access-ttl', '1', '--refresh-nbf', '0', '--reuse-grace', '10');
+  const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--access-ttl', String(accessTtlSeconds), '--refresh-nbf', '0', '--reuse-grace', '10');
   const server = await startServer(env, dir);
   const client = createClient({ baseUrl: server.url, appId: 'acme', appKey: String(appKey) });
   const auth = tokenmintSession({ client, appId: 'acme', audience: 'web-app', jwksUrl: `${server.url}/app/acme/jwks.json`, cookies, trustProxyHeader: 'x-forwarded-for' });
@@ -86,12 +86,13 @@ describe('tokenmint/hono session middleware', () => {
   });
 
   it('session({ renew: false }) answers 401 on an expired access token and leaves the cookies; refresh() renews once, then has nothing to renew', async () => {
-    const { request, jar } = await setup();
+    // 3 s, so that a fresh access token is surely still valid for the next few requests.
+    const { request, jar } = await setup({}, 3);
     await request('POST', '/login');
     expect((await request('GET', '/api/strict')).res.status).toBe(200);
     const firstRefresh = jar.get('refresh_token');
 
-    await sleep(1100); // the access token (ttl 1 s) has expired
+    await sleep((decodePart(jar.get('access_token')!, 1).exp as number) * 1000 + 100 - Date.now()); // it has expired
     const denied = await request('GET', '/api/strict');
     expect(denied.res.status).toBe(401);
     expect(denied.setCookies).toEqual([]);
