@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { BrowserContext, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { launchChromium, runBrowser } from './chromium.js';
 import { decodePart, onCleanup, tempDir } from './helpers.js';
+import { startProcess } from './processes.js';
 
 // Short, to see it expire; long enough (at least 2 s of life after the second it was issued in) for the steps before.
 const ACCESS_TTL_SECONDS = 3;
@@ -12,23 +12,12 @@ const ACCESS_TTL_SECONDS = 3;
 /** `npm run example` without the build: the example backend and its own tokenmint, data in `dir`. */
 async function startExample(dir: string) {
   const env = { ...process.env, EXAMPLE_DIR: dir, EXAMPLE_PORT: '0', EXAMPLE_ACCESS_TTL: String(ACCESS_TTL_SECONDS), NO_COLOR: '1' };
-  const child = spawn(process.execPath, [path.resolve('dist-examples/run.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  onCleanup(() => (child.kill('SIGTERM'), exited)); // it stops its tokenmint on the way out
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout.on('data', (d) => {
-      out += d;
-      const match = /example: open (http:\/\/\S+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    void exited.then((code) => reject(new Error(`example exited with ${code}: ${err}`)));
-  });
-  const lines = () => out.split('\n');
+  // Stopped with SIGTERM, so that it stops its tokenmint on the way out.
+  const example = await startProcess(path.resolve('dist-examples/run.js'), { env, ready: /example: open (http:\/\/\S+)/, on: 'stdout' });
+  onCleanup(() => example.stop('SIGTERM'));
+  const lines = () => example.stdout().split('\n');
   return {
-    url,
+    url: example.url,
     /** The backend's request log (hono's logger): how many answers of `method path status` so far. */
     answers: (request: string) => lines().filter((l) => l.startsWith(`--> ${request} `)).length,
     /** The most requests to `method path` the backend was ever serving at once. */

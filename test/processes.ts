@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { onCleanup } from './helpers.js';
@@ -16,12 +15,13 @@ export interface ServerProcess {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-/** Starts the built server (`npm start` without the build) on a free port and waits until it listens. */
-export function startServer(env: NodeJS.ProcessEnv, cwd: string): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [serverEntry], { cwd, env: { PATH: process.env.PATH, ...env, PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d) => (out += d));
+/**
+ * Spawns `node <entry>` and resolves once one of its output streams prints a line matching `ready`
+ * (its first group is the URL); stopped (SIGKILL) after the test if still running.
+ */
+export function startProcess(entry: string, options: { env: NodeJS.ProcessEnv; cwd?: string; ready: RegExp; on: 'stdout' | 'stderr' }): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [entry], { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = { stdout: '', stderr: '' };
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
@@ -29,13 +29,20 @@ export function startServer(env: NodeJS.ProcessEnv, cwd: string): Promise<Server
   };
   onCleanup(() => stop('SIGKILL'));
   return new Promise((resolve, reject) => {
-    child.stderr!.on('data', (d) => {
-      err += d;
-      const match = /listening on (http:\/\/\S+)/.exec(err);
-      if (match) resolve({ url: match[1]!, child, stdout: () => out, stderr: () => err, stop });
-    });
-    void exited.then((code) => reject(new Error(`server exited with ${code}: ${err}`)));
+    for (const name of ['stdout', 'stderr'] as const) {
+      child[name]!.on('data', (d) => {
+        output[name] += d;
+        const match = name === options.on ? options.ready.exec(output[name]) : null;
+        if (match) resolve({ url: match[1]!, child, stdout: () => output.stdout, stderr: () => output.stderr, stop });
+      });
+    }
+    void exited.then((code) => reject(new Error(`${entry} exited with ${code}: ${output.stderr}`)));
   });
+}
+
+/** Starts the built server (`npm start` without the build) on a free port and waits until it listens. */
+export function startServer(env: NodeJS.ProcessEnv, cwd: string): Promise<ServerProcess> {
+  return startProcess(serverEntry, { env: { PATH: process.env.PATH, ...env, PORT: '0' }, cwd, ready: /listening on (http:\/\/\S+)/, on: 'stderr' });
 }
 
 /** Runs the built CLI as its own process; resolves to its parsed --json output. */

@@ -5,6 +5,9 @@ export const BUSY_RETRY_MS = 5000;
 
 export const isBusy = (error: unknown) => typeof (error as { code?: unknown })?.code === 'string' && (error as { code: string }).code.startsWith('SQLITE_BUSY');
 
+/** The pause before try `attempt` + 1: commits take tens of microseconds, so the next turn, then a few ms. */
+export const pauseAfterBusy = (attempt: number): Promise<unknown> => (attempt < 20 ? nextTurn() : sleep(Math.min(10, attempt - 19)));
+
 /**
  * Runs `operation`, retrying it while SQLite answers SQLITE_BUSY, for up to `BUSY_RETRY_MS`.
  *
@@ -20,8 +23,7 @@ export async function retryBusy<T>(operation: () => T | Promise<T>): Promise<T> 
       return await operation();
     } catch (error) {
       if (!isBusy(error) || performance.now() >= deadline) throw error;
-      // Commits take tens of microseconds: try again on the next turn, then back off to a few ms.
-      await (attempt < 20 ? nextTurn() : sleep(Math.min(10, attempt - 19)));
+      await pauseAfterBusy(attempt);
     }
   }
 }

@@ -1,5 +1,5 @@
 import type { Database, Transaction } from 'better-sqlite3';
-import { BUSY_RETRY_MS, isBusy } from './busy-retry.js';
+import { BUSY_RETRY_MS, isBusy, pauseAfterBusy } from './busy-retry.js';
 
 /**
  * Group commit: the writes that arrive during one event-loop turn run in one BEGIN IMMEDIATE
@@ -29,10 +29,10 @@ export function groupCommit<Args extends unknown[], Result>(db: Database, write:
     }
   });
 
+  // Normally the next turn; after a busy batch, retryBusy's pause.
   const schedule = () => {
     scheduled = true;
-    if (busyInARow < 20) setImmediate(flush);
-    else setTimeout(flush, Math.min(10, busyInARow - 19));
+    void pauseAfterBusy(busyInARow).then(flush);
   };
 
   function flush() {

@@ -84,11 +84,12 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     hot.insertToken.run({ ...child });
     return true;
   });
-  // Sessions and renews of one event-loop turn share a commit.
+  // Sessions and renews of one event-loop turn share a commit; their batch waits out another
+  // process's lock itself (and rejects only once retryBusy's deadline is past).
   const createSessionBatched = groupCommit(db.$client, createSessionTx);
   const consumeBatched = groupCommit(db.$client, consumeTx);
-  // From here on, waiting for another process's lock is done by withBusyRetry, without blocking the
-  // event loop. (Preparing the statements above may itself wait, e.g. while another process is
+  // From here on, waiting for another process's lock is done by withBusyRetry (or the batch), without
+  // blocking the event loop. (Preparing the statements above may itself wait, e.g. while another process is
   // migrating a fresh file, so that still used SQLite's own busy_timeout.)
   db.$client.pragma('busy_timeout = 0');
 
