@@ -38,20 +38,20 @@ export function groupCommit<Args extends unknown[], Result>(db: Database, write:
   function flush() {
     scheduled = false;
     const batch = queue;
-    queue = [];
     try {
       runBatch.immediate(batch);
     } catch (error) {
       if (isBusy(error) && performance.now() - batch[0]!.since < busyRetryMs) {
         busyInARow++;
-        queue = [...batch, ...queue];
-        schedule();
+        schedule(); // the batch stays queued; writes that arrive meanwhile join it
         return;
       }
+      queue = [];
       busyInARow = 0;
       for (const item of batch) item.reject(error);
       return;
     }
+    queue = [];
     busyInARow = 0;
     for (const { outcome, resolve, reject } of batch) {
       if (outcome!.ok) resolve(outcome!.value);
