@@ -24,9 +24,9 @@ function signatureVerifies(token: string, publicKeyPem: string): boolean {
 /**
  * For each sampled [presented refresh token, answer] of a tokenmint-shaped server: both tokens verify
  * (node:crypto, not the server's code) with the answer's `public_key`, carry the answer's `key_id`,
- * share a new `jid`; and, once the reuse grace is over, the presented token is refused.
+ * share a new `jid`.
  */
-export async function checkSample(target: RenewTarget, sample: Array<[string, unknown]>, graceSeconds: number): Promise<number> {
+export function checkPairs(target: RenewTarget, sample: Array<[string, unknown]>): number {
   for (const [presented, answer] of sample) {
     const pair = answer as { auth_token: string; refresh_token: string; public_key: string; key_id?: string };
     const pem = Buffer.from(pair.public_key, 'base64').toString('utf8');
@@ -35,6 +35,12 @@ export async function checkSample(target: RenewTarget, sample: Array<[string, un
     const jid = part(pair.refresh_token, 1).jid;
     if (jid !== part(pair.auth_token, 1).jid || jid === part(presented, 1).jid) throw new Error(`${target.name}: the pair does not carry one new jid`);
   }
+  return sample.length;
+}
+
+/** `checkPairs`, and once the reuse grace is over, each presented token is refused. */
+export async function checkSample(target: RenewTarget, sample: Array<[string, unknown]>, graceSeconds: number): Promise<number> {
+  checkPairs(target, sample);
   await new Promise((resolve) => setTimeout(resolve, (graceSeconds + 1) * 1000));
   return refusesUsedTokens(target, sample, 401);
 }

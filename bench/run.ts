@@ -1,4 +1,4 @@
-// npm run bench: tokenmint against oidc-provider and a bare renew, same load generator, same run.
+// npm run bench: tokenmint against oidc-provider, a bare renew and the ceiling, same load generator, same run.
 // BENCH_SECONDS (default 10) per measurement, BENCH_CONCURRENCY (default 16,64),
 // BENCH_GROWTH_SESSIONS (default 1000000; 0 skips the growth measurement).
 import Database from 'better-sqlite3';
@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { chainedRenews, type LoadResult } from './load.js';
 import { cpuSeconds, peakRssMb } from './proc.js';
-import { startBare, startOidcProvider, startTokenmint, type Started } from './targets.js';
+import { startBare, startCeiling, startOidcProvider, startTokenmint, type Started } from './targets.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '16,64').split(',').map(Number);
@@ -26,12 +26,18 @@ interface Row extends LoadResult {
 const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
-/** Warm-up, then a measured run on fresh sessions; then the sampled answers are checked. */
+/**
+ * Fresh sessions renewed by `concurrency` clients: a warm-up, then the measured run on the same
+ * connections and chains; then the sampled answers are checked.
+ */
 async function measureOnce(s: Started, concurrency: number): Promise<Row> {
-  await chainedRenews(s.target, await s.open(concurrency), Math.min(2, SECONDS / 5));
   const tokens = await s.open(concurrency);
-  const cpu0 = cpuSeconds(s.server.child.pid!);
-  const result = await chainedRenews(s.target, tokens, SECONDS);
+  let cpu0 = 0;
+  const result = await chainedRenews(s.target, tokens, {
+    seconds: SECONDS,
+    warmupSeconds: Math.min(2, SECONDS / 5),
+    onMeasureStart: () => (cpu0 = cpuSeconds(s.server.child.pid!)),
+  });
   const serverCpuSeconds = cpuSeconds(s.server.child.pid!) - cpu0;
   const sample = result.sample.filter((_, i) => i % Math.ceil(result.sample.length / SAMPLES_CHECKED) === 0);
   const checked = await s.check(sample);
@@ -114,6 +120,7 @@ const rows = [
   ...(await measure(() => startTokenmint({ WORKERS: '1' }), 'tokenmint, WORKERS=1')),
   ...(await measure(startOidcProvider)),
   ...(await measure(startBare)),
+  ...(await measure(startCeiling)),
 ];
 const crypto = es256Rates();
 const growthRows = GROWTH_SESSIONS > 0 ? [await growth(1000, 64), await growth(GROWTH_SESSIONS, 64)] : [];
@@ -129,12 +136,14 @@ for (const r of rows) {
 }
 
 console.log('\n## Ratios (same run)\n');
-console.log('| concurrency | tokenmint ÷ oidc-provider | tokenmint ÷ bare renew |');
-console.log('| --: | --: | --: |');
+console.log('| concurrency | tokenmint ÷ oidc-provider | tokenmint ÷ bare renew | tokenmint ÷ ceiling | ceiling ÷ oidc-provider |');
+console.log('| --: | --: | --: | --: | --: |');
 for (const c of CONCURRENCY) {
   const of = (name: string) => rows.find((r) => r.target === name && r.concurrency === c)!.perSecond;
-  console.log(`| ${c} | ${fmt(of('tokenmint') / of('oidc-provider'), 2)} | ${fmt(of('tokenmint') / of('bare renew'), 2)} |`);
+  const ratio = (a: string, b: string) => fmt(of(a) / of(b), 2);
+  console.log(`| ${c} | ${ratio('tokenmint', 'oidc-provider')} | ${ratio('tokenmint', 'bare renew')} | ${ratio('tokenmint', 'ceiling')} | ${ratio('ceiling', 'oidc-provider')} |`);
 }
+console.log('\nceiling: HTTP and two ES256 signatures per renew and nothing else (bench/ceiling-server.ts); no server that signs both tokens goes faster here.');
 
 console.log('\n## ES256 on one core (node:crypto)\n');
 console.log('| sign/s | verify/s | renews/s bound: 2 signs (tokenmint: the refresh token is known by its digest) | bound: 2 signs + 1 verify |');

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { checkOidcSample, checkSample } from './check.js';
+import { checkOidcSample, checkPairs, checkSample } from './check.js';
 import type { RenewTarget } from './load.js';
 import { startNode, type Server } from './proc.js';
 
@@ -84,6 +84,26 @@ export async function startBare(): Promise<Started> {
     server,
     target,
     check: (sample) => checkSample(target, sample, 0),
+    open: (n) => openMany(n, async () => (await post(`${server.origin}/issue`, {}, {})).refresh_token!),
+  };
+}
+
+/** The ceiling (see ceiling-server.ts): HTTP and two ES256 signatures per renew, nothing else. */
+export async function startCeiling(): Promise<Started> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ceiling-bench-'));
+  const server = await startNode(path.join(root, 'dist-bench/ceiling-server.js'), { PORT: '0' }, dir);
+  const target: RenewTarget = {
+    name: 'ceiling',
+    origin: server.origin,
+    request: (token) => ({ path: '/renew', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: token, ...user }) }),
+    nextToken: (answer) => (answer as { refresh_token: string }).refresh_token,
+  };
+  return {
+    dir,
+    server,
+    target,
+    // It refuses nothing, so only the pairs are checked.
+    check: async (sample) => checkPairs(target, sample),
     open: (n) => openMany(n, async () => (await post(`${server.origin}/issue`, {}, {})).refresh_token!),
   };
 }

@@ -10,8 +10,8 @@ it('npm run bench works end to end (tiny run: every server answers, sampled answ
     env: { PATH: process.env.PATH, BENCH_SECONDS: '0.5', BENCH_CONCURRENCY: '4', BENCH_GROWTH_SESSIONS: '2000' },
     timeout: 120_000,
   });
-  const rows = stdout.split('\n').filter((l) => /^\| (tokenmint|oidc-provider|bare renew)/.test(l));
-  expect(rows.map((r) => r.split('|')[1]!.trim())).toEqual(['tokenmint', 'tokenmint, WORKERS=1', 'oidc-provider', 'bare renew']);
+  const rows = stdout.split('\n').filter((l) => /^\| (tokenmint|oidc-provider|bare renew|ceiling)/.test(l));
+  expect(rows.map((r) => r.split('|')[1]!.trim())).toEqual(['tokenmint', 'tokenmint, WORKERS=1', 'oidc-provider', 'bare renew', 'ceiling']);
   for (const row of rows) {
     const cells = row.split('|').map((c) => c.trim());
     expect(Number(cells[3]!.replace(/,/g, '')), row).toBeGreaterThan(0); // renews/s
@@ -19,5 +19,6 @@ it('npm run bench works end to end (tiny run: every server answers, sampled answ
     expect(Number(cells[8]), row).toBeGreaterThan(0); // answers checked
   }
   expect(stdout).toContain('tokenmint ÷ oidc-provider');
+  expect(stdout).toContain('tokenmint ÷ ceiling');
   expect(stdout).toMatch(/bytes per live session: [\d,]+/);
 }, 150_000);
