@@ -5,8 +5,12 @@ import { tokenmintSession, type SessionVariables } from '../src/hono.js';
 import { decodePart, tempDir, testEnv } from './helpers.js';
 import { cliProcess, startServer } from './processes.js';
 
-/** A real tokenmint, and an app backend built on tokenmint/hono, reached through `app.request`. */
-async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 1) {
+/**
+ * A real tokenmint, and an app backend built on tokenmint/hono, reached through `app.request`. The
+ * auth token lives 2 s: exp is in whole seconds, so a 1-second token issued late in a second may
+ * already be expired when the middleware checks it.
+ */
+async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
   const dir = tempDir();
   const env = testEnv(dir);
   const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--access-ttl', String(accessTtlSeconds), '--refresh-nbf', '0', '--reuse-grace', '10');
@@ -49,7 +53,7 @@ describe('tokenmint/hono session middleware', () => {
     const access = setCookies.find((l) => l.startsWith('access_token='))!;
     const refresh = setCookies.find((l) => l.startsWith('refresh_token='))!;
     for (const line of [access, refresh]) expect(line).toMatch(/; HttpOnly/), expect(line).toMatch(/; Secure/), expect(line).toMatch(/; SameSite=Lax/), expect(line).toMatch(/; Path=\//);
-    expect(access).toMatch(/Max-Age=[01];/);
+    expect(access).toMatch(/Max-Age=[12];/);
     const refreshClaims = decodePart(jar.get('refresh_token')!, 1);
     expect(Number(/Max-Age=(\d+)/.exec(refresh)![1])).toBeGreaterThan((refreshClaims.exp as number) - (refreshClaims.iat as number) - 3);
   });
@@ -60,7 +64,7 @@ describe('tokenmint/hono session middleware', () => {
     expect((await request('GET', '/api/me')).res.status).toBe(200);
     const firstRefresh = jar.get('refresh_token');
 
-    await sleep(1100); // the access token (ttl 1 s) has expired
+    await sleep((decodePart(jar.get('access_token')!, 1).exp as number) * 1000 + 100 - Date.now()); // it has expired
     const [a, b] = await Promise.all([request('GET', '/api/me'), request('GET', '/api/me')]);
     expect([a.res.status, b.res.status]).toEqual([200, 200]);
     const renewed = [a, b].map((r) => r.setCookies.find((l) => l.startsWith('refresh_token='))!.split(';')[0]);
