@@ -22,12 +22,13 @@ describe('group commit', () => {
   it('runs the writes of one turn in one transaction: none is visible to another connection before all are', async () => {
     const { writer, committed } = setup();
     const seenByOutsider: string[][] = [];
-    const insert = writer.transaction((v: string) => {
-      writer.prepare('INSERT INTO t (v) VALUES (?)').run(v);
-      seenByOutsider.push(committed());
-      return v.toUpperCase();
-    });
-    const write = groupCommit(writer, insert);
+    const commit = groupCommit(writer);
+    const write = (v: string) =>
+      commit(() => {
+        writer.prepare('INSERT INTO t (v) VALUES (?)').run(v);
+        seenByOutsider.push(committed());
+        return v.toUpperCase();
+      });
     const answers = await Promise.all(['a', 'b', 'c'].map((v) => write(v)));
     expect(answers).toEqual(['A', 'B', 'C']);
     expect(seenByOutsider).toEqual([[], [], []]); // one commit for the three
@@ -40,12 +41,13 @@ describe('group commit', () => {
 
   it('a write that throws is rolled back and rejects alone; the rest of its batch commits', async () => {
     const { writer, committed } = setup();
-    const insertTwo = writer.transaction((v: string) => {
-      writer.prepare('INSERT INTO t (v) VALUES (?)').run(v);
-      writer.prepare('INSERT INTO t (v) VALUES (?)').run(`${v}-2`); // the second half of this write
-      return v;
-    });
-    const write = groupCommit(writer, insertTwo);
+    const commit = groupCommit(writer);
+    const write = (v: string) =>
+      commit(() => {
+        writer.prepare('INSERT INTO t (v) VALUES (?)').run(v);
+        writer.prepare('INSERT INTO t (v) VALUES (?)').run(`${v}-2`); // the second half of this write
+        return v;
+      });
     const results = await Promise.allSettled([write('a'), write('a'), write('b')]);
     expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
     expect(String((results[1] as PromiseRejectedResult).reason)).toMatch(/UNIQUE/);
@@ -55,10 +57,8 @@ describe('group commit', () => {
 
   it('while another connection holds the write lock the batch waits, without blocking the event loop, then commits', async () => {
     const { writer, outsider, committed } = setup();
-    const write = groupCommit(
-      writer,
-      writer.transaction((v: string) => writer.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes),
-    );
+    const commit = groupCommit(writer);
+    const write = (v: string) => commit(() => writer.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes);
     outsider.exec('BEGIN IMMEDIATE');
     const pending = Promise.all([write('a'), write('b')]);
     let turns = 0;
@@ -75,11 +75,8 @@ describe('group commit', () => {
 
   it('a lock held longer than busyRetryMs: every write of the batch rejects with SQLITE_BUSY and nothing is written', async () => {
     const { writer, outsider, committed } = setup();
-    const write = groupCommit(
-      writer,
-      writer.transaction((v: string) => writer.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes),
-      { busyRetryMs: 100 },
-    );
+    const commit = groupCommit(writer, { busyRetryMs: 100 });
+    const write = (v: string) => commit(() => writer.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes);
     outsider.exec('BEGIN IMMEDIATE');
     const results = await Promise.allSettled([write('a'), write('b')]);
     expect(results.map((r) => r.status === 'rejected' && (r.reason as { code: string }).code)).toEqual(['SQLITE_BUSY', 'SQLITE_BUSY']);

@@ -1,28 +1,32 @@
-import type { Database, Transaction } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
 import { BUSY_RETRY_MS, isBusy, pauseAfterBusy } from './busy-retry.js';
 
 /**
- * Group commit: the writes that arrive during one event-loop turn run in one BEGIN IMMEDIATE
- * transaction, so they share one commit — one append to the WAL of the pages they touch — instead
- * of paying one each (the commit is most of a renew's SQLite cost). Each write still runs as its own
- * better-sqlite3 transaction function, which inside the batch becomes a SAVEPOINT: a write that
- * throws is rolled back alone and rejects alone; the others commit.
+ * Group commit, one per connection: the writes that arrive during one event-loop turn run in one
+ * BEGIN IMMEDIATE transaction, so they share one commit — one append to the WAL of the pages they
+ * touch — instead of paying one each (the commit is most of a renew's SQLite cost). Each write runs
+ * in its own SAVEPOINT: a write that throws is rolled back alone and rejects alone; the others commit.
  *
  * While another process holds the write lock (SQLITE_BUSY), nothing of the batch is written and it
  * waits without blocking the event loop — next turn, then backing off to a few ms — taking in the
  * writes that arrive meanwhile; after `busyRetryMs` its writes reject with SQLITE_BUSY.
+ *
+ * Returns `commit(write)`: runs the synchronous `write` (its statements only) in the current batch
+ * and resolves to its result once the batch has committed.
  */
-export function groupCommit<Args extends unknown[], Result>(db: Database, write: Transaction<(...args: Args) => Result>, { busyRetryMs = BUSY_RETRY_MS } = {}) {
-  type Outcome = { ok: true; value: Result } | { ok: false; error: unknown };
-  type Pending = { args: Args; since: number; resolve: (r: Result) => void; reject: (e: unknown) => void; outcome?: Outcome };
+export function groupCommit(db: Database, { busyRetryMs = BUSY_RETRY_MS } = {}) {
+  type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown };
+  type Pending = { write: () => unknown; since: number; resolve: (r: unknown) => void; reject: (e: unknown) => void; outcome?: Outcome };
   let queue: Pending[] = [];
   let scheduled = false;
   let busyInARow = 0;
 
+  // better-sqlite3 runs a transaction function called inside another transaction as a SAVEPOINT.
+  const inSavepoint = db.transaction((write: () => unknown) => write());
   const runBatch = db.transaction((batch: Pending[]) => {
     for (const item of batch) {
       try {
-        item.outcome = { ok: true, value: write(...item.args) };
+        item.outcome = { ok: true, value: inSavepoint(item.write) };
       } catch (error) {
         item.outcome = { ok: false, error };
       }
@@ -59,9 +63,9 @@ export function groupCommit<Args extends unknown[], Result>(db: Database, write:
     }
   }
 
-  return (...args: Args): Promise<Result> =>
+  return <Result>(write: () => Result): Promise<Result> =>
     new Promise((resolve, reject) => {
-      queue.push({ args, resolve, reject, since: performance.now() });
+      queue.push({ write, resolve: resolve as (r: unknown) => void, reject, since: performance.now() });
       // The first write of a turn schedules the batch; writes of the same turn join it.
       if (!scheduled) schedule();
     });

@@ -74,20 +74,18 @@ function prepareHotPath(db: SqliteDb) {
 export function createSqliteRepository(db: SqliteDb): Repository {
   const insertKey = (tx: Pick<SqliteDb, 'insert'>, key: SigningKeyRecord) => tx.insert(signingKeys).values(key).run();
   const hot = prepareHotPath(db);
-  // better-sqlite3's own transaction functions, made once; `.immediate` runs them under BEGIN IMMEDIATE.
-  const createSessionTx = db.$client.transaction((session: SessionRecord, first: RefreshTokenRecord) => {
+  // The two writes of the request path. Both run inside a group-commit batch (one transaction per
+  // event-loop turn, a savepoint each), which also waits out another process's lock itself.
+  const commit = groupCommit(db.$client);
+  const insertSession = (session: SessionRecord, first: RefreshTokenRecord) => {
     hot.insertSession.run({ ...session });
     hot.insertToken.run({ ...first });
-  });
-  const consumeTx = db.$client.transaction((parentJid: string, child: RefreshTokenRecord, now: number) => {
+  };
+  const consume = (parentJid: string, child: RefreshTokenRecord, now: number) => {
     if (hot.consume.run({ jid: parentJid, now }).changes !== 1) return false;
     hot.insertToken.run({ ...child });
     return true;
-  });
-  // Sessions and renews of one event-loop turn share a commit; their batch waits out another
-  // process's lock itself (and rejects only once retryBusy's deadline is past).
-  const createSessionBatched = groupCommit(db.$client, createSessionTx);
-  const consumeBatched = groupCommit(db.$client, consumeTx);
+  };
   // From here on, waiting for another process's lock is done by withBusyRetry (or the batch), without
   // blocking the event loop. (Preparing the statements above may itself wait, e.g. while another process is
   // migrating a fresh file, so that still used SQLite's own busy_timeout.)
@@ -180,7 +178,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async createSession(session, first) {
-      await createSessionBatched(session, first);
+      await commit(() => insertSession(session, first));
     },
 
     async findRefreshToken(jid) {
@@ -192,7 +190,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async consumeRefreshToken(parentJid, child, now) {
-      return consumeBatched(parentJid, child, now);
+      return commit(() => consume(parentJid, child, now));
     },
 
     async revokeSession(sessionId, reason, now) {
