@@ -28,7 +28,7 @@ export interface LoadOptions {
   /** Measured seconds. */
   seconds: number;
   /** Seconds the same clients renew first, on the same connections, unmeasured. */
-  warmupSeconds?: number;
+  warmupSeconds: number;
   /** Called once when measuring starts (e.g. to read the server's CPU time). */
   onMeasureStart?: () => void;
   /** Every `sampleEvery`-th measured answer is kept for checking. */
@@ -40,7 +40,7 @@ export interface LoadOptions {
  * previous answer, back to back, on one keep-alive connection each. The warm-up's renews (connecting,
  * first renews of fresh sessions, JIT) are not measured; a renew counts if it starts after it.
  */
-export async function chainedRenews(target: RenewTarget, tokens: string[], { seconds, warmupSeconds = 0, onMeasureStart, sampleEvery = 250 }: LoadOptions): Promise<LoadResult> {
+export async function chainedRenews(target: RenewTarget, tokens: string[], { seconds, warmupSeconds, onMeasureStart, sampleEvery = 250 }: LoadOptions): Promise<LoadResult> {
   const pool = new Pool(target.origin, { connections: tokens.length, pipelining: 1 });
   const latencies: number[] = [];
   const sample: Array<[string, unknown]> = [];

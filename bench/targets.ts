@@ -68,32 +68,15 @@ export async function startTokenmint(extraEnv: Record<string, string> = {}, exis
   };
 }
 
-/** The bare renew: same stack, no features. */
-export async function startBare(): Promise<Started> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bare-bench-'));
-  const server = await startNode(path.join(root, 'dist-bench/bare-server.js'), { BARE_DB: path.join(dir, 'bare.db'), PORT: '0' }, dir);
-  const headers = { 'content-type': 'application/json' };
+/**
+ * A one-file server of bench/ with tokenmint's renew body and answer, on a fresh folder: POST /issue
+ * opens a session, POST /renew renews.
+ */
+async function startPlainRenew(name: string, script: string, env: (dir: string) => Record<string, string>, check: (target: RenewTarget, sample: Array<[string, unknown]>) => Promise<number>): Promise<Started> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${script.replace(/\.js$/, '')}-`));
+  const server = await startNode(path.join(root, 'dist-bench', script), { ...env(dir), PORT: '0' }, dir);
   const target: RenewTarget = {
-    name: 'bare renew',
-    origin: server.origin,
-    request: (token) => ({ path: '/renew', headers, body: JSON.stringify({ refresh_token: token }) }),
-    nextToken: (answer) => (answer as { refresh_token: string }).refresh_token,
-  };
-  return {
-    dir,
-    server,
-    target,
-    check: (sample) => checkSample(target, sample, 0),
-    open: (n) => openMany(n, async () => (await post(`${server.origin}/issue`, {}, {})).refresh_token!),
-  };
-}
-
-/** The ceiling (see ceiling-server.ts): HTTP and two ES256 signatures per renew, nothing else. */
-export async function startCeiling(): Promise<Started> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ceiling-bench-'));
-  const server = await startNode(path.join(root, 'dist-bench/ceiling-server.js'), { PORT: '0' }, dir);
-  const target: RenewTarget = {
-    name: 'ceiling',
+    name,
     origin: server.origin,
     request: (token) => ({ path: '/renew', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ refresh_token: token, ...user }) }),
     nextToken: (answer) => (answer as { refresh_token: string }).refresh_token,
@@ -102,11 +85,16 @@ export async function startCeiling(): Promise<Started> {
     dir,
     server,
     target,
-    // It refuses nothing, so only the pairs are checked.
-    check: async (sample) => checkPairs(target, sample),
+    check: (sample) => check(target, sample),
     open: (n) => openMany(n, async () => (await post(`${server.origin}/issue`, {}, {})).refresh_token!),
   };
 }
+
+/** The bare renew: same stack, no features. */
+export const startBare = () => startPlainRenew('bare renew', 'bare-server.js', (dir) => ({ BARE_DB: path.join(dir, 'bare.db') }), (target, sample) => checkSample(target, sample, 0));
+
+/** The ceiling (see ceiling-server.ts): HTTP and two ES256 signatures per renew, nothing else. It refuses nothing, so only the pairs are checked. */
+export const startCeiling = () => startPlainRenew('ceiling', 'ceiling-server.js', () => ({}), async (target, sample) => checkPairs(target, sample));
 
 /** The peer: oidc-provider's refresh_token grant, rotation on, ES256. */
 export async function startOidcProvider(): Promise<Started> {
