@@ -1,16 +1,16 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 
 // For high-entropy secrets only (app keys, the metrics token): with 256 random bits there is nothing
 // to brute-force, so one SHA-256 is enough to store them, and a slow password hash would only slow
-// every request down.
+// every request down. (crypto.hash, one-shot, allocates no Hash object for the GC to finalise.)
 
 export function hashSecret(secret: string): string {
-  return createHash('sha256').update(secret).digest('hex');
+  return hash('sha256', secret, 'hex');
 }
 
 /** Constant-time comparison of a presented secret with a stored hash (both sides 32-byte digests). */
 export function secretMatches(presented: string, storedHash: string): boolean {
-  const a = createHash('sha256').update(presented).digest();
+  const a = hash('sha256', presented, 'buffer');
   const b = Buffer.from(storedHash, 'hex');
   return a.length === b.length && timingSafeEqual(a, b);
 }

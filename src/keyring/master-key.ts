@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../config.js';
@@ -14,7 +14,7 @@ const ENVELOPE_VERSION = 'tm1';
 
 export function masterKeyFromBytes(key: Buffer): MasterKey {
   if (key.length !== KEY_BYTES) throw new ConfigError(`the master key must be ${KEY_BYTES} bytes (base64 of 32 random bytes), got ${key.length}`);
-  return { id: createHash('sha256').update(key).digest('hex').slice(0, 16), key };
+  return { id: hash('sha256', key, 'hex').slice(0, 16), key };
 }
 
 /**

@@ -1,4 +1,4 @@
-import { createHash, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
+import { hash, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto';
 import { invalidRefreshToken } from '../errors.js';
 import type { Signer } from '../keyring/keyring.js';
 import type { AppRecord } from '../storage/repository.js';
@@ -26,7 +26,7 @@ export function signJwt(claims: object, signer: Signer): string {
 }
 
 /** What identifies a token string: stored for every refresh token issued, compared on renew. */
-export const tokenDigest = (token: string): Buffer => createHash('sha256').update(token).digest();
+export const tokenDigest = (token: string): Buffer => hash('sha256', token, 'buffer');
 
 /** A compact JWS split and decoded, not yet trusted. */
 export interface DecodedJws {
