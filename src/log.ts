@@ -17,11 +17,19 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     {
       level,
       base: { service: 'tokenmint' },
-      redact: {
-        paths: ['authorization', '*.authorization', 'app_key', '*.app_key', 'refresh_token', '*.refresh_token', 'auth_token', '*.auth_token'],
-        censor: '[redacted]',
-      },
+      redact: { paths: [...SECRET_KEYS, ...SECRET_KEYS.map((key) => `*.${key}`)], censor: CENSOR },
     },
     destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }
+
+const SECRET_KEYS = ['authorization', 'app_key', 'refresh_token', 'auth_token'];
+const CENSOR = '[redacted]';
+
+/**
+ * The logger of the per-request line, whose fields are all primitives the middleware picks. It keeps
+ * the top-level redaction but not the nested one: pino runs every field of a line through its
+ * wildcard (`*.key`) redactor, which re-parses each path per field — 15 % of the memory a renew
+ * allocated (README, Performance) for a line that has no nested object to redact.
+ */
+export const requestLineLogger = (logger: Logger): Logger => logger.child({}, { redact: { paths: SECRET_KEYS, censor: CENSOR } });

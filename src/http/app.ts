@@ -9,7 +9,7 @@ import type { AuditLog } from '../audit.js';
 import type { Config } from '../config.js';
 import { TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
-import type { Logger } from '../log.js';
+import { requestLineLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { hashSecret, secretMatches } from '../secret.js';
 import type { Repository } from '../storage/repository.js';
@@ -40,6 +40,7 @@ const MAX_BODY_BYTES = 64 * 1024;
  * and the request metrics.
  */
 function requestLog(logger: Logger, metrics: Metrics | undefined) {
+  const lines = requestLineLogger(logger);
   return createMiddleware<AppEnv>(async function requestLog(c, next) {
     const started = performance.now();
     await next();
@@ -47,7 +48,7 @@ function requestLog(logger: Logger, metrics: Metrics | undefined) {
     const route = routePath(c, -1);
     const ms = performance.now() - started;
     metrics?.observeRequest(route, c.req.method, status, ms / 1000);
-    logger[status >= 500 ? 'error' : 'info']({
+    lines[status >= 500 ? 'error' : 'info']({
       method: c.req.method,
       route,
       app_id: c.req.param('app_id'),
