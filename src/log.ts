@@ -2,6 +2,9 @@ import { pino, type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
+const SECRET_KEYS = ['authorization', 'app_key', 'refresh_token', 'auth_token'];
+const CENSOR = '[redacted]';
+
 /**
  * JSON lines on stdout (or `destination`). Nothing logs a token or a key by construction; the redact
  * list is a second line of defence should a header or body ever be passed to the logger by mistake.
@@ -22,9 +25,6 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
     destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }
-
-const SECRET_KEYS = ['authorization', 'app_key', 'refresh_token', 'auth_token'];
-const CENSOR = '[redacted]';
 
 /**
  * The logger of the per-request line, whose fields are all primitives the middleware picks. It keeps
