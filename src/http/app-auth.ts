@@ -9,7 +9,7 @@ import type { AppEnv } from './env.js';
 
 /**
  * Authenticates the app named in the path with the app key of the Authorization header and puts it
- * in `c.var.app`. A client address that failed too often is answered 429 before the key is looked at.
+ * in `c.get('app')`. A client address that failed too often is answered 429 before the key is looked at.
  */
 export function appAuth({ apps, audit, limiter, trustProxyHeader }: { apps: AppService; audit: AuditLog; limiter: AppKeyLimiter; trustProxyHeader: string | undefined }) {
   return createMiddleware<AppEnv>(async function appAuth(c, next) {

@@ -54,7 +54,7 @@ function requestLog(logger: Logger, metrics: Metrics | undefined) {
       app_id: c.req.param('app_id'),
       status,
       duration_ms: Math.round(ms * 100) / 100,
-      reason: c.var.reason,
+      reason: c.get('reason'),
     });
   });
 }

@@ -4,20 +4,23 @@ import type { AppEnv } from './env.js';
 import { readJson } from './json-body.js';
 import { issueBody, renewBody, revokeBody } from './schemas.js';
 
-/** POST /app/:app_id/{issue,renew,revoke}, each behind `auth` (the app key). */
+/**
+ * POST /app/:app_id/{issue,renew,revoke}, each behind `auth` (the app key). Variables are read with
+ * `c.get`: hono's `c.var` builds an object of all of them on every read.
+ */
 export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth: MiddlewareHandler<AppEnv> }) {
   return new Hono<AppEnv>()
     .post('/issue', auth, async function issue(c) {
       const body = await readJson(c, issueBody);
-      return c.json(await sessions.issue(c.var.app, body));
+      return c.json(await sessions.issue(c.get('app'), body));
     })
     .post('/renew', auth, async function renew(c) {
       const body = await readJson(c, renewBody);
-      return c.json(await sessions.renew(c.var.app, body));
+      return c.json(await sessions.renew(c.get('app'), body));
     })
     .post('/revoke', auth, async function revoke(c) {
       const body = await readJson(c, revokeBody);
-      const result = await sessions.revoke(c.var.app, body.refresh_token);
+      const result = await sessions.revoke(c.get('app'), body.refresh_token);
       c.set('reason', result.reason);
       return c.json({ message: 'revoked' });
     });

@@ -21,6 +21,9 @@ export interface Client {
 
 export type SessionService = ReturnType<typeof createSessionService>;
 
+/** The row to store for `token`, signed as `signed` (not `{ ...token, tokenSha256 }`: see newRefreshToken). */
+const withDigest = (token: NewRefreshToken, signed: string): RefreshTokenRecord => Object.assign(token, { tokenSha256: tokenDigest(signed) });
+
 export function createSessionService({ repo, keyring, clock, audit }: { repo: Repository; keyring: Keyring; clock: Clock; audit: AuditLog }) {
   /**
    * Authenticates a refresh token of `app` and loads its row: the header, a key of this app that may
@@ -71,7 +74,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
       };
       const first = newRefreshToken(app, session, { jid: newUlid(now), parentJid: null, iat: toSeconds(now), ip: input.ip, useragent: input.useragent });
       const pair = await signPair(app, session, first);
-      await repo.createSession(session, { ...first, tokenSha256: tokenDigest(pair.refresh_token) });
+      await repo.createSession(session, withDigest(first, pair.refresh_token));
       return pair;
     },
 
@@ -89,7 +92,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
       if (token.usedAt === null) {
         const child = newRefreshToken(app, session, { jid: newUlid(now), parentJid: token.jid, iat: toSeconds(now), ip: input.ip, useragent: input.useragent });
         const pair = await signPair(app, session, child);
-        if (await repo.consumeRefreshToken(token.jid, { ...child, tokenSha256: tokenDigest(pair.refresh_token) }, now)) return pair;
+        if (await repo.consumeRefreshToken(token.jid, withDigest(child, pair.refresh_token), now)) return pair;
         // Another request (here or in another process) consumed it first: answer as a repeat.
       }
 
