@@ -21,7 +21,7 @@ export interface Client {
 
 export type SessionService = ReturnType<typeof createSessionService>;
 
-/** The row to store for `token`, signed as `signed` (not `{ ...token, tokenSha256 }`: see newRefreshToken). */
+/** `token`, signed as `signed`, made the row to store by adding its digest in place (a spread would cost a new hidden class per call: see newRefreshToken). */
 const withDigest = (token: NewRefreshToken, signed: string): RefreshTokenRecord => Object.assign(token, { tokenSha256: tokenDigest(signed) });
 
 export function createSessionService({ repo, keyring, clock, audit }: { repo: Repository; keyring: Keyring; clock: Clock; audit: AuditLog }) {
