@@ -31,7 +31,7 @@ export interface LoadOptions {
   warmupSeconds: number;
   /** Called once when measuring starts (e.g. to read the server's CPU time). */
   onMeasureStart?: () => void;
-  /** Every `sampleEvery`-th measured answer is kept for checking. */
+  /** The first measured answer and every `sampleEvery`-th after it are kept for checking (so even a tiny run on a slow machine checks some). */
   sampleEvery?: number;
 }
 
@@ -69,7 +69,7 @@ export async function chainedRenews(target: RenewTarget, tokens: string[], { sec
       }
       if (counts) {
         latencies.push(performance.now() - t0);
-        if (latencies.length % sampleEvery === 0) sample.push([token, answer]);
+        if ((latencies.length - 1) % sampleEvery === 0) sample.push([token, answer]);
       }
       token = target.nextToken(answer);
     }
