@@ -158,10 +158,11 @@ export interface Repository {
   revokeSessions(appId: string, filter: { sub?: string }, reason: RevokeReason, now: number): Promise<number>;
 
   /**
-   * Deletes what can never be used again: refresh tokens past their `exp`, then sessions past their
-   * absolute end or with no token left. A revoked session is kept while one of its tokens is unexpired,
-   * so a replayed token is still refused as revoked. Works in small batches so that no single
-   * transaction holds the write lock for long. Resolves to how many rows went.
+   * Deletes what can never be used again: refresh tokens past their `exp`, sessions whose newest
+   * (never used) refresh token is among them, and sessions past their absolute end. A revoked session
+   * is kept while its newest token is unexpired, so a replayed token is still refused as revoked.
+   * Works in small batches so that no single transaction holds the write lock for long. Resolves to
+   * how many rows went.
    */
   pruneExpired(now: number): Promise<{ refreshTokens: number; sessions: number }>;
 

@@ -181,5 +181,31 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect(await repo.revokeSessions('acme', { sub: 'a' }, 'admin', NOW)).toBe(0);
       expect(await repo.revokeSessions('acme', {}, 'admin-all', NOW)).toBe(1);
     });
+
+    it('pruneExpired: expired tokens go; a session goes with its newest token, or at its absolute end', async () => {
+      const { repo } = await withApp();
+      const hour = 3600;
+      const chain = async (s: SessionRecord, exps: number[]) => {
+        const tokens = exps.map((exp) => ({ ...token(s), exp: NOW / 1000 + exp }));
+        await repo.createSession(s, tokens[0]!);
+        for (const [i, child] of tokens.entries()) if (i > 0) expect(await repo.consumeRefreshToken(tokens[i - 1]!.jid, { ...child, parentJid: tokens[i - 1]!.jid }, NOW)).toBe(true);
+        return tokens;
+      };
+      const ended = await chain(session('acme'), [hour, hour]); // its newest token has expired
+      const live = await chain({ ...session('acme'), expiresAt: NOW + 5 * hour * 1000 }, [hour, 3 * hour]); // only an old one has
+      const [outlived] = await chain({ ...session('acme'), expiresAt: NOW + 1000 }, [3 * hour]); // past its end, token not expired
+      const revoked = session('acme');
+      const [replayable] = await chain({ ...revoked, expiresAt: NOW + 5 * hour * 1000 }, [3 * hour]);
+      await repo.revokeSession(revoked.sessionId, 'reuse', NOW);
+
+      expect(await repo.pruneExpired(NOW + (hour + 1) * 1000)).toEqual({ refreshTokens: 3, sessions: 2 });
+      for (const t of [...ended, live[0]!]) expect(await repo.findRefreshToken(t.jid)).toBeUndefined();
+      expect((await repo.findRefreshToken(live[1]!.jid))?.session.revokedAt).toBeNull();
+      // Its session is gone: the token, left to go by its own exp, is found by nothing.
+      expect(await repo.findRefreshToken(outlived!.jid)).toBeUndefined();
+      // Kept, so that a replay is refused as revoked (and audited as such), not as unknown.
+      expect((await repo.findRefreshToken(replayable!.jid))?.session.revokeReason).toBe('reuse');
+      expect(await repo.pruneExpired(NOW + (hour + 1) * 1000)).toEqual({ refreshTokens: 0, sessions: 0 });
+    });
   });
 }

@@ -1,6 +1,10 @@
 import { createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { drizzle } from 'drizzle-orm/better-sqlite3';
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { describe, expect, it } from 'vitest';
 import { unseal, masterKeyFromBytes } from '../../src/keyring/master-key.js';
 import { openSqlite } from '../../src/storage/sqlite/open.js';
@@ -21,6 +25,41 @@ describe('SQLite storage', () => {
     expect(db.$client.pragma('journal_mode', { simple: true })).toBe('wal');
     const tables = db.$client.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all();
     expect(tables).toEqual(expect.arrayContaining(['__drizzle_migrations', 'apps', 'refresh_tokens', 'sessions', 'signing_keys']));
+  });
+
+  it('upgrades a file of the schema before migration 0004: every refresh token kept, no index or foreign key on their session', async () => {
+    // The migrations as they were before 0004, applied to a new file that then gets a session.
+    const migrations = fileURLToPath(new URL('../../migrations', import.meta.url));
+    const before = path.join(tempDir(), 'migrations');
+    fs.mkdirSync(path.join(before, 'meta'), { recursive: true });
+    const journal = JSON.parse(fs.readFileSync(path.join(migrations, 'meta/_journal.json'), 'utf8')) as { entries: Array<{ idx: number; tag: string }> };
+    journal.entries = journal.entries.filter((e) => e.idx < 4);
+    fs.writeFileSync(path.join(before, 'meta/_journal.json'), JSON.stringify(journal));
+    for (const { tag } of journal.entries) fs.copyFileSync(path.join(migrations, `${tag}.sql`), path.join(before, `${tag}.sql`));
+    const file = path.join(tempDir(), 'old.db');
+    const old = new Database(file);
+    old.pragma('foreign_keys = ON');
+    migrate(drizzle({ client: old }), { migrationsFolder: before });
+    old.exec(`INSERT INTO apps VALUES ('acme', 'h', NULL, NULL, 'web', 3600, 604800, 0, 2592000, 10, 2592000, 0, 1, 1);
+      INSERT INTO sessions VALUES ('S1', 'acme', 'u', NULL, 1, 9999999999999, NULL, NULL);
+      INSERT INTO refresh_tokens VALUES ('J1', 'S1', NULL, 1, 1, 9999999999, '203.0.113.7', 'ua', 5, X'01'),
+                                        ('J2', 'S1', 'J1', 2, 2, 9999999999, '203.0.113.7', 'ua', NULL, X'02');`);
+    const rows = old.prepare('SELECT * FROM refresh_tokens ORDER BY jid').all();
+    expect(old.prepare('PRAGMA foreign_key_list(refresh_tokens)').all()).toHaveLength(1);
+    old.close();
+
+    const db = openSqlite(file);
+    onCleanup(() => db.$client.close());
+    const sqlite = db.$client;
+    expect(sqlite.prepare('SELECT * FROM refresh_tokens ORDER BY jid').all()).toEqual(rows);
+    expect(sqlite.prepare('PRAGMA index_list(refresh_tokens)').all().map((i) => (i as { name: string }).name).sort()).toEqual(['refresh_tokens_exp_idx', 'refresh_tokens_parent_jid_unique', 'sqlite_autoindex_refresh_tokens_1']);
+    expect(sqlite.prepare('PRAGMA foreign_key_list(refresh_tokens)').all()).toEqual([]);
+    expect(sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(sqlite.pragma('foreign_key_check')).toEqual([]);
+    // The unique parent still refuses a fork.
+    expect(() => sqlite.exec(`INSERT INTO refresh_tokens VALUES ('J3', 'S1', 'J1', 3, 3, 9999999999, 'ip', 'ua', NULL, NULL)`)).toThrow(/UNIQUE/);
+    const found = await createSqliteRepository(db).findRefreshToken('J2');
+    expect(found).toMatchObject({ token: { jid: 'J2', parentJid: 'J1', sessionId: 'S1' }, session: { sessionId: 'S1', sub: 'u' } });
   });
 
   it('never holds a private key in clear: the file has only sealed envelopes', async () => {

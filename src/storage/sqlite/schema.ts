@@ -68,9 +68,11 @@ export const refreshTokens = sqliteTable(
   'refresh_tokens',
   {
     jid: text('jid').primaryKey(),
-    sessionId: text('session_id')
-      .notNull()
-      .references(() => sessions.sessionId, { onDelete: 'cascade' }),
+    // No index and no foreign key on purpose: a token reaches its session by the session's primary
+    // key, and nothing looks tokens up by session. An index on it would cost every renew a page of its
+    // own in every commit (the renewing session's leaf, shared with no other renew of the batch), and
+    // a foreign key cannot be checked on delete without one. Pruning needs neither (sqlite-repository).
+    sessionId: text('session_id').notNull(),
     // UNIQUE: a parent has at most one child, so a session can never fork.
     parentJid: text('parent_jid').unique(),
     iat: integer('iat').notNull(),
@@ -83,7 +85,7 @@ export const refreshTokens = sqliteTable(
     // authentic without a signature check (the key is still checked). Never the token itself.
     tokenSha256: blob('token_sha256', { mode: 'buffer' }),
   },
-  (t) => [index('refresh_tokens_session_idx').on(t.sessionId), index('refresh_tokens_exp_idx').on(t.exp)],
+  (t) => [index('refresh_tokens_exp_idx').on(t.exp)],
 );
 
 // One row whose version goes up (by the triggers of migrations/0003) whenever apps or signing_keys change,

@@ -225,27 +225,33 @@ export function createSqliteRepository(db: SqliteDb): Repository {
 
     async pruneExpired(now) {
       const nowSeconds = Math.floor(now / 1000);
-      // Repeats a batched DELETE until a batch comes back short.
-      const drain = (deleteBatch: () => number) => {
+      // One transaction per batch, repeated until a batch comes back short.
+      const drain = (deleteBatch: (tx: Pick<SqliteDb, 'delete'>) => number) => {
         let total = 0;
-        for (let n = PRUNE_BATCH; n === PRUNE_BATCH; total += n) n = deleteBatch();
+        for (let n = PRUNE_BATCH; n === PRUNE_BATCH; total += n) n = db.transaction(deleteBatch, immediate);
         return total;
       };
-      const refreshTokensDeleted = drain(
-        () =>
-          db
-            .delete(refreshTokens)
-            .where(sql`${refreshTokens.jid} IN (SELECT ${refreshTokens.jid} FROM ${refreshTokens} WHERE ${refreshTokens.exp} <= ${nowSeconds} LIMIT ${PRUNE_BATCH})`)
-            .run().changes,
-      );
-      const sessionsDeleted = drain(
-        () =>
-          db
+      // A session's newest token is the only one never used (a token is marked used in the transaction
+      // that stores its child), and the only one that can renew it: when an expired, never used token
+      // goes, its session goes with it — found without an index of tokens by session (schema.ts).
+      // A session past its absolute end has no unexpired token (exp is capped at the end), so the first
+      // pass has already taken its tokens.
+      let sessionsDeleted = 0;
+      const refreshTokensDeleted = drain((tx) => {
+        const gone = tx
+          .delete(refreshTokens)
+          .where(sql`${refreshTokens.jid} IN (SELECT ${refreshTokens.jid} FROM ${refreshTokens} WHERE ${refreshTokens.exp} <= ${nowSeconds} LIMIT ${PRUNE_BATCH})`)
+          .returning({ sessionId: refreshTokens.sessionId, usedAt: refreshTokens.usedAt })
+          .all();
+        const finished = gone.filter((t) => t.usedAt === null).map((t) => t.sessionId);
+        if (finished.length) sessionsDeleted += tx.delete(sessions).where(inArray(sessions.sessionId, finished)).run().changes;
+        return gone.length;
+      });
+      sessionsDeleted += drain(
+        (tx) =>
+          tx
             .delete(sessions)
-            .where(
-              sql`${sessions.sessionId} IN (SELECT ${sessions.sessionId} FROM ${sessions} WHERE ${sessions.expiresAt} <= ${now}
-                OR NOT EXISTS (SELECT 1 FROM ${refreshTokens} WHERE ${refreshTokens.sessionId} = ${sessions.sessionId}) LIMIT ${PRUNE_BATCH})`,
-            )
+            .where(sql`${sessions.sessionId} IN (SELECT ${sessions.sessionId} FROM ${sessions} WHERE ${sessions.expiresAt} <= ${now} LIMIT ${PRUNE_BATCH})`)
             .run().changes,
       );
       return { refreshTokens: refreshTokensDeleted, sessions: sessionsDeleted };
