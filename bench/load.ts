@@ -33,15 +33,36 @@ export interface LoadOptions {
   onMeasureStart?: () => void;
   /** The first measured answer and every `sampleEvery`-th after it are kept for checking (so even a tiny run on a slow machine checks some). */
   sampleEvery?: number;
+  /**
+   * Virtual clients, if fewer than the tokens: then they share the tokens as one queue — each renews
+   * the token at its head and puts its answer's token at the back — so the renews go round the whole
+   * population of sessions instead of staying on one session per client.
+   */
+  clients?: number;
 }
 
 /**
- * Closed-loop chained renews: `tokens.length` virtual clients, each renewing with the token of its own
- * previous answer, back to back, on one keep-alive connection each. The warm-up's renews (connecting,
- * first renews of fresh sessions, JIT) are not measured; a renew counts if it starts after it.
+ * Closed-loop chained renews: `tokens.length` virtual clients (or `clients`, see LoadOptions), each
+ * renewing with the token of its own previous answer, back to back, on one keep-alive connection each.
+ * The warm-up's renews (connecting, first renews of fresh sessions, JIT) are not measured; a renew
+ * counts if it starts after it.
  */
-export async function chainedRenews(target: RenewTarget, tokens: string[], { seconds, warmupSeconds, onMeasureStart, sampleEvery = 250 }: LoadOptions): Promise<LoadResult> {
-  const pool = new Pool(target.origin, { connections: tokens.length, pipelining: 1 });
+export async function chainedRenews(target: RenewTarget, tokens: string[], { seconds, warmupSeconds, onMeasureStart, sampleEvery = 250, clients = tokens.length }: LoadOptions): Promise<LoadResult> {
+  const pool = new Pool(target.origin, { connections: clients, pipelining: 1 });
+  // The tokens go round a ring: a client takes the one at `head` and puts its answer's at `tail`. With
+  // one token per client, a client takes back the token it has just put: its own chain.
+  const ring = [...tokens];
+  let head = 0;
+  let tail = 0;
+  const take = () => {
+    const token = ring[head]!;
+    head = (head + 1) % ring.length;
+    return token;
+  };
+  const put = (token: string) => {
+    ring[tail] = token;
+    tail = (tail + 1) % ring.length;
+  };
   const latencies: number[] = [];
   const sample: Array<[string, unknown]> = [];
   let non200 = 0;
@@ -56,7 +77,8 @@ export async function chainedRenews(target: RenewTarget, tokens: string[], { sec
     measuring = true;
   }, warmupSeconds * 1000);
 
-  const client = async (token: string) => {
+  const client = async () => {
+    let token = take();
     while (performance.now() < deadline) {
       const { path, headers, body } = target.request(token);
       const counts = measuring;
@@ -71,10 +93,11 @@ export async function chainedRenews(target: RenewTarget, tokens: string[], { sec
         latencies.push(performance.now() - t0);
         if ((latencies.length - 1) % sampleEvery === 0) sample.push([token, answer]);
       }
-      token = target.nextToken(answer);
+      put(target.nextToken(answer));
+      token = take();
     }
   };
-  await Promise.all(tokens.map(client));
+  await Promise.all(Array.from({ length: clients }, client));
   clearTimeout(warmup);
   const elapsed = (performance.now() - started) / 1000;
   const cpu = process.cpuUsage(cpuStart);

@@ -1,18 +1,19 @@
 // npm run bench: tokenmint against oidc-provider, a bare renew and the ceiling, same load generator, same run.
 // BENCH_SECONDS (default 10) per measurement, BENCH_CONCURRENCY (default 16,64),
 // BENCH_GROWTH_SESSIONS (default 1000000; 0 skips the growth measurement).
-import Database from 'better-sqlite3';
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { chainedRenews, type LoadResult } from './load.js';
 import { cpuSeconds, peakRssMb } from './proc.js';
+import { addLiveSessions, liveRefreshTokens } from './population.js';
 import { startBare, startCeiling, startOidcProvider, startTokenmint, type Started } from './targets.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '16,64').split(',').map(Number);
 const GROWTH_SESSIONS = Number(process.env.BENCH_GROWTH_SESSIONS ?? 1_000_000);
+/** Sessions the growth rows renew: more than a run's renews, so that none comes round twice. */
+const GROWTH_RENEWED = 100_000;
 const SAMPLES_CHECKED = 20;
 
 interface Row extends LoadResult {
@@ -27,16 +28,18 @@ const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { minimumFracti
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
 /**
- * Fresh sessions renewed by `concurrency` clients: a warm-up, then the measured run on the same
- * connections and chains; then the sampled answers are checked.
+ * `concurrency` clients renewing fresh sessions, one each (or, given `population`, going round those
+ * tokens' sessions): a warm-up, then the measured run on the same connections and chains; then the
+ * sampled answers are checked.
  */
-async function measureOnce(s: Started, concurrency: number): Promise<Row> {
-  const tokens = await s.open(concurrency);
+async function measureOnce(s: Started, concurrency: number, population?: string[]): Promise<Row> {
+  const tokens = population ?? (await s.open(concurrency));
   let cpu0 = 0;
   const result = await chainedRenews(s.target, tokens, {
     seconds: SECONDS,
     warmupSeconds: Math.min(2, SECONDS / 5),
     onMeasureStart: () => (cpu0 = cpuSeconds(s.server.child.pid!)),
+    clients: concurrency,
   });
   const serverCpuSeconds = cpuSeconds(s.server.child.pid!) - cpu0;
   const sample = result.sample.filter((_, i) => i % Math.ceil(result.sample.length / SAMPLES_CHECKED) === 0);
@@ -76,38 +79,24 @@ function es256Rates() {
   };
 }
 
-/** Live sessions (each with one unexpired refresh token) written straight into the file. */
-function addLiveSessions(file: string, count: number) {
-  const db = new Database(file);
-  const now = Date.now();
-  const far = now + 30 * 86_400_000;
-  db.exec(`
-    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count})
-    INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at)
-      SELECT printf('01BENCHSESSION%012d', i), 'bench', 'user-' || i, NULL, ${now}, ${far} FROM n;
-    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count})
-    INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, used_at, token_sha256)
-      SELECT printf('01BENCHTOKEN%014d', i), printf('01BENCHSESSION%012d', i), NULL, ${Math.floor(now / 1000)}, ${Math.floor(now / 1000)},
-             ${Math.floor(far / 1000)}, '203.0.113.7', 'tokenmint-bench/1.0', NULL, randomblob(32) FROM n;
-  `);
-  db.pragma('wal_checkpoint(TRUNCATE)');
-  const bytes = Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true }));
-  db.close();
-  return bytes;
-}
-
-/** Renew throughput with `sessions` live sessions in the file; also the file size and start → first 200. */
+/**
+ * Renew throughput with `sessions` live sessions in the file, the renews going round
+ * GROWTH_RENEWED of them picked at random (all of them, if fewer); also the file size and start →
+ * first 200.
+ */
 async function growth(sessions: number, concurrency: number) {
   const first = await startTokenmint();
   await first.server.stop();
-  const bytes = addLiveSessions(path.join(first.dir, 'tokenmint.db'), sessions);
+  const now = Date.now();
+  const bytes = addLiveSessions(first.dir, sessions, now);
+  const population = await liveRefreshTokens(first.dir, sessions, Math.min(sessions, GROWTH_RENEWED), now);
   const started = performance.now();
   const s = await startTokenmint({}, first.dir);
   await s.open(1);
   const firstOkMs = performance.now() - started;
   try {
     log(`  tokenmint with ${fmt(sessions)} live sessions, concurrency ${concurrency} ...`);
-    return { sessions, bytes, firstOkMs, row: await measureOnce(s, concurrency) };
+    return { sessions, bytes, firstOkMs, row: await measureOnce(s, concurrency, population) };
   } finally {
     await s.server.stop();
     fs.rmSync(s.dir, { recursive: true, force: true });
@@ -153,8 +142,12 @@ console.log(`| ${fmt(crypto.sign)} | ${fmt(crypto.verify)} | ${fmt(crypto.sign /
 if (growthRows.length === 2) {
   const [small, large] = growthRows as [(typeof growthRows)[0], (typeof growthRows)[0]];
   console.log('\n## Growth (concurrency 64)\n');
-  console.log('| live sessions | database MB | start → first 200 ms | renews/s | p99 ms |');
-  console.log('| --: | --: | --: | --: | --: |');
-  for (const g of growthRows) console.log(`| ${fmt(g.sessions)} | ${fmt(g.bytes / 1e6, 1)} | ${fmt(g.firstOkMs)} | ${fmt(g.row.perSecond)} | ${fmt(g.row.p99Ms, 1)} |`);
+  console.log('| live sessions | sessions renewed | database MB | start → first 200 ms | renews/s | p99 ms | non-200 | answers checked |');
+  console.log('| --: | --: | --: | --: | --: | --: | --: | --: |');
+  for (const g of growthRows) {
+    console.log(
+      `| ${fmt(g.sessions)} | ${fmt(Math.min(g.sessions, GROWTH_RENEWED))} | ${fmt(g.bytes / 1e6, 1)} | ${fmt(g.firstOkMs)} | ${fmt(g.row.perSecond)} | ${fmt(g.row.p99Ms, 1)} | ${g.row.non200} | ${g.row.checked} |`,
+    );
+  }
   console.log(`\nbytes per live session: ${fmt((large.bytes - small.bytes) / (large.sessions - small.sessions))}; renews/s with ${fmt(large.sessions)} ÷ with ${fmt(small.sessions)}: ${fmt(large.row.perSecond / small.row.perSecond, 2)}`);
 }

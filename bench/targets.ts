@@ -35,15 +35,18 @@ async function openMany(n: number, open: () => Promise<string>): Promise<string[
   return tokens;
 }
 
-/** tokenmint as users run it: the built server (`npm start` without the build), on a fresh database. */
+/** Where the bench's tokenmint whose data lives in `dir` finds its database and master key. */
+export const tokenmintEnv = (dir: string) => ({ DATABASE_URL: path.join(dir, 'tokenmint.db'), TOKENMINT_MASTER_KEY: fs.readFileSync(path.join(dir, 'master'), 'utf8') });
+
+/** tokenmint as users run it: the built server (`npm start` without the build), on a fresh database (or on `existingDir`'s). */
 export async function startTokenmint(extraEnv: Record<string, string> = {}, existingDir?: string): Promise<Started & { appKey: string }> {
   const dir = existingDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'tokenmint-bench-'));
-  const env = { DATABASE_URL: path.join(dir, 'tokenmint.db'), TOKENMINT_MASTER_KEY: existingDir ? fs.readFileSync(path.join(dir, 'master'), 'utf8') : randomBytes(32).toString('base64'), ...extraEnv };
+  if (!existingDir) fs.writeFileSync(path.join(dir, 'master'), randomBytes(32).toString('base64'));
+  const env = { ...tokenmintEnv(dir), ...extraEnv };
   let appKey: string;
   if (existingDir) {
     appKey = fs.readFileSync(path.join(dir, 'app-key'), 'utf8');
   } else {
-    fs.writeFileSync(path.join(dir, 'master'), env.TOKENMINT_MASTER_KEY);
     const created = JSON.parse(
       execFileSync(process.execPath, [path.join(root, 'dist/cli/main.js'), 'app', 'create', 'bench', '--refresh-nbf', '0', '--reuse-grace', String(REUSE_GRACE_SECONDS), '--json'], { env: { PATH: process.env.PATH, ...env }, cwd: dir }).toString(),
     ) as { app_key: string };

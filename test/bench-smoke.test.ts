@@ -20,5 +20,14 @@ it('npm run bench works end to end (tiny run: every server answers, sampled answ
   }
   expect(stdout).toContain('tokenmint ÷ oidc-provider');
   expect(stdout).toContain('tokenmint ÷ ceiling');
+  // Growth rows: renews going round a population of stored sessions, checked the same way.
+  const growth = (stdout.split('## Growth')[1] ?? '').split('\n').filter((l) => /^\| [\d,]+ \|/.test(l));
+  expect(growth.map((r) => r.split('|')[1]!.trim())).toEqual(['1,000', '2,000']);
+  for (const row of growth) {
+    const cells = row.split('|').map((c) => c.trim());
+    expect(Number(cells[5]!.replace(/,/g, '')), row).toBeGreaterThan(0); // renews/s
+    expect(cells[7], row).toBe('0'); // non-200
+    expect(Number(cells[8]), row).toBeGreaterThan(0); // answers checked
+  }
   expect(stdout).toMatch(/bytes per live session: [\d,]+/);
 }, 150_000);

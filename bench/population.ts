@@ -1,0 +1,67 @@
+import Database from 'better-sqlite3';
+import { randomInt, type KeyObject } from 'node:crypto';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { root, tokenmintEnv } from './targets.js';
+
+// The growth rows' population: live sessions written straight into a stopped server's file, and
+// valid refresh tokens for a random part of them, signed by tokenmint's own built modules (its
+// keyring opens the app's sealed key under the master key, as the server does).
+
+const sessionId = (i: number) => `01BENCHSESSION${String(i).padStart(12, '0')}`;
+const tokenJid = (i: number) => `01BENCHTOKEN${String(i).padStart(14, '0')}`;
+
+/** Live sessions, each with one unexpired, never used refresh token; resolves to the file's size in bytes. */
+export function addLiveSessions(dir: string, count: number, now: number): number {
+  const db = new Database(tokenmintEnv(dir).DATABASE_URL);
+  const far = now + 30 * 86_400_000;
+  db.function('session_id', sessionId);
+  db.function('token_jid', tokenJid);
+  db.exec(`
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count})
+    INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at)
+      SELECT session_id(i), 'bench', 'user-' || i, NULL, ${now}, ${far} FROM n;
+    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count})
+    INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, used_at, token_sha256)
+      SELECT token_jid(i), session_id(i), NULL, ${Math.floor(now / 1000)}, ${Math.floor(now / 1000)},
+             ${Math.floor(far / 1000)}, '203.0.113.7', 'tokenmint-bench/1.0', NULL, randomblob(32) FROM n;
+  `);
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  const bytes = Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true }));
+  db.close();
+  return bytes;
+}
+
+// The few of tokenmint's exports used here (dist/, built by `npm run bench`).
+interface Built {
+  loadConfig(env: NodeJS.ProcessEnv, cwd: string): unknown;
+  openTokenmint(config: unknown): { keyring: { signer(appId: string): Promise<{ privateKey: KeyObject; encodedHeader: string }> }; close(): Promise<void> };
+  signJwt(claims: object, signer: { privateKey: KeyObject; encodedHeader: string }): string;
+  tokenDigest(token: string): Buffer;
+}
+const built = async (): Promise<Built> => {
+  const load = async (file: string) => (await import(pathToFileURL(path.join(root, 'dist', file)).href)) as Partial<Built>;
+  return { ...(await load('config.js')), ...(await load('tokenmint.js')), ...(await load('tokens/jwt.js')) } as Built;
+};
+
+/**
+ * Refresh tokens for `count` of the `live` sessions of addLiveSessions, picked at random, each as the
+ * server would have issued it: signed with the app's current key, its digest stored in its row.
+ */
+export async function liveRefreshTokens(dir: string, live: number, count: number, now: number): Promise<string[]> {
+  const { loadConfig, openTokenmint, signJwt, tokenDigest } = await built();
+  const env = tokenmintEnv(dir);
+  const tm = openTokenmint(loadConfig(env, dir));
+  const signer = await tm.keyring.signer('bench');
+  await tm.close();
+  const picked = new Set<number>();
+  while (picked.size < count) picked.add(randomInt(1, live + 1));
+  const iat = Math.floor(now / 1000);
+  const exp = Math.floor((now + 30 * 86_400_000) / 1000);
+  const tokens = [...picked].map((i) => [i, signJwt({ iss: 'bench', jid: tokenJid(i), iat, nbf: iat, exp, type: 'refresh' }, signer)] as const);
+  const db = new Database(env.DATABASE_URL);
+  const store = db.prepare('UPDATE refresh_tokens SET token_sha256 = ? WHERE jid = ?');
+  db.transaction(() => tokens.forEach(([i, token]) => store.run(tokenDigest(token), tokenJid(i))))();
+  db.close();
+  return tokens.map(([, token]) => token);
+}
