@@ -34,8 +34,8 @@ export interface LoadOptions {
   /** The first measured answer and every `sampleEvery`-th after it are kept for checking (so even a tiny run on a slow machine checks some). */
   sampleEvery?: number;
   /**
-   * Virtual clients, if fewer than the tokens: then they share the tokens as one queue — each renews
-   * the token at its head and puts its answer's token at the back — so the renews go round the whole
+   * Virtual clients, if fewer than the tokens: then they share the tokens round one ring — each renews
+   * the token at its head and puts its answer's at its tail — so the renews go round the whole
    * population of sessions instead of staying on one session per client.
    */
   clients?: number;
