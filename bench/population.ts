@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { randomInt, type KeyObject } from 'node:crypto';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { root, tokenmintEnv } from './targets.js';
+import { root, tokenmintEnv, user } from './targets.js';
 
 // The growth rows' population: live sessions written straight into a stopped server's file, and
 // valid refresh tokens for a random part of them, signed by tokenmint's own built modules (its
@@ -10,22 +10,27 @@ import { root, tokenmintEnv } from './targets.js';
 
 const sessionId = (i: number) => `01BENCHSESSION${String(i).padStart(12, '0')}`;
 const tokenJid = (i: number) => `01BENCHTOKEN${String(i).padStart(14, '0')}`;
+/** The times of every stored session and token made at `now`, shared by their rows and their signed claims. */
+const timesAt = (now: number) => {
+  const end = now + 30 * 86_400_000;
+  return { end, iat: Math.floor(now / 1000), exp: Math.floor(end / 1000) };
+};
 
 /** Live sessions, each with one unexpired, never used refresh token; resolves to the file's size in bytes. */
 export function addLiveSessions(dir: string, count: number, now: number): number {
   const db = new Database(tokenmintEnv(dir).DATABASE_URL);
-  const far = now + 30 * 86_400_000;
+  const { end, iat, exp } = timesAt(now);
   db.function('session_id', sessionId);
   db.function('token_jid', tokenJid);
-  db.exec(`
-    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count})
-    INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at)
-      SELECT session_id(i), 'bench', 'user-' || i, NULL, ${now}, ${far} FROM n;
-    WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ${count})
-    INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, used_at, token_sha256)
-      SELECT token_jid(i), session_id(i), NULL, ${Math.floor(now / 1000)}, ${Math.floor(now / 1000)},
-             ${Math.floor(far / 1000)}, '203.0.113.7', 'tokenmint-bench/1.0', NULL, randomblob(32) FROM n;
-  `);
+  const numbers = `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)`;
+  db.prepare(
+    `${numbers} INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at)
+       SELECT session_id(i), 'bench', 'user-' || i, NULL, :now, :end FROM n`,
+  ).run({ count, now, end });
+  db.prepare(
+    `${numbers} INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, used_at, token_sha256)
+       SELECT token_jid(i), session_id(i), NULL, :iat, :iat, :exp, :ip, :useragent, NULL, randomblob(32) FROM n`,
+  ).run({ count, iat, exp, ...user });
   db.pragma('wal_checkpoint(TRUNCATE)');
   const bytes = Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true }));
   db.close();
@@ -56,8 +61,7 @@ export async function liveRefreshTokens(dir: string, live: number, count: number
   await tm.close();
   const picked = new Set<number>();
   while (picked.size < count) picked.add(randomInt(1, live + 1));
-  const iat = Math.floor(now / 1000);
-  const exp = Math.floor((now + 30 * 86_400_000) / 1000);
+  const { iat, exp } = timesAt(now);
   const tokens = [...picked].map((i) => [i, signJwt({ iss: 'bench', jid: tokenJid(i), iat, nbf: iat, exp, type: 'refresh' }, signer)] as const);
   const db = new Database(env.DATABASE_URL);
   const store = db.prepare('UPDATE refresh_tokens SET token_sha256 = ? WHERE jid = ?');
