@@ -28,9 +28,9 @@ export function addLiveSessions(dir: string, count: number, now: number): number
        SELECT session_id(i), 'bench', 'user-' || i, NULL, :now, :end FROM n`,
   ).run({ count, now, end });
   db.prepare(
-    `${numbers} INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, used_at, token_sha256)
-       SELECT token_jid(i), session_id(i), NULL, :iat, :iat, :exp, :ip, :useragent, NULL, randomblob(32) FROM n`,
-  ).run({ count, iat, exp, ...user });
+    `${numbers} INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, issued_at, token_sha256)
+       SELECT token_jid(i), session_id(i), NULL, :iat, :iat, :exp, :ip, :useragent, :now, randomblob(32) FROM n`,
+  ).run({ count, iat, exp, now, ...user });
   db.pragma('wal_checkpoint(TRUNCATE)');
   const bytes = Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true }));
   db.close();

@@ -74,12 +74,19 @@ export interface RefreshTokenRecord {
   /** Of the request that obtained this token (copied into the auth token issued with it). */
   ip: string;
   useragent: string;
-  usedAt: number | null;
+  /** When it was issued (ms); for a child, the moment its parent was used. */
+  issuedAt: number;
   /**
    * SHA-256 of the token string as first signed, or null. A presented token with this digest is one
    * the server issued byte for byte, so its signature need not be checked again (its key still is).
    */
   tokenSha256: Uint8Array | null;
+}
+
+export interface RefreshToken {
+  token: RefreshTokenRecord;
+  session: SessionRecord;
+  child: RefreshTokenRecord | null;
 }
 
 export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all';
@@ -142,27 +149,30 @@ export interface Repository {
 
   /** Stores a new session and its first refresh token, atomically. */
   createSession(session: SessionRecord, first: RefreshTokenRecord): Promise<void>;
-  findRefreshToken(jid: string): Promise<{ token: RefreshTokenRecord; session: SessionRecord } | undefined>;
-  /** The token that `parentJid` was renewed into, if any. */
-  findChild(parentJid: string): Promise<RefreshTokenRecord | undefined>;
   /**
-   * Marks `parentJid` used and stores `child` in one transaction, only if the parent is unused and its
+   * A refresh token with its session and its child: the token it was renewed into, or null while it
+   * is unused. A token is used exactly when it has a child.
+   */
+  findRefreshToken(jid: string): Promise<RefreshToken | undefined>;
+  /**
+   * Uses the token `child.parentJid` by storing its one child, only if it has none yet and their
    * session is not revoked. Concurrency guarantee: under concurrent invocation for the same parent —
    * from this process or any other sharing the database — exactly one caller resolves `true`; every
    * other resolves `false` and nothing of its child is stored. A parent never gets two children.
    */
-  consumeRefreshToken(parentJid: string, child: RefreshTokenRecord, now: number): Promise<boolean>;
+  consumeRefreshToken(child: RefreshTokenRecord & { parentJid: string }): Promise<boolean>;
   /** Revokes one session (idempotent: an already revoked session keeps its first reason). */
   revokeSession(sessionId: string, reason: RevokeReason, now: number): Promise<void>;
   /** Revokes the app's live sessions, of one subject or all; resolves to how many were live. */
   revokeSessions(appId: string, filter: { sub?: string }, reason: RevokeReason, now: number): Promise<number>;
 
   /**
-   * Deletes what can never be used again: refresh tokens past their `exp`, sessions whose newest
-   * (never used) refresh token is among them, and sessions past their absolute end. A revoked session
-   * is kept while its newest token is unexpired, so a replayed token is still refused as revoked.
-   * Works in small batches so that no single transaction holds the write lock for long. Resolves to
-   * how many rows went.
+   * Deletes what can never be used again: refresh tokens past their `exp` (a token only after its
+   * parent, so that a used token is never left without the child that says it was used), sessions
+   * whose newest (never used) refresh token is among them, and sessions past their absolute end. A
+   * revoked session is kept while its newest token is unexpired, so a replayed token is still refused
+   * as revoked. Works in small batches so that no single transaction holds the write lock for long.
+   * Resolves to how many rows went.
    */
   pruneExpired(now: number): Promise<{ refreshTokens: number; sessions: number }>;
 

@@ -1,3 +1,4 @@
+import { toSeconds } from '../clock.js';
 import type { AppRecord, RefreshTokenRecord, SessionRecord } from '../storage/repository.js';
 
 export interface AuthTokenClaims {
@@ -26,16 +27,17 @@ export interface RefreshTokenClaims {
 export type NewRefreshToken = Omit<RefreshTokenRecord, 'tokenSha256'>;
 
 /**
- * A refresh token row for a new token of the session issued at `iat` (seconds). Fields are copied
+ * A refresh token row for a new token of the session issued at `issuedAt` (ms). Fields are copied
  * one by one: in Node 20's V8 every property written after a spread (`{ ...fields, nbf }`) takes a
  * slow path that makes a new hidden class each call — 1 µs per property, and garbage for the
  * old-generation collector.
  */
-export function newRefreshToken(
+export function newRefreshToken<Parent extends string | null>(
   app: AppRecord,
   session: SessionRecord,
-  { jid, parentJid, iat, ip, useragent }: { jid: string; parentJid: string | null; iat: number; ip: string; useragent: string },
-): NewRefreshToken {
+  { jid, parentJid, issuedAt, ip, useragent }: { jid: string; parentJid: Parent; issuedAt: number; ip: string; useragent: string },
+): NewRefreshToken & { parentJid: Parent } {
+  const iat = toSeconds(issuedAt);
   return {
     jid,
     parentJid,
@@ -45,8 +47,8 @@ export function newRefreshToken(
     sessionId: session.sessionId,
     nbf: iat + app.refreshNbfSeconds,
     // Each renew starts a new idle timeout, but never past the session's absolute end.
-    exp: Math.min(iat + app.refreshTtlSeconds, Math.floor(session.expiresAt / 1000)),
-    usedAt: null,
+    exp: Math.min(iat + app.refreshTtlSeconds, toSeconds(session.expiresAt)),
+    issuedAt,
   };
 }
 

@@ -1,9 +1,9 @@
 import { newUlid } from '../ids.js';
 import type { AuditLog } from '../audit.js';
-import { toSeconds, type Clock } from '../clock.js';
+import type { Clock } from '../clock.js';
 import { invalidRefreshToken, TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
-import type { AppRecord, RefreshTokenRecord, Repository, SessionRecord } from '../storage/repository.js';
+import type { AppRecord, RefreshToken, RefreshTokenRecord, Repository, SessionRecord } from '../storage/repository.js';
 import { newRefreshToken, pairClaims, type NewRefreshToken } from './claims.js';
 import { decodeRefreshToken, isAuthentic, refreshClaims, signJwt, tokenDigest } from './jwt.js';
 
@@ -22,7 +22,7 @@ export interface Client {
 export type SessionService = ReturnType<typeof createSessionService>;
 
 /** `token`, signed as `signed`, made the row to store by adding its digest in place (a spread would cost a new hidden class per call: see newRefreshToken). */
-const withDigest = (token: NewRefreshToken, signed: string): RefreshTokenRecord => Object.assign(token, { tokenSha256: tokenDigest(signed) });
+const withDigest = <T extends NewRefreshToken>(token: T, signed: string): T & RefreshTokenRecord => Object.assign(token, { tokenSha256: tokenDigest(signed) });
 
 export function createSessionService({ repo, keyring, clock, audit }: { repo: Repository; keyring: Keyring; clock: Clock; audit: AuditLog }) {
   /**
@@ -50,7 +50,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
   }
 
   /** Refuses a stored token that cannot renew. */
-  function live(app: AppRecord, found: { token: RefreshTokenRecord; session: SessionRecord } | undefined, now: number) {
+  function live(app: AppRecord, found: RefreshToken | undefined, now: number) {
     if (!found) throw invalidRefreshToken('unknown jid');
     if (found.session.appId !== app.appId) throw invalidRefreshToken('session of another app');
     if (found.session.revokedAt !== null) throw invalidRefreshToken(`session revoked (${found.session.revokeReason})`);
@@ -72,37 +72,36 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
         revokedAt: null,
         revokeReason: null,
       };
-      const first = newRefreshToken(app, session, { jid: newUlid(now), parentJid: null, iat: toSeconds(now), ip: input.ip, useragent: input.useragent });
+      const first = newRefreshToken(app, session, { jid: newUlid(now), parentJid: null, issuedAt: now, ip: input.ip, useragent: input.useragent });
       const pair = await signPair(app, session, first);
       await repo.createSession(session, withDigest(first, pair.refresh_token));
       return pair;
     },
 
     /**
-     * Rotates a refresh token (RFC 9700 §4.14.2): the first use marks it used and creates its one
-     * child; a repeat within reuse-grace gets that same child again; a repeat after it is reuse, and
-     * the whole session is revoked. The pair is signed first and answered only after the commit; a
-     * crash after the commit is healed by the client's retry within the grace window.
+     * Rotates a refresh token (RFC 9700 §4.14.2): the first use stores its one child, which is what
+     * makes it used; a repeat within reuse-grace of that moment gets that same child again; a repeat
+     * after it is reuse, and the whole session is revoked. The pair is signed first and answered only
+     * after the commit; a crash after the commit is healed by the client's retry within the grace window.
      */
     async renew(app: AppRecord, input: Client & { refresh_token: string }): Promise<TokenPair> {
       const now = clock();
       const { claims, found } = await authenticate(app, input.refresh_token, { now, checkTimes: true });
-      const { token, session } = live(app, found, now);
+      const { token, session, child } = live(app, found, now);
 
-      if (token.usedAt === null) {
-        const child = newRefreshToken(app, session, { jid: newUlid(now), parentJid: token.jid, iat: toSeconds(now), ip: input.ip, useragent: input.useragent });
-        const pair = await signPair(app, session, child);
-        if (await repo.consumeRefreshToken(token.jid, withDigest(child, pair.refresh_token), now)) return pair;
-        // Another request (here or in another process) consumed it first: answer as a repeat.
+      if (child === null) {
+        const next = newRefreshToken(app, session, { jid: newUlid(now), parentJid: token.jid, issuedAt: now, ip: input.ip, useragent: input.useragent });
+        const pair = await signPair(app, session, next);
+        if (await repo.consumeRefreshToken(withDigest(next, pair.refresh_token))) return pair;
+        // Another request (here or in another process) used it first: answer as a repeat.
       }
 
-      const { token: used, session: current } = live(app, await repo.findRefreshToken(claims.jid), now);
-      const child = await repo.findChild(used.jid);
-      if (used.usedAt !== null && child && now - used.usedAt <= app.reuseGraceSeconds * 1000) {
-        return signPair(app, current, child);
+      const used = live(app, await repo.findRefreshToken(claims.jid), now);
+      if (used.child !== null && now - used.child.issuedAt <= app.reuseGraceSeconds * 1000) {
+        return signPair(app, used.session, used.child);
       }
       await repo.revokeSession(session.sessionId, 'reuse', now);
-      await audit.record('security.refresh_reuse', { appId: app.appId, sessionId: session.sessionId, sub: session.sub, detail: { jid: used.jid } });
+      await audit.record('security.refresh_reuse', { appId: app.appId, sessionId: session.sessionId, sub: session.sub, detail: { jid: token.jid } });
       throw invalidRefreshToken('reuse after grace: session revoked');
     },
 

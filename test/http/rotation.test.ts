@@ -9,8 +9,7 @@ async function setup() {
   return { h, appKey, issued, renew };
 }
 
-const sessionRows = (h: Awaited<ReturnType<typeof harness>>, parentJid: string) =>
-  h.tm.repo.findChild(parentJid);
+const childOf = async (h: Awaited<ReturnType<typeof harness>>, parentJid: string) => (await h.tm.repo.findRefreshToken(parentJid))?.child;
 
 describe('refresh token rotation and reuse (contract §5)', () => {
   it('a repeat within reuse-grace answers 200 with the same child session; both child tokens renew once', async () => {
@@ -48,7 +47,7 @@ describe('refresh token rotation and reuse (contract §5)', () => {
     const jids = new Set(await Promise.all(answers.map(async (r) => decodePart(((await r.json()) as Pair).refresh_token, 1).jid)));
     expect(jids.size).toBe(1);
     const parentJid = String(decodePart(issued.refresh_token, 1).jid);
-    expect((await sessionRows(h, parentJid))?.jid).toBe([...jids][0]);
+    expect((await childOf(h, parentJid))?.jid).toBe([...jids][0]);
   });
 
   it('a used token whose session was revoked by reuse stays refused even within a later grace', async () => {

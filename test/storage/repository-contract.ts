@@ -51,8 +51,11 @@ const token = (s: SessionRecord, parentJid: string | null = null): RefreshTokenR
   tokenSha256: createHash('sha256').update(`J${seq}`).digest(),
   ip: '203.0.113.7',
   useragent: 'ua',
-  usedAt: null,
+  issuedAt: NOW,
 });
+
+/** The token `parent` is renewed into, issued `ms` after NOW. */
+const child = (s: SessionRecord, parent: RefreshTokenRecord, ms = 0) => ({ ...token(s), parentJid: parent.jid, issuedAt: NOW + ms });
 
 /**
  * The guarantees every Repository implementation must keep. Run it against each one
@@ -78,13 +81,17 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       const s = session('acme');
       const parent = token(s);
       await repo.createSession(s, parent);
-      const children = Array.from({ length: 20 }, () => token(s, parent.jid));
-      const results = await Promise.all(children.map((c) => repo.consumeRefreshToken(parent.jid, c, NOW)));
+      expect((await repo.findRefreshToken(parent.jid))?.child).toBeNull();
+      const children = Array.from({ length: 20 }, (_, i) => child(s, parent, i));
+      const results = await Promise.all(children.map((c) => repo.consumeRefreshToken(c)));
       expect(results.filter(Boolean)).toHaveLength(1);
       const winner = children[results.indexOf(true)]!;
-      expect((await repo.findChild(parent.jid))?.jid).toBe(winner.jid);
+      // The parent is now used: it reads with its child, stored exactly as given.
+      const found = await repo.findRefreshToken(parent.jid);
+      expect({ ...found?.child, tokenSha256: Buffer.from(found!.child!.tokenSha256!) }).toEqual(winner);
+      expect((await repo.findRefreshToken(winner.jid))?.token).toMatchObject({ ...winner, tokenSha256: expect.anything() });
       for (const loser of children.filter((c) => c !== winner)) expect(await repo.findRefreshToken(loser.jid)).toBeUndefined();
-      expect((await repo.findRefreshToken(parent.jid))?.token.usedAt).toBe(NOW);
+      expect(await repo.consumeRefreshToken(child(s, parent))).toBe(false);
     });
 
     it('consumeRefreshToken refuses a token whose session is revoked, whatever other sessions there are', async () => {
@@ -95,7 +102,8 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       const parent = token(s);
       await repo.createSession(s, parent);
       await repo.revokeSession(s.sessionId, 'reuse', NOW);
-      expect(await repo.consumeRefreshToken(parent.jid, token(s, parent.jid), NOW)).toBe(false);
+      expect(await repo.consumeRefreshToken(child(s, parent))).toBe(false);
+      expect((await repo.findRefreshToken(parent.jid))?.child).toBeNull();
       expect((await repo.findRefreshToken(parent.jid))?.session).toMatchObject({ revokedAt: NOW, revokeReason: 'reuse' });
     });
 
@@ -105,7 +113,7 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       const s = session('acme');
       const first = token(s);
       await repo.createSession(s, first);
-      await repo.consumeRefreshToken(first.jid, token(s, first.jid), NOW);
+      await repo.consumeRefreshToken(child(s, first));
       expect(await repo.catalogVersion()).toBe(versions[0]);
       await repo.updateApp('acme', { disabled: true }, NOW);
       versions.push(await repo.catalogVersion());
@@ -188,7 +196,7 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       const chain = async (s: SessionRecord, exps: number[]) => {
         const tokens = exps.map((exp) => ({ ...token(s), exp: NOW / 1000 + exp }));
         await repo.createSession(s, tokens[0]!);
-        for (const [i, child] of tokens.entries()) if (i > 0) expect(await repo.consumeRefreshToken(tokens[i - 1]!.jid, { ...child, parentJid: tokens[i - 1]!.jid }, NOW)).toBe(true);
+        for (const [i, t] of tokens.entries()) if (i > 0) expect(await repo.consumeRefreshToken({ ...t, parentJid: tokens[i - 1]!.jid })).toBe(true);
         return tokens;
       };
       const ended = await chain(session('acme'), [hour, hour]); // its newest token has expired
@@ -197,6 +205,8 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       const revoked = session('acme');
       const [replayable] = await chain({ ...revoked, expiresAt: NOW + 5 * hour * 1000 }, [3 * hour]);
       await repo.revokeSession(revoked.sessionId, 'reuse', NOW);
+      // The refresh TTL was shortened after its first token and lengthened again: its middle token expires first.
+      const shortened = await chain({ ...session('acme'), expiresAt: NOW + 6 * hour * 1000 }, [3 * hour, hour, 5 * hour]);
 
       expect(await repo.pruneExpired(NOW + (hour + 1) * 1000)).toEqual({ refreshTokens: 3, sessions: 2 });
       for (const t of [...ended, live[0]!]) expect(await repo.findRefreshToken(t.jid)).toBeUndefined();
@@ -206,6 +216,11 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       // Kept, so that a replay is refused as revoked (and audited as such), not as unknown.
       expect((await repo.findRefreshToken(replayable!.jid))?.session.revokeReason).toBe('reuse');
       expect(await repo.pruneExpired(NOW + (hour + 1) * 1000)).toEqual({ refreshTokens: 0, sessions: 0 });
+      // A token goes only after its parent, which would otherwise look unused, and its session with it.
+      expect((await repo.findRefreshToken(shortened[0]!.jid))?.child?.jid).toBe(shortened[1]!.jid);
+      // Also gone then: the newest tokens of `live` and `revoked` with their sessions, and `outlived`.
+      expect(await repo.pruneExpired(NOW + (3 * hour + 1) * 1000)).toEqual({ refreshTokens: 5, sessions: 2 });
+      expect((await repo.findRefreshToken(shortened[2]!.jid))?.session.revokedAt).toBeNull();
     });
   });
 }

@@ -27,7 +27,7 @@ describe('SQLite storage', () => {
     expect(tables).toEqual(expect.arrayContaining(['__drizzle_migrations', 'apps', 'refresh_tokens', 'sessions', 'signing_keys']));
   });
 
-  it('upgrades a file of the schema before migration 0004: every refresh token kept, no index or foreign key on their session', async () => {
+  it('upgrades a file of the schema before migration 0004: every refresh token kept, used_at now the child\'s issued_at, no index or foreign key on the session', async () => {
     // The migrations as they were before 0004, applied to a new file that then gets a session.
     const migrations = fileURLToPath(new URL('../../migrations', import.meta.url));
     const before = path.join(tempDir(), 'migrations');
@@ -40,26 +40,31 @@ describe('SQLite storage', () => {
     const old = new Database(file);
     old.pragma('foreign_keys = ON');
     migrate(drizzle({ client: old }), { migrationsFolder: before });
+    // J1 was renewed into J2 at 5000 ms; J3's parent has been pruned.
     old.exec(`INSERT INTO apps VALUES ('acme', 'h', NULL, NULL, 'web', 3600, 604800, 0, 2592000, 10, 2592000, 0, 1, 1);
       INSERT INTO sessions VALUES ('S1', 'acme', 'u', NULL, 1, 9999999999999, NULL, NULL);
-      INSERT INTO refresh_tokens VALUES ('J1', 'S1', NULL, 1, 1, 9999999999, '203.0.113.7', 'ua', 5, X'01'),
-                                        ('J2', 'S1', 'J1', 2, 2, 9999999999, '203.0.113.7', 'ua', NULL, X'02');`);
-    const rows = old.prepare('SELECT * FROM refresh_tokens ORDER BY jid').all();
+      INSERT INTO refresh_tokens VALUES ('J1', 'S1', NULL, 1, 1, 9999999999, '203.0.113.7', 'ua', 5000, X'01'),
+                                        ('J2', 'S1', 'J1', 5, 5, 9999999999, '203.0.113.7', 'ua', NULL, X'02'),
+                                        ('J3', 'S1', 'J0', 3, 3, 9999999999, '203.0.113.7', 'ua', NULL, X'03');`);
+    const rows = old.prepare('SELECT * FROM refresh_tokens ORDER BY jid').all() as Array<Record<string, unknown>>;
     expect(old.prepare('PRAGMA foreign_key_list(refresh_tokens)').all()).toHaveLength(1);
     old.close();
 
     const db = openSqlite(file);
     onCleanup(() => db.$client.close());
     const sqlite = db.$client;
-    expect(sqlite.prepare('SELECT * FROM refresh_tokens ORDER BY jid').all()).toEqual(rows);
+    const issuedAt = [1000, 5000, 3000];
+    expect(sqlite.prepare('SELECT * FROM refresh_tokens ORDER BY jid').all()).toEqual(rows.map(({ used_at: _, ...row }, i) => ({ ...row, issued_at: issuedAt[i] })));
     expect(sqlite.prepare('PRAGMA index_list(refresh_tokens)').all().map((i) => (i as { name: string }).name).sort()).toEqual(['refresh_tokens_exp_idx', 'refresh_tokens_parent_jid_unique', 'sqlite_autoindex_refresh_tokens_1']);
     expect(sqlite.prepare('PRAGMA foreign_key_list(refresh_tokens)').all()).toEqual([]);
     expect(sqlite.pragma('integrity_check', { simple: true })).toBe('ok');
     expect(sqlite.pragma('foreign_key_check')).toEqual([]);
     // The unique parent still refuses a fork.
-    expect(() => sqlite.exec(`INSERT INTO refresh_tokens VALUES ('J3', 'S1', 'J1', 3, 3, 9999999999, 'ip', 'ua', NULL, NULL)`)).toThrow(/UNIQUE/);
-    const found = await createSqliteRepository(db).findRefreshToken('J2');
-    expect(found).toMatchObject({ token: { jid: 'J2', parentJid: 'J1', sessionId: 'S1' }, session: { sessionId: 'S1', sub: 'u' } });
+    expect(() => sqlite.exec(`INSERT INTO refresh_tokens VALUES ('J4', 'S1', 'J1', 3, 3, 9999999999, 'ip', 'ua', 3000, NULL)`)).toThrow(/UNIQUE/);
+    // J1 reads as used, at the time its child was issued; J2 as unused.
+    const repo = createSqliteRepository(db);
+    expect(await repo.findRefreshToken('J1')).toMatchObject({ token: { jid: 'J1', issuedAt: 1000 }, session: { sessionId: 'S1', sub: 'u' }, child: { jid: 'J2', issuedAt: 5000 } });
+    expect(await repo.findRefreshToken('J2')).toMatchObject({ token: { jid: 'J2', parentJid: 'J1', sessionId: 'S1' }, child: null });
   });
 
   it('never holds a private key in clear: the file has only sealed envelopes', async () => {

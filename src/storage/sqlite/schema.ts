@@ -73,14 +73,17 @@ export const refreshTokens = sqliteTable(
     // own in every commit (the renewing session's leaf, shared with no other renew of the batch), and
     // a foreign key cannot be checked on delete without one. Pruning needs neither (sqlite-repository).
     sessionId: text('session_id').notNull(),
-    // UNIQUE: a parent has at most one child, so a session can never fork.
+    // UNIQUE: a parent has at most one child, so a session can never fork. A token is used exactly
+    // when it has a child: storing the child is the single-use decision (sqlite-repository.ts), and
+    // nothing is written to the parent's row.
     parentJid: text('parent_jid').unique(),
     iat: integer('iat').notNull(),
     nbf: integer('nbf').notNull(),
     exp: integer('exp').notNull(),
     ip: text('ip').notNull(),
     useragent: text('useragent').notNull(),
-    usedAt: integer('used_at'),
+    // When it was issued; for a child, the moment its parent was used, which the reuse grace counts from.
+    issuedAt: integer('issued_at').notNull(),
     // SHA-256 of the token string as first issued: a token presented byte for byte as stored is
     // authentic without a signature check (the key is still checked). Never the token itself.
     tokenSha256: blob('token_sha256', { mode: 'buffer' }),

@@ -1,4 +1,5 @@
-import { and, asc, desc, eq, gt, gte, inArray, isNull, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, exists, inArray, isNull, lte, notExists, sql, type Placeholder, type SQL } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/sqlite-core';
 import { conflict } from '../../errors.js';
 import type { RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
 import { withBusyRetry } from './busy-retry.js';
@@ -23,6 +24,14 @@ const p = sql.placeholder;
  */
 const asParams = <T extends object>(row: T): { [K in keyof T]: T[K] } => row;
 
+/** Placeholders as the columns of a SELECT (`SELECT :jid AS jid, …`). */
+const selected = <T extends Record<string, Placeholder>>(values: T) =>
+  Object.fromEntries(Object.entries(values).map(([name, value]) => [name, sql`${value}`.as(name)])) as { [K in keyof T]: SQL.Aliased<unknown> };
+
+/** A refresh token's child (the token it was renewed into) and its parent, in queries of both. */
+const children = alias(refreshTokens, 'child');
+const parents = alias(refreshTokens, 'parent');
+
 /** Statements of the request path, prepared once: building and preparing SQL per request costs more than running it. */
 function prepareHotPath(db: SqliteDb) {
   const tokenValues = {
@@ -34,7 +43,7 @@ function prepareHotPath(db: SqliteDb) {
     exp: p('exp'),
     ip: p('ip'),
     useragent: p('useragent'),
-    usedAt: p('usedAt'),
+    issuedAt: p('issuedAt'),
     tokenSha256: p('tokenSha256'),
   };
   return {
@@ -42,12 +51,12 @@ function prepareHotPath(db: SqliteDb) {
     findApp: db.select().from(apps).where(eq(apps.appId, p('appId'))).prepare(),
     listKeys: db.select().from(signingKeys).where(eq(signingKeys.appId, p('appId'))).orderBy(asc(signingKeys.kid)).prepare(),
     findRefreshToken: db
-      .select({ token: refreshTokens, session: sessions })
+      .select({ token: refreshTokens, session: sessions, child: children })
       .from(refreshTokens)
       .innerJoin(sessions, eq(sessions.sessionId, refreshTokens.sessionId))
+      .leftJoin(children, eq(children.parentJid, refreshTokens.jid))
       .where(eq(refreshTokens.jid, p('jid')))
       .prepare(),
-    findChild: db.select().from(refreshTokens).where(eq(refreshTokens.parentJid, p('parentJid'))).prepare(),
     insertSession: db
       .insert(sessions)
       .values({
@@ -62,18 +71,19 @@ function prepareHotPath(db: SqliteDb) {
       })
       .prepare(),
     insertToken: db.insert(refreshTokens).values(tokenValues).prepare(),
-    // The conditional update is the decision: only one writer can flip used_at from NULL.
+    // The single-use decision is this one statement, run under the write lock: the child is stored
+    // only if its session is live (selected by primary key, so zero rows when revoked), and the unique
+    // parent_jid lets only the first child in (a second one is a conflict, ignored: zero changes).
+    // Nothing is written to the parent's row.
     consume: db
-      .update(refreshTokens)
-      .set({ usedAt: sql`${p('now')}` })
-      .where(
-        and(
-          eq(refreshTokens.jid, p('jid')),
-          isNull(refreshTokens.usedAt),
-          // Correlated, so it is one primary-key lookup (an IN over all live sessions grows with the table).
-          sql`EXISTS (SELECT 1 FROM ${sessions} WHERE ${sessions.sessionId} = ${refreshTokens.sessionId} AND ${sessions.revokedAt} IS NULL)`,
-        ),
+      .insert(refreshTokens)
+      .select(
+        db
+          .select({ ...selected(tokenValues), sessionId: sessions.sessionId })
+          .from(sessions)
+          .where(and(eq(sessions.sessionId, p('sessionId')), isNull(sessions.revokedAt))),
       )
+      .onConflictDoNothing({ target: refreshTokens.parentJid })
       .prepare(),
   };
 }
@@ -88,11 +98,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     hot.insertSession.run(asParams(session));
     hot.insertToken.run(asParams(first));
   };
-  const consume = (parentJid: string, child: RefreshTokenRecord, now: number) => {
-    if (hot.consume.run({ jid: parentJid, now }).changes !== 1) return false;
-    hot.insertToken.run(asParams(child));
-    return true;
-  };
+  const consume = (child: RefreshTokenRecord) => hot.consume.run(asParams(child)).changes === 1;
   // From here on, waiting for another process's lock is done by withBusyRetry (or the batch), without
   // blocking the event loop. (Preparing the statements above may itself wait, e.g. while another process is
   // migrating a fresh file, so that still used SQLite's own busy_timeout.)
@@ -192,12 +198,8 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       return hot.findRefreshToken.get({ jid });
     },
 
-    async findChild(parentJid) {
-      return hot.findChild.get({ parentJid });
-    },
-
-    async consumeRefreshToken(parentJid, child, now) {
-      return commit(() => consume(parentJid, child, now));
+    async consumeRefreshToken(child) {
+      return commit(() => consume(child));
     },
 
     async revokeSession(sessionId, reason, now) {
@@ -225,27 +227,31 @@ export function createSqliteRepository(db: SqliteDb): Repository {
 
     async pruneExpired(now) {
       const nowSeconds = Math.floor(now / 1000);
-      // One transaction per batch, repeated until a batch comes back short.
-      const drain = (deleteBatch: (tx: Pick<SqliteDb, 'delete'>) => number) => {
+      // One transaction per batch, repeated until a batch deletes nothing.
+      const drain = (deleteBatch: (tx: Pick<SqliteDb, 'select' | 'delete'>) => number) => {
         let total = 0;
-        for (let n = PRUNE_BATCH; n === PRUNE_BATCH; total += n) n = db.transaction(deleteBatch, immediate);
+        for (let n = -1; n !== 0; total += n) n = db.transaction(deleteBatch, immediate);
         return total;
       };
-      // A session's newest token is the only one never used (a token is marked used in the transaction
-      // that stores its child), and the only one that can renew it: when an expired, never used token
-      // goes, its session goes with it — found without an index of tokens by session (schema.ts).
-      // A session past its absolute end has no unexpired token (exp is capped at the end), so the first
-      // pass has already taken its tokens.
+      // A token is used exactly when it has a child, so a token goes only after its parent (else a used
+      // parent would look unused); each batch takes expired tokens whose parent is gone, and the next
+      // one then finds their children. A session's only unused token is its newest, the only one that
+      // can renew it: when an expired, unused token goes, its session goes with it — found without an
+      // index of tokens by session (schema.ts). A session past its absolute end has no unexpired token
+      // (exp is capped at the end): the first pass takes them all, the second the session.
       let sessionsDeleted = 0;
       const refreshTokensDeleted = drain((tx) => {
-        const gone = tx
-          .delete(refreshTokens)
-          .where(sql`${refreshTokens.jid} IN (SELECT ${refreshTokens.jid} FROM ${refreshTokens} WHERE ${refreshTokens.exp} <= ${nowSeconds} LIMIT ${PRUNE_BATCH})`)
-          .returning({ sessionId: refreshTokens.sessionId, usedAt: refreshTokens.usedAt })
+        const expired = tx
+          .select({ jid: refreshTokens.jid, sessionId: refreshTokens.sessionId, used: sql<number>`${exists(tx.select({ one: sql`1` }).from(children).where(eq(children.parentJid, refreshTokens.jid)))}` })
+          .from(refreshTokens)
+          .where(and(lte(refreshTokens.exp, nowSeconds), notExists(tx.select({ one: sql`1` }).from(parents).where(eq(parents.jid, refreshTokens.parentJid)))))
+          .limit(PRUNE_BATCH)
           .all();
-        const finished = gone.filter((t) => t.usedAt === null).map((t) => t.sessionId);
+        if (expired.length === 0) return 0;
+        tx.delete(refreshTokens).where(inArray(refreshTokens.jid, expired.map((t) => t.jid))).run();
+        const finished = expired.filter((t) => !t.used).map((t) => t.sessionId);
         if (finished.length) sessionsDeleted += tx.delete(sessions).where(inArray(sessions.sessionId, finished)).run().changes;
-        return gone.length;
+        return expired.length;
       });
       sessionsDeleted += drain(
         (tx) =>
