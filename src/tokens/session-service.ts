@@ -26,9 +26,9 @@ const withDigest = <T extends NewRefreshToken>(token: T, signed: string): T & Re
 
 export function createSessionService({ repo, keyring, clock, audit }: { repo: Repository; keyring: Keyring; clock: Clock; audit: AuditLog }) {
   /**
-   * Authenticates a refresh token of `app` and loads its row: the header, a key of this app that may
-   * verify now (a revoked one is a security event worth recording), then the stored digest or the
-   * signature, then the claims.
+   * Authenticates a refresh token of `app` and loads its row (undefined if its jid is unknown): the
+   * header, a key of this app that may verify now (a revoked one is a security event worth
+   * recording), then the stored digest or the signature, then the claims.
    */
   async function authenticate(app: AppRecord, token: string, options: { now: number; checkTimes: boolean }) {
     const jws = decodeRefreshToken(token);
@@ -39,7 +39,8 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     }
     const found = typeof jws.payload.jid === 'string' ? await repo.findRefreshToken(jws.payload.jid) : undefined;
     if (!isAuthentic(jws, key, found?.token.tokenSha256)) throw invalidRefreshToken('bad signature');
-    return { claims: refreshClaims(jws.payload, app, options), found };
+    refreshClaims(jws.payload, app, options);
+    return found;
   }
 
   /** Signs both tokens for a refresh token row with the app's current key. */
@@ -86,20 +87,18 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
      */
     async renew(app: AppRecord, input: Client & { refresh_token: string }): Promise<TokenPair> {
       const now = clock();
-      const { claims, found } = await authenticate(app, input.refresh_token, { now, checkTimes: true });
-      const { token, session, child } = live(app, found, now);
+      const found = await authenticate(app, input.refresh_token, { now, checkTimes: true });
+      let { token, session, child } = live(app, found, now);
 
       if (child === null) {
         const next = newRefreshToken(app, session, { jid: newUlid(now), parentJid: token.jid, issuedAt: now, ip: input.ip, useragent: input.useragent });
         const pair = await signPair(app, session, next);
         if (await repo.consumeRefreshToken(withDigest(next, pair.refresh_token))) return pair;
-        // Another request (here or in another process) used it first: answer as a repeat.
+        // Another request (here or in another process) used it first: read it again, as a repeat.
+        ({ token, session, child } = live(app, await repo.findRefreshToken(token.jid), now));
       }
 
-      const used = live(app, await repo.findRefreshToken(claims.jid), now);
-      if (used.child !== null && now - used.child.issuedAt <= app.reuseGraceSeconds * 1000) {
-        return signPair(app, used.session, used.child);
-      }
+      if (child !== null && now - child.issuedAt <= app.reuseGraceSeconds * 1000) return signPair(app, session, child);
       await repo.revokeSession(session.sessionId, 'reuse', now);
       await audit.record('security.refresh_reuse', { appId: app.appId, sessionId: session.sessionId, sub: session.sub, detail: { jid: token.jid } });
       throw invalidRefreshToken('reuse after grace: session revoked');
@@ -112,7 +111,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     async revoke(app: AppRecord, refreshToken: string): Promise<{ revoked: boolean; reason?: string }> {
       const now = clock();
       try {
-        const { found } = await authenticate(app, refreshToken, { now, checkTimes: false });
+        const found = await authenticate(app, refreshToken, { now, checkTimes: false });
         if (!found || found.session.appId !== app.appId) return { revoked: false, reason: 'unknown jid' };
         await repo.revokeSession(found.session.sessionId, 'client', now);
         return { revoked: true };
