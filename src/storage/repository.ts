@@ -83,6 +83,7 @@ export interface RefreshTokenRecord {
   tokenSha256: Uint8Array | null;
 }
 
+/** A stored refresh token as read: with its session, and its child (null while it is unused). */
 export interface RefreshToken {
   token: RefreshTokenRecord;
   session: SessionRecord;
@@ -149,10 +150,7 @@ export interface Repository {
 
   /** Stores a new session and its first refresh token, atomically. */
   createSession(session: SessionRecord, first: RefreshTokenRecord): Promise<void>;
-  /**
-   * A refresh token with its session and its child: the token it was renewed into, or null while it
-   * is unused. A token is used exactly when it has a child.
-   */
+  /** A refresh token with its session and its child, the token it was renewed into: a token is used exactly when it has one. */
   findRefreshToken(jid: string): Promise<RefreshToken | undefined>;
   /**
    * Uses the token `child.parentJid` by storing its one child, only if it has none yet and their
