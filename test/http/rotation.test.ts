@@ -40,6 +40,18 @@ describe('refresh token rotation and reuse (contract §5)', () => {
     expect(h.logs.at(-1)).toMatchObject({ reason: 'session revoked (reuse)' });
   });
 
+  it('the grace counts from the first use to the millisecond: the last one repeats, the next is reuse', async () => {
+    const { h, issued, renew } = await setup();
+    h.clock.advance(0.5); // the first use, half a second into the token's iat second
+    const first = (await (await renew(issued.refresh_token)).json()) as Pair;
+    h.clock.advance(10);
+    const repeat = (await (await renew(issued.refresh_token)).json()) as Pair;
+    expect(decodePart(repeat.refresh_token, 1).jid).toBe(decodePart(first.refresh_token, 1).jid);
+    h.clock.advance(0.001);
+    expect((await renew(issued.refresh_token)).status).toBe(401);
+    expect((await renew(first.refresh_token)).status).toBe(401); // the session is revoked
+  });
+
   it('50 racing renews of one token in one process: all 200 within grace, one child only', async () => {
     const { h, issued, renew } = await setup();
     const answers = await Promise.all(Array.from({ length: 50 }, () => renew(issued.refresh_token)));
