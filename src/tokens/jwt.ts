@@ -2,7 +2,7 @@ import { hash, sign, timingSafeEqual, verify, type KeyObject } from 'node:crypto
 import { invalidRefreshToken } from '../errors.js';
 import type { Signer } from '../keyring/keyring.js';
 import type { AppRecord } from '../storage/repository.js';
-import type { RefreshTokenClaims } from './claims.js';
+import { toSeconds } from '../clock.js';
 
 // The server signs and verifies its own tokens with node:crypto KeyObjects, at about twice the rate
 // of WebCrypto (which jose uses in Node). jose still generates the keys, and consumers verify with
@@ -83,18 +83,17 @@ export function isAuthentic(jws: DecodedJws, key: KeyObject, storedDigest: Uint8
 const isSeconds = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
 
 /**
- * The claims of an authentic refresh token of `app`: `iss` this app, `type` "refresh", and with
- * `checkTimes` nbf ≤ now < exp. Throws `invalidRefreshToken(reason)`.
+ * Checks the claims of an authentic refresh token of `app`: `iss` this app, `type` "refresh", and
+ * with `checkTimes` nbf ≤ now < exp. Throws `invalidRefreshToken(reason)`.
  */
-export function refreshClaims(payload: Record<string, unknown>, app: AppRecord, options: { now: number; checkTimes: boolean }): RefreshTokenClaims {
+export function checkRefreshClaims(payload: Record<string, unknown>, app: AppRecord, options: { now: number; checkTimes: boolean }): void {
   if (payload.iss !== app.appId) throw invalidRefreshToken('iss is another app');
   if (payload.type !== 'refresh') throw invalidRefreshToken('not a refresh token');
   const { jid, iat, nbf, exp } = payload;
   if (typeof jid !== 'string' || !isSeconds(iat) || !isSeconds(nbf) || !isSeconds(exp)) throw invalidRefreshToken('malformed claims');
   if (options.checkTimes) {
-    const nowSeconds = Math.floor(options.now / 1000);
+    const nowSeconds = toSeconds(options.now);
     if (nowSeconds < nbf) throw invalidRefreshToken('before nbf');
     if (nowSeconds >= exp) throw invalidRefreshToken('expired');
   }
-  return { iss: app.appId, jid, iat, nbf, exp, type: 'refresh' };
 }

@@ -5,7 +5,7 @@ import { invalidRefreshToken, TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
 import type { AppRecord, RefreshToken, RefreshTokenRecord, Repository, SessionRecord } from '../storage/repository.js';
 import { newRefreshToken, pairClaims, type NewRefreshToken } from './claims.js';
-import { decodeRefreshToken, isAuthentic, refreshClaims, signJwt, tokenDigest } from './jwt.js';
+import { checkRefreshClaims, decodeRefreshToken, isAuthentic, signJwt, tokenDigest } from './jwt.js';
 
 export interface TokenPair {
   auth_token: string;
@@ -39,7 +39,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     }
     const found = typeof jws.payload.jid === 'string' ? await repo.findRefreshToken(jws.payload.jid) : undefined;
     if (!isAuthentic(jws, key, found?.token.tokenSha256)) throw invalidRefreshToken('bad signature');
-    refreshClaims(jws.payload, app, options);
+    checkRefreshClaims(jws.payload, app, options);
     return found;
   }
 

@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, gt, gte, exists, inArray, isNull, lte, notExists, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/sqlite-core';
+import { toSeconds } from '../../clock.js';
 import { conflict } from '../../errors.js';
 import type { RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
 import { withBusyRetry } from './busy-retry.js';
@@ -226,7 +227,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async pruneExpired(now) {
-      const nowSeconds = Math.floor(now / 1000);
+      const nowSeconds = toSeconds(now);
       // One transaction per batch, repeated until a batch deletes nothing.
       const drain = (deleteBatch: (tx: Pick<SqliteDb, 'select' | 'delete'>) => number) => {
         let total = 0;
