@@ -1,6 +1,6 @@
 // npm run bench: tokenmint against oidc-provider, a bare renew and the ceiling, same load generator, same run.
-// BENCH_SECONDS (default 10) per measurement, BENCH_CONCURRENCY (default 16,64),
-// BENCH_GROWTH_SESSIONS (default 1000000; 0 skips the growth measurement).
+// BENCH_SECONDS (default 10) per measurement, BENCH_CONCURRENCY (default 16,64), BENCH_ROUNDS
+// (default 3), BENCH_GROWTH_SESSIONS (default 1000000; 0 skips the growth measurement).
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,6 +12,13 @@ import { startBare, startCeiling, startOidcProvider, startTokenmint, type Starte
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '16,64').split(',').map(Number);
 const GROWTH_SESSIONS = Number(process.env.BENCH_GROWTH_SESSIONS ?? 1_000_000);
+/**
+ * The compared servers are measured in rounds, each server once per round, and every ratio is taken
+ * within one round and then the median of the rounds: this machine's speed drifts by a third within
+ * minutes, so one measurement of each, minutes apart, can compare one server's good minute with
+ * another's bad one.
+ */
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 /** Sessions the growth rows renew: more than a run's renews, so that none comes round twice. */
 const GROWTH_RENEWED = 100_000;
 const SAMPLES_CHECKED = 20;
@@ -19,6 +26,7 @@ const SAMPLES_CHECKED = 20;
 interface Row extends LoadResult {
   target: string;
   concurrency: number;
+  round: number;
   serverCpuSeconds: number;
   peakRssMb: number;
   checked: number;
@@ -32,7 +40,7 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
  * tokens' sessions): a warm-up, then the measured run on the same connections and chains; then the
  * sampled answers are checked.
  */
-async function measureOnce(s: Started, concurrency: number, population?: string[]): Promise<Row> {
+async function measureOnce(s: Started, concurrency: number, round: number, population?: string[]): Promise<Row> {
   const tokens = population ?? (await s.open(concurrency));
   let cpu0 = 0;
   const result = await chainedRenews(s.target, tokens, {
@@ -44,16 +52,16 @@ async function measureOnce(s: Started, concurrency: number, population?: string[
   const serverCpuSeconds = cpuSeconds(s.server.child.pid!) - cpu0;
   const sample = result.sample.filter((_, i) => i % Math.ceil(result.sample.length / SAMPLES_CHECKED) === 0);
   const checked = await s.check(sample);
-  return { ...result, target: s.target.name, concurrency, serverCpuSeconds, peakRssMb: peakRssMb(s.server.child.pid!), checked };
+  return { ...result, target: s.target.name, concurrency, round, serverCpuSeconds, peakRssMb: peakRssMb(s.server.child.pid!), checked };
 }
 
-async function measure(start: () => Promise<Started>, name?: string): Promise<Row[]> {
+async function measure(start: () => Promise<Started>, round: number, name?: string): Promise<Row[]> {
   const s = await start();
   try {
     const rows: Row[] = [];
     for (const concurrency of CONCURRENCY) {
       log(`  ${name ?? s.target.name}, concurrency ${concurrency} ...`);
-      rows.push({ ...(await measureOnce(s, concurrency)), ...(name ? { target: name } : {}) });
+      rows.push({ ...(await measureOnce(s, concurrency, round)), ...(name ? { target: name } : {}) });
     }
     return rows;
   } finally {
@@ -84,7 +92,7 @@ function es256Rates() {
  * GROWTH_RENEWED of them picked at random (all of them, if fewer); also the file size and start →
  * first 200.
  */
-async function growth(sessions: number, concurrency: number) {
+async function growth(sessions: number, concurrency: number, round: number) {
   const first = await startTokenmint();
   await first.server.stop();
   const now = Date.now();
@@ -96,41 +104,70 @@ async function growth(sessions: number, concurrency: number) {
   const firstOkMs = performance.now() - started;
   try {
     log(`  tokenmint with ${fmt(sessions)} live sessions, concurrency ${concurrency} ...`);
-    return { sessions, bytes, firstOkMs, row: await measureOnce(s, concurrency, population) };
+    return { sessions, bytes, firstOkMs, row: await measureOnce(s, concurrency, round, population) };
   } finally {
     await s.server.stop();
     fs.rmSync(s.dir, { recursive: true, force: true });
   }
 }
 
-log(`tokenmint bench: ${SECONDS} s per measurement, concurrency ${CONCURRENCY.join(', ')}, ${os.availableParallelism()} cores`);
-const rows = [
-  ...(await measure(() => startTokenmint())),
-  ...(await measure(() => startTokenmint({ WORKERS: '1' }), 'tokenmint, WORKERS=1')),
-  ...(await measure(startOidcProvider)),
-  ...(await measure(startBare)),
-  ...(await measure(startCeiling)),
-];
-const crypto = es256Rates();
-const growthRows = GROWTH_SESSIONS > 0 ? [await growth(1000, 64), await growth(GROWTH_SESSIONS, 64)] : [];
+/** The middle value (for an even count, the mean of the two in the middle). */
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+const rounds = Array.from({ length: ROUNDS }, (_, i) => i + 1);
 
+log(`tokenmint bench: ${SECONDS} s per measurement, concurrency ${CONCURRENCY.join(', ')}, ${ROUNDS} rounds, ${os.availableParallelism()} cores`);
+const compared = [() => startTokenmint(), startOidcProvider, startBare, startCeiling];
+const rows: Row[] = [];
+for (const round of rounds) {
+  log(`round ${round} of ${ROUNDS}`);
+  // Each round starts one server further on, so that none is always the first (or the last) measured.
+  for (const i of compared.keys()) rows.push(...(await measure(compared[(i + round - 1) % compared.length]!, round)));
+  // In no ratio: once is enough.
+  if (round === 1) rows.push(...(await measure(() => startTokenmint({ WORKERS: '1' }), round, 'tokenmint, WORKERS=1')));
+}
+const crypto = es256Rates();
+type Growth = Awaited<ReturnType<typeof growth>>;
+const growthRounds: Array<[small: Growth, large: Growth]> = [];
+if (GROWTH_SESSIONS > 0) {
+  for (const round of rounds) {
+    log(`growth, round ${round} of ${ROUNDS}`);
+    // The small file first in odd rounds, the large one first in even rounds.
+    const measured: Growth[] = [];
+    for (const sessions of round % 2 ? [1000, GROWTH_SESSIONS] : [GROWTH_SESSIONS, 1000]) measured.push(await growth(sessions, 64, round));
+    growthRounds.push(measured.sort((a, b) => a.sessions - b.sessions) as [Growth, Growth]);
+  }
+}
+
+const servers = ['tokenmint', 'tokenmint, WORKERS=1', 'oidc-provider', 'bare renew', 'ceiling'];
+rows.sort((a, b) => servers.indexOf(a.target) - servers.indexOf(b.target) || a.concurrency - b.concurrency || a.round - b.round);
 console.log(`\n## Renew: closed-loop chained renews, ${SECONDS} s each, load generator on the same machine (${os.availableParallelism()} cores, ${os.cpus()[0]?.model.trim()})\n`);
-console.log(`tokenmint runs as \`npm start\` does: WORKERS defaults to the number of cores (${os.availableParallelism()}).\n`);
-console.log('| server | concurrency | renews/s | p50 ms | p95 ms | p99 ms | non-200 | answers checked | server peak RSS MB | server CPU s | load generator CPU s |');
-console.log('| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |');
+console.log(`tokenmint runs as \`npm start\` does: WORKERS defaults to the number of cores (${os.availableParallelism()}). Each compared server is measured once per round (${ROUNDS} rounds); WORKERS=1 in the first round only.\n`);
+console.log('| server | concurrency | round | renews/s | p50 ms | p95 ms | p99 ms | non-200 | answers checked | server peak RSS MB | server CPU s | load generator CPU s |');
+console.log('| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |');
 for (const r of rows) {
   console.log(
-    `| ${r.target} | ${r.concurrency} | ${fmt(r.perSecond)} | ${fmt(r.p50Ms, 1)} | ${fmt(r.p95Ms, 1)} | ${fmt(r.p99Ms, 1)} | ${r.non200} | ${r.checked} | ${fmt(r.peakRssMb)} | ${fmt(r.serverCpuSeconds, 1)} | ${fmt(r.loadCpuSeconds, 1)} |`,
+    `| ${r.target} | ${r.concurrency} | ${r.round} | ${fmt(r.perSecond)} | ${fmt(r.p50Ms, 1)} | ${fmt(r.p95Ms, 1)} | ${fmt(r.p99Ms, 1)} | ${r.non200} | ${r.checked} | ${fmt(r.peakRssMb)} | ${fmt(r.serverCpuSeconds, 1)} | ${fmt(r.loadCpuSeconds, 1)} |`,
   );
 }
 
-console.log('\n## Ratios (same run)\n');
-console.log('| concurrency | tokenmint ÷ oidc-provider | tokenmint ÷ bare renew | tokenmint ÷ ceiling | ceiling ÷ oidc-provider |');
-console.log('| --: | --: | --: | --: | --: |');
+console.log('\n## Ratios (each within one round; then the median of the rounds)\n');
+const ratios = [
+  ['tokenmint', 'oidc-provider'],
+  ['tokenmint', 'bare renew'],
+  ['tokenmint', 'ceiling'],
+  ['ceiling', 'oidc-provider'],
+] as const;
+console.log(`| concurrency | round | ${ratios.map(([a, b]) => `${a} ÷ ${b}`).join(' | ')} |`);
+console.log(`| --: | --: | ${ratios.map(() => '--:').join(' | ')} |`);
 for (const c of CONCURRENCY) {
-  const of = (name: string) => rows.find((r) => r.target === name && r.concurrency === c)!.perSecond;
-  const ratio = (a: string, b: string) => fmt(of(a) / of(b), 2);
-  console.log(`| ${c} | ${ratio('tokenmint', 'oidc-provider')} | ${ratio('tokenmint', 'bare renew')} | ${ratio('tokenmint', 'ceiling')} | ${ratio('ceiling', 'oidc-provider')} |`);
+  const rate = (name: string, round: number) => rows.find((r) => r.target === name && r.concurrency === c && r.round === round)!.perSecond;
+  const byRound = rounds.map((round) => ratios.map(([a, b]) => rate(a, round) / rate(b, round)));
+  byRound.forEach((values, i) => console.log(`| ${c} | ${i + 1} | ${values.map((v) => fmt(v, 2)).join(' | ')} |`));
+  if (ROUNDS > 1) console.log(`| ${c} | median | ${ratios.map((_, j) => fmt(median(byRound.map((values) => values[j]!)), 2)).join(' | ')} |`);
 }
 console.log('\nceiling: HTTP and two ES256 signatures per renew and nothing else (bench/ceiling-server.ts); no server that signs both tokens goes faster here.');
 
@@ -139,15 +176,19 @@ console.log('| sign/s | verify/s | renews/s bound: 2 signs (tokenmint: the refre
 console.log('| --: | --: | --: | --: |');
 console.log(`| ${fmt(crypto.sign)} | ${fmt(crypto.verify)} | ${fmt(crypto.sign / 2)} | ${fmt(1 / (2 / crypto.sign + 1 / crypto.verify))} |`);
 
-if (growthRows.length === 2) {
-  const [small, large] = growthRows as [(typeof growthRows)[0], (typeof growthRows)[0]];
+if (growthRounds.length > 0) {
   console.log('\n## Growth (concurrency 64)\n');
-  console.log('| live sessions | sessions renewed | database MB | start → first 200 ms | renews/s | p99 ms | non-200 | answers checked |');
-  console.log('| --: | --: | --: | --: | --: | --: | --: | --: |');
-  for (const g of growthRows) {
-    console.log(
-      `| ${fmt(g.sessions)} | ${fmt(Math.min(g.sessions, GROWTH_RENEWED))} | ${fmt(g.bytes / 1e6, 1)} | ${fmt(g.firstOkMs)} | ${fmt(g.row.perSecond)} | ${fmt(g.row.p99Ms, 1)} | ${g.row.non200} | ${g.row.checked} |`,
-    );
-  }
-  console.log(`\nbytes per live session: ${fmt((large.bytes - small.bytes) / (large.sessions - small.sessions))}; renews/s with ${fmt(large.sessions)} ÷ with ${fmt(small.sessions)}: ${fmt(large.row.perSecond / small.row.perSecond, 2)}`);
+  console.log('| round | live sessions | sessions renewed | database MB | start → first 200 ms | renews/s | p99 ms | non-200 | answers checked |');
+  console.log('| --: | --: | --: | --: | --: | --: | --: | --: | --: |');
+  growthRounds.forEach((pair, i) => {
+    for (const g of pair) {
+      console.log(
+        `| ${i + 1} | ${fmt(g.sessions)} | ${fmt(Math.min(g.sessions, GROWTH_RENEWED))} | ${fmt(g.bytes / 1e6, 1)} | ${fmt(g.firstOkMs)} | ${fmt(g.row.perSecond)} | ${fmt(g.row.p99Ms, 1)} | ${g.row.non200} | ${g.row.checked} |`,
+      );
+    }
+  });
+  const [small, large] = growthRounds[0]!;
+  const byRound = growthRounds.map(([s, l]) => l.row.perSecond / s.row.perSecond);
+  console.log(`\nbytes per live session: ${fmt((large.bytes - small.bytes) / (large.sessions - small.sessions))}`);
+  console.log(`renews/s with ${fmt(large.sessions)} ÷ with ${fmt(small.sessions)}, each within one round: ${byRound.map((v) => fmt(v, 2)).join(', ')}${ROUNDS > 1 ? `; median ${fmt(median(byRound), 2)}` : ''}`);
 }

@@ -5,29 +5,42 @@ import { expect, it } from 'vitest';
 
 // Only that the benchmark still runs and checks what it measures; its figures are never asserted
 // (shared machines are noisy). `npm run bench` is the real run.
-it('npm run bench works end to end (tiny run: every server answers, sampled answers verify)', async () => {
+it('npm run bench works end to end (tiny run of two rounds: every server answers, sampled answers verify)', async () => {
   const { stdout } = await promisify(execFile)(process.execPath, [path.resolve('dist-bench/run.js')], {
-    env: { PATH: process.env.PATH, BENCH_SECONDS: '0.5', BENCH_CONCURRENCY: '4', BENCH_GROWTH_SESSIONS: '2000' },
+    env: { PATH: process.env.PATH, BENCH_SECONDS: '0.5', BENCH_CONCURRENCY: '4', BENCH_GROWTH_SESSIONS: '2000', BENCH_ROUNDS: '2' },
     timeout: 120_000,
   });
   const rows = stdout.split('\n').filter((l) => /^\| (tokenmint|oidc-provider|bare renew|ceiling)/.test(l));
-  expect(rows.map((r) => r.split('|')[1]!.trim())).toEqual(['tokenmint', 'tokenmint, WORKERS=1', 'oidc-provider', 'bare renew', 'ceiling']);
+  // server, round: each compared server once per round, WORKERS=1 in the first round only.
+  expect(rows.map((r) => r.split('|').slice(1, 4).map((c) => c.trim()).join(' '))).toEqual([
+    'tokenmint 4 1',
+    'tokenmint 4 2',
+    'tokenmint, WORKERS=1 4 1',
+    'oidc-provider 4 1',
+    'oidc-provider 4 2',
+    'bare renew 4 1',
+    'bare renew 4 2',
+    'ceiling 4 1',
+    'ceiling 4 2',
+  ]);
   for (const row of rows) {
     const cells = row.split('|').map((c) => c.trim());
-    expect(Number(cells[3]!.replace(/,/g, '')), row).toBeGreaterThan(0); // renews/s
-    expect(cells[7], row).toBe('0'); // non-200
-    expect(Number(cells[8]), row).toBeGreaterThan(0); // answers checked
+    expect(Number(cells[4]!.replace(/,/g, '')), row).toBeGreaterThan(0); // renews/s
+    expect(cells[8], row).toBe('0'); // non-200
+    expect(Number(cells[9]), row).toBeGreaterThan(0); // answers checked
   }
   expect(stdout).toContain('tokenmint ÷ oidc-provider');
   expect(stdout).toContain('tokenmint ÷ ceiling');
+  expect(stdout).toMatch(/^\| 4 \| median \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|$/m);
   // Growth rows: renews going round a population of stored sessions, checked the same way.
-  const growth = (stdout.split('## Growth')[1] ?? '').split('\n').filter((l) => /^\| [\d,]+ \|/.test(l));
-  expect(growth.map((r) => r.split('|')[1]!.trim())).toEqual(['1,000', '2,000']);
+  const growth = (stdout.split('## Growth')[1] ?? '').split('\n').filter((l) => /^\| \d+ \| [\d,]+ \|/.test(l));
+  expect(growth.map((r) => r.split('|').slice(1, 3).map((c) => c.trim()).join(' '))).toEqual(['1 1,000', '1 2,000', '2 1,000', '2 2,000']);
   for (const row of growth) {
     const cells = row.split('|').map((c) => c.trim());
-    expect(Number(cells[5]!.replace(/,/g, '')), row).toBeGreaterThan(0); // renews/s
-    expect(cells[7], row).toBe('0'); // non-200
-    expect(Number(cells[8]), row).toBeGreaterThan(0); // answers checked
+    expect(Number(cells[6]!.replace(/,/g, '')), row).toBeGreaterThan(0); // renews/s
+    expect(cells[8], row).toBe('0'); // non-200
+    expect(Number(cells[9]), row).toBeGreaterThan(0); // answers checked
   }
   expect(stdout).toMatch(/bytes per live session: [\d,]+/);
+  expect(stdout).toMatch(/each within one round: [\d.]+, [\d.]+; median [\d.]+/);
 }, 150_000);
