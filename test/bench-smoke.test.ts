@@ -43,4 +43,13 @@ it('npm run bench works end to end (tiny run of two rounds: every server answers
   }
   expect(stdout).toMatch(/bytes per live session: [\d,]+/);
   expect(stdout).toMatch(/each within one round: [\d.]+, [\d.]+; median [\d.]+/);
+  // The targets, judged on the medians (no p99 row: concurrency 64 is not measured here).
+  const targets = (stdout.split('## Targets')[1] ?? '').split('\n').filter((l) => /^\| (renew|≤|[\d,]+ live)/.test(l));
+  expect(targets.map((r) => r.split('|')[1]!.trim())).toEqual([
+    'renew ≥ 3 × oidc-provider',
+    'renew ≥ 1.3 × bare renew',
+    '≤ 150 MB RSS per server process',
+    '2,000 live sessions within 10 % of 1,000',
+  ]);
+  for (const row of targets) expect(row, row).toMatch(/\| (yes|\*\*no\*\*) \|$/);
 }, 150_000);
