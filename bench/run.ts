@@ -19,6 +19,7 @@ const GROWTH_SESSIONS = Number(process.env.BENCH_GROWTH_SESSIONS ?? 1_000_000);
  * another's bad one.
  */
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+if (!Number.isInteger(ROUNDS) || ROUNDS < 1) throw new Error(`BENCH_ROUNDS must be a whole number of at least 1, not ${process.env.BENCH_ROUNDS}`);
 /** Sessions the growth rows renew: more than a run's renews, so that none comes round twice. */
 const GROWTH_RENEWED = 100_000;
 const SAMPLES_CHECKED = 20;
