@@ -16,11 +16,28 @@ const timesAt = (now: number) => {
   return { end, iat: Math.floor(now / 1000), exp: Math.floor(end / 1000) };
 };
 
-/** Live sessions, each with one unexpired, never used refresh token; resolves to the file's size in bytes. */
+/** 1..count in a random order (Fisher–Yates), indexed from 1. */
+function shuffled(count: number): Int32Array {
+  const order = Int32Array.from({ length: count + 1 }, (_, i) => i);
+  for (let i = count; i > 1; i--) {
+    const j = randomInt(1, i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
+}
+
+/**
+ * Live sessions, each with one unexpired, never used refresh token; resolves to the file's size in
+ * bytes. Token i belongs to a session picked by a random permutation: tokens sort by jid in the
+ * order they were issued, while the sessions they renew were started at any time, so renews that
+ * come in jid order still meet their sessions in no particular order.
+ */
 export function addLiveSessions(dir: string, count: number, now: number): number {
   const db = new Database(tokenmintEnv(dir).DATABASE_URL);
   const { end, iat, exp } = timesAt(now);
+  const owner = shuffled(count);
   db.function('session_id', sessionId);
+  db.function('owner_session_id', (i: number) => sessionId(owner[i]!));
   db.function('token_jid', tokenJid);
   const numbers = `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)`;
   db.prepare(
@@ -29,7 +46,7 @@ export function addLiveSessions(dir: string, count: number, now: number): number
   ).run({ count, now, end });
   db.prepare(
     `${numbers} INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, issued_at, token_sha256)
-       SELECT token_jid(i), session_id(i), NULL, :iat, :iat, :exp, :ip, :useragent, :now, randomblob(32) FROM n`,
+       SELECT token_jid(i), owner_session_id(i), NULL, :iat, :iat, :exp, :ip, :useragent, :now, randomblob(32) FROM n`,
   ).run({ count, iat, exp, now, ...user });
   db.pragma('wal_checkpoint(TRUNCATE)');
   const bytes = Number(db.pragma('page_count', { simple: true })) * Number(db.pragma('page_size', { simple: true }));
@@ -49,11 +66,16 @@ const built = async (): Promise<Built> => {
   return { ...(await load('config.js')), ...(await load('tokenmint.js')), ...(await load('tokens/jwt.js')) } as Built;
 };
 
+/** The order the growth rows renew their tokens in. */
+export type RenewOrder = 'at random' | 'in issue order';
+
 /**
  * Refresh tokens for `count` of the `live` sessions of addLiveSessions, picked at random, each as the
  * server would have issued it: signed with the app's current key, its digest stored in its row.
+ * `order`: as picked, or sorted by jid — the order they were issued in, in which sessions that renew
+ * on schedule (an access-token lifetime after their last renew) come back.
  */
-export async function liveRefreshTokens(dir: string, live: number, count: number, now: number): Promise<string[]> {
+export async function liveRefreshTokens(dir: string, live: number, count: number, now: number, order: RenewOrder = 'at random'): Promise<string[]> {
   const { loadConfig, openTokenmint, signJwt, tokenDigest } = await built();
   const env = tokenmintEnv(dir);
   const tm = openTokenmint(loadConfig(env, dir));
@@ -61,8 +83,9 @@ export async function liveRefreshTokens(dir: string, live: number, count: number
   await tm.close();
   const picked = new Set<number>();
   while (picked.size < count) picked.add(randomInt(1, live + 1));
+  const numbers = order === 'in issue order' ? [...picked].sort((a, b) => a - b) : [...picked];
   const { iat, exp } = timesAt(now);
-  const tokens = [...picked].map((i) => [i, signJwt({ iss: 'bench', jid: tokenJid(i), iat, nbf: iat, exp, type: 'refresh' }, signer)] as const);
+  const tokens = numbers.map((i) => [i, signJwt({ iss: 'bench', jid: tokenJid(i), iat, nbf: iat, exp, type: 'refresh' }, signer)] as const);
   const db = new Database(env.DATABASE_URL);
   const store = db.prepare('UPDATE refresh_tokens SET token_sha256 = ? WHERE jid = ?');
   db.transaction(() => tokens.forEach(([i, token]) => store.run(tokenDigest(token), tokenJid(i))))();

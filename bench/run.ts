@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { chainedRenews, type LoadResult } from './load.js';
 import { cpuSeconds, peakRssMb } from './proc.js';
-import { addLiveSessions, liveRefreshTokens } from './population.js';
+import { addLiveSessions, liveRefreshTokens, type RenewOrder } from './population.js';
 import { startBare, startCeiling, startOidcProvider, startTokenmint, type Started } from './targets.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -90,22 +90,22 @@ function es256Rates() {
 
 /**
  * Renew throughput with `sessions` live sessions in the file, the renews going round
- * GROWTH_RENEWED of them picked at random (all of them, if fewer); also the file size and start →
- * first 200.
+ * GROWTH_RENEWED of them picked at random (all of them, if fewer), in `order`; also the file size
+ * and start → first 200.
  */
-async function growth(sessions: number, concurrency: number, round: number) {
+async function growth(sessions: number, order: RenewOrder, concurrency: number, round: number) {
   const first = await startTokenmint();
   await first.server.stop();
   const now = Date.now();
   const bytes = addLiveSessions(first.dir, sessions, now);
-  const population = await liveRefreshTokens(first.dir, sessions, Math.min(sessions, GROWTH_RENEWED), now);
+  const population = await liveRefreshTokens(first.dir, sessions, Math.min(sessions, GROWTH_RENEWED), now, order);
   const started = performance.now();
   const s = await startTokenmint({}, first.dir);
   await s.open(1);
   const firstOkMs = performance.now() - started;
   try {
-    log(`  tokenmint with ${fmt(sessions)} live sessions, concurrency ${concurrency} ...`);
-    return { sessions, bytes, firstOkMs, row: await measureOnce(s, concurrency, round, population) };
+    log(`  tokenmint with ${fmt(sessions)} live sessions renewed ${order}, concurrency ${concurrency} ...`);
+    return { sessions, order, bytes, firstOkMs, row: await measureOnce(s, concurrency, round, population) };
   } finally {
     await s.server.stop();
     fs.rmSync(s.dir, { recursive: true, force: true });
@@ -132,18 +132,31 @@ for (const round of rounds) {
 }
 const crypto = es256Rates();
 type Growth = Awaited<ReturnType<typeof growth>>;
-const growthRounds: Array<[small: Growth, large: Growth]> = [];
+/**
+ * The orders the growth rows renew in: at random (sessions coming back after any idle time) and in
+ * issue order (sessions renewing on schedule). Each is compared with itself, a thousand against the
+ * large file: in issue order, the renews of one batch also share index pages.
+ */
+const orders: RenewOrder[] = ['at random', 'in issue order'];
+const growthRounds: Growth[][] = [];
 if (GROWTH_SESSIONS > 0) {
   for (const round of rounds) {
     log(`growth, round ${round} of ${ROUNDS}`);
-    // The small file first in odd rounds, the large one first in even rounds.
+    // Each pair back to back, the small file first in odd rounds and the large one in even rounds;
+    // the orders take turns to go first.
     const measured: Growth[] = [];
-    for (const sessions of round % 2 ? [1000, GROWTH_SESSIONS] : [GROWTH_SESSIONS, 1000]) measured.push(await growth(sessions, 64, round));
-    growthRounds.push(measured.sort((a, b) => a.sessions - b.sessions) as [Growth, Growth]);
+    for (const order of round % 2 ? orders : [...orders].reverse()) {
+      for (const sessions of round % 2 ? [1000, GROWTH_SESSIONS] : [GROWTH_SESSIONS, 1000]) measured.push(await growth(sessions, order, 64, round));
+    }
+    growthRounds.push(measured.sort((a, b) => orders.indexOf(a.order) - orders.indexOf(b.order) || a.sessions - b.sessions));
   }
 }
-/** Renews/s with the large file ÷ with the small one, in each round. */
-const growthRatios = growthRounds.map(([small, large]) => large.row.perSecond / small.row.perSecond);
+/** Renews/s with the large file ÷ with the small one, both renewed in `order`, in each round. */
+const growthRatios = (order: RenewOrder) =>
+  growthRounds.map((measured) => {
+    const [small, large] = measured.filter((g) => g.order === order);
+    return large!.row.perSecond / small!.row.perSecond;
+  });
 
 const servers = ['tokenmint', 'tokenmint, WORKERS=1', 'oidc-provider', 'bare renew', 'ceiling'];
 rows.sort((a, b) => servers.indexOf(a.target) - servers.indexOf(b.target) || a.concurrency - b.concurrency || a.round - b.round);
@@ -183,18 +196,21 @@ console.log(`| ${fmt(crypto.sign)} | ${fmt(crypto.verify)} | ${fmt(crypto.sign /
 
 if (growthRounds.length > 0) {
   console.log('\n## Growth (concurrency 64)\n');
-  console.log('| round | live sessions | sessions renewed | database MB | start → first 200 ms | renews/s | p99 ms | non-200 | answers checked |');
-  console.log('| --: | --: | --: | --: | --: | --: | --: | --: | --: |');
-  growthRounds.forEach((pair, i) => {
-    for (const g of pair) {
+  console.log('| round | live sessions | sessions renewed | renewed | database MB | start → first 200 ms | renews/s | p99 ms | non-200 | answers checked |');
+  console.log('| --: | --: | --: | --- | --: | --: | --: | --: | --: | --: |');
+  growthRounds.forEach((measured, i) => {
+    for (const g of measured) {
       console.log(
-        `| ${i + 1} | ${fmt(g.sessions)} | ${fmt(Math.min(g.sessions, GROWTH_RENEWED))} | ${fmt(g.bytes / 1e6, 1)} | ${fmt(g.firstOkMs)} | ${fmt(g.row.perSecond)} | ${fmt(g.row.p99Ms, 1)} | ${g.row.non200} | ${g.row.checked} |`,
+        `| ${i + 1} | ${fmt(g.sessions)} | ${fmt(Math.min(g.sessions, GROWTH_RENEWED))} | ${g.order} | ${fmt(g.bytes / 1e6, 1)} | ${fmt(g.firstOkMs)} | ${fmt(g.row.perSecond)} | ${fmt(g.row.p99Ms, 1)} | ${g.row.non200} | ${g.row.checked} |`,
       );
     }
   });
   const [small, large] = growthRounds[0]!;
-  console.log(`\nbytes per live session: ${fmt((large.bytes - small.bytes) / (large.sessions - small.sessions))}`);
-  console.log(`renews/s with ${fmt(large.sessions)} ÷ with ${fmt(small.sessions)}, each within one round: ${growthRatios.map((v) => fmt(v, 2)).join(', ')}${ROUNDS > 1 ? `; median ${fmt(median(growthRatios), 2)}` : ''}`);
+  console.log(`\nbytes per live session: ${fmt((large!.bytes - small!.bytes) / (large!.sessions - small!.sessions))}`);
+  for (const order of orders) {
+    const ratios = growthRatios(order);
+    console.log(`renews/s with ${fmt(GROWTH_SESSIONS)} ÷ with 1,000, renewed ${order}, each within one round: ${ratios.map((v) => fmt(v, 2)).join(', ')}${ROUNDS > 1 ? `; median ${fmt(median(ratios), 2)}` : ''}`);
+  }
 }
 
 // Issue 5's targets, judged on the medians of the rounds (a single round is one minute of a noisy machine).
@@ -211,6 +227,8 @@ if (p99At64.length > 0) target('p99 ≤ 20 ms at concurrency 64', `${fmt(median(
 const rss = Math.max(...rows.filter((r) => r.target.startsWith('tokenmint')).map((r) => r.peakRssMb));
 target('≤ 150 MB RSS per server process', `${fmt(rss)} MB at most (WORKERS=1 included)`, rss <= 150);
 if (growthRounds.length > 0) {
-  const growthMedian = median(growthRatios);
-  target(`${fmt(growthRounds[0]![1].sessions)} live sessions within 10 % of 1,000`, `${fmt(growthMedian, 2)} ×`, growthMedian >= 0.9);
+  for (const order of orders) {
+    const growthMedian = median(growthRatios(order));
+    target(`${fmt(GROWTH_SESSIONS)} live sessions within 10 % of 1,000, renewed ${order}`, `${fmt(growthMedian, 2)} ×`, growthMedian >= 0.9);
+  }
 }
