@@ -243,7 +243,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       let sessionsDeleted = 0;
       const refreshTokensDeleted = drain((tx) => {
         const expired = tx
-          .select({ jid: refreshTokens.jid, sessionId: refreshTokens.sessionId, used: sql<number>`${exists(tx.select({ one: sql`1` }).from(children).where(eq(children.parentJid, refreshTokens.jid)))}` })
+          .select({ jid: refreshTokens.jid, sessionId: refreshTokens.sessionId, used: exists(tx.select({ one: sql`1` }).from(children).where(eq(children.parentJid, refreshTokens.jid))) })
           .from(refreshTokens)
           .where(and(lte(refreshTokens.exp, nowSeconds), notExists(tx.select({ one: sql`1` }).from(parents).where(eq(parents.jid, refreshTokens.parentJid)))))
           .limit(PRUNE_BATCH)
