@@ -165,11 +165,12 @@ export interface Repository {
   revokeSessions(appId: string, filter: { sub?: string }, reason: RevokeReason, now: number): Promise<number>;
 
   /**
-   * Deletes what can never be used again: refresh tokens past their `exp` (a token only after its
-   * parent, so that a used token is never left without the child that says it was used), sessions
-   * whose newest (never used) refresh token is among them, and sessions past their absolute end. A
-   * revoked session is kept while its newest token is unexpired, so a replayed token is still refused
-   * as revoked. Works in small batches so that no single transaction holds the write lock for long.
+   * Deletes what can never be used again: refresh tokens past their `exp` (a token only with or after
+   * its parent, so that a used token is never left without the child that says it was used; one whose
+   * parent is kept goes in a later call), sessions whose newest (never used) refresh token is among
+   * them, and sessions past their absolute end. A revoked session is kept while its newest token is
+   * unexpired, so a replayed token is still refused as revoked. Works in small batches, with other work
+   * let in between them, so that neither the write lock nor the caller's event loop is held for long.
    * Resolves to how many rows went.
    */
   pruneExpired(now: number): Promise<{ refreshTokens: number; sessions: number }>;

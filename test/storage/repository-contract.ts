@@ -222,5 +222,39 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect(await repo.pruneExpired(NOW + (3 * hour + 1) * 1000)).toEqual({ refreshTokens: 5, sessions: 2 });
       expect((await repo.findRefreshToken(shortened[2]!.jid))?.session.revokedAt).toBeNull();
     });
+
+    it('pruneExpired goes down a long chain in one call, in batches with other work let in between; a token whose parent is kept waits', async () => {
+      const { repo } = await withApp();
+      const hour = 3600;
+      const chain = async (s: SessionRecord, exps: number[]) => {
+        const tokens = exps.map((exp) => ({ ...token(s), exp: NOW / 1000 + exp }));
+        await repo.createSession(s, tokens[0]!);
+        for (const [i, t] of tokens.entries()) if (i > 0) expect(await repo.consumeRefreshToken({ ...t, parentJid: tokens[i - 1]!.jid })).toBe(true);
+        return tokens;
+      };
+      const long = 4500; // more than a batch or two of any implementation worth the name
+      const renewed = await chain({ ...session('acme'), expiresAt: NOW + 20 * hour * 1000 }, [...Array.from({ length: long - 1 }, (_, i) => hour + i), 10 * hour]);
+      // The refresh TTL was shortened before its second token: that one expires first of all, its
+      // parent last of all the expired; thousands of tokens lie between them.
+      const shortened = await chain({ ...session('acme'), expiresAt: NOW + 20 * hour * 1000 }, [hour + long, hour - 1, 10 * hour]);
+      let turns = 0;
+      let pruning = true;
+      const count = () => {
+        turns++;
+        if (pruning) setImmediate(count);
+      };
+      setImmediate(count);
+      const pruned = await repo.pruneExpired(NOW + (hour + long) * 1000);
+      pruning = false;
+      // Every expired token of `renewed`, and shortened's first; its second waits for the next call.
+      expect(pruned).toEqual({ refreshTokens: long, sessions: 0 });
+      expect(turns).toBeGreaterThan(1);
+      expect(await repo.findRefreshToken(renewed[long - 2]!.jid)).toBeUndefined();
+      expect((await repo.findRefreshToken(renewed[long - 1]!.jid))?.session.revokedAt).toBeNull();
+      expect(await repo.findRefreshToken(shortened[0]!.jid)).toBeUndefined();
+      expect((await repo.findRefreshToken(shortened[1]!.jid))?.child?.jid).toBe(shortened[2]!.jid);
+      expect(await repo.pruneExpired(NOW + (hour + long) * 1000)).toEqual({ refreshTokens: 1, sessions: 0 });
+      expect((await repo.findRefreshToken(shortened[2]!.jid))?.session.revokedAt).toBeNull();
+    });
   });
 }

@@ -1,9 +1,10 @@
-import { and, asc, desc, eq, gt, gte, exists, inArray, isNull, lte, notExists, sql, type Placeholder, type SQL } from 'drizzle-orm';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { and, asc, desc, eq, gt, gte, exists, inArray, isNull, lte, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/sqlite-core';
 import { toSeconds } from '../../clock.js';
 import { conflict } from '../../errors.js';
 import type { RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
-import { withBusyRetry } from './busy-retry.js';
+import { retryBusy, withBusyRetry } from './busy-retry.js';
 import { groupCommit } from './group-commit.js';
 import type { SqliteDb } from './open.js';
 import { apps, auditEvents, catalogVersion, refreshTokens, sessions, signingKeys } from './schema.js';
@@ -32,6 +33,27 @@ const selected = <T extends Record<string, Placeholder>>(values: T) =>
 /** A refresh token's child (the token it was renewed into) and its parent, in queries of both. */
 const children = alias(refreshTokens, 'child');
 const parents = alias(refreshTokens, 'parent');
+
+/**
+ * The expired tokens of a pruning batch that may go. A token is used exactly when it has a child, so
+ * a token goes only after its parent or with it: left alone, a used parent would look unused (and
+ * renew again, if unexpired). Parents usually come first in the batch, but not when the refresh TTL
+ * was shortened between them.
+ */
+function tokensThatMayGo<T extends { jid: string; parentJid: string | null; parentKept: unknown }>(batch: T[]): T[] {
+  const inBatch = new Map(batch.map((t) => [t.jid, t]));
+  const verdicts = new Map<string, boolean>();
+  const mayGo = (t: T): boolean => {
+    let verdict = verdicts.get(t.jid);
+    if (verdict === undefined) {
+      const parent = t.parentJid === null ? undefined : inBatch.get(t.parentJid);
+      verdict = !t.parentKept || (parent !== undefined && mayGo(parent));
+      verdicts.set(t.jid, verdict);
+    }
+    return verdict;
+  };
+  return batch.filter(mayGo);
+}
 
 /** Statements of the request path, prepared once: building and preparing SQL per request costs more than running it. */
 function prepareHotPath(db: SqliteDb) {
@@ -228,39 +250,54 @@ export function createSqliteRepository(db: SqliteDb): Repository {
 
     async pruneExpired(now) {
       const nowSeconds = toSeconds(now);
-      // One transaction per batch, repeated until a batch deletes nothing.
-      const drain = (deleteBatch: (tx: Pick<SqliteDb, 'select' | 'delete'>) => number) => {
-        let total = 0;
-        for (let n = -1; n !== 0; total += n) n = db.transaction(deleteBatch, immediate);
-        return total;
-      };
-      // A token is used exactly when it has a child, so a token goes only after its parent (else a used
-      // parent would look unused); each batch takes expired tokens whose parent is gone, and the next
-      // one then finds their children. A session's only unused token is its newest, the only one that
-      // can renew it: when an expired, unused token goes, its session goes with it — found without an
-      // index of tokens by session (schema.ts). A session past its absolute end has no unexpired token
-      // (exp is capped at the end): the first pass takes them all, the second the session.
+      let refreshTokensDeleted = 0;
       let sessionsDeleted = 0;
-      const refreshTokensDeleted = drain((tx) => {
-        const expired = tx
-          .select({ jid: refreshTokens.jid, sessionId: refreshTokens.sessionId, used: exists(tx.select({ one: sql`1` }).from(children).where(eq(children.parentJid, refreshTokens.jid))) })
-          .from(refreshTokens)
-          .where(and(lte(refreshTokens.exp, nowSeconds), notExists(tx.select({ one: sql`1` }).from(parents).where(eq(parents.jid, refreshTokens.parentJid)))))
-          .limit(PRUNE_BATCH)
-          .all();
-        if (expired.length === 0) return 0;
-        tx.delete(refreshTokens).where(inArray(refreshTokens.jid, expired.map((t) => t.jid))).run();
-        const finished = expired.filter((t) => !t.used).map((t) => t.sessionId);
-        if (finished.length) sessionsDeleted += tx.delete(sessions).where(inArray(sessions.sessionId, finished)).run().changes;
-        return expired.length;
-      });
-      sessionsDeleted += drain(
-        (tx) =>
-          tx
-            .delete(sessions)
-            .where(sql`${sessions.sessionId} IN (SELECT ${sessions.sessionId} FROM ${sessions} WHERE ${sessions.expiresAt} <= ${now} LIMIT ${PRUNE_BATCH})`)
-            .run().changes,
-      );
+      // Expired tokens are read in (exp, rowid) order, one batch per transaction, each batch from where
+      // the last one ended: a call reads every expired token once, however long its session's chain.
+      // A token left for its parent (tokensThatMayGo) waits for the next call. A session's only unused
+      // token is its newest, the only one that can renew it: when an expired, unused token goes, its
+      // session goes with it — found without an index of tokens by session (schema.ts).
+      const rowid = sql<number>`${refreshTokens}.rowid`;
+      let after = { exp: Number.MIN_SAFE_INTEGER, rowid: 0 };
+      const pruneTokens = () =>
+        db.transaction((tx) => {
+          const batch = tx
+            .select({
+              exp: refreshTokens.exp,
+              rowid,
+              jid: refreshTokens.jid,
+              sessionId: refreshTokens.sessionId,
+              parentJid: refreshTokens.parentJid,
+              parentKept: exists(tx.select({ one: sql`1` }).from(parents).where(eq(parents.jid, refreshTokens.parentJid))),
+              used: exists(tx.select({ one: sql`1` }).from(children).where(eq(children.parentJid, refreshTokens.jid))),
+            })
+            .from(refreshTokens)
+            .where(and(lte(refreshTokens.exp, nowSeconds), sql`(${refreshTokens.exp}, ${rowid}) > (${after.exp}, ${after.rowid})`))
+            .orderBy(asc(refreshTokens.exp), asc(rowid))
+            .limit(PRUNE_BATCH)
+            .all();
+          const going = tokensThatMayGo(batch);
+          if (going.length) tx.delete(refreshTokens).where(inArray(refreshTokens.jid, going.map((t) => t.jid))).run();
+          const finished = going.filter((t) => !t.used).map((t) => t.sessionId);
+          if (finished.length) sessionsDeleted += tx.delete(sessions).where(inArray(sessions.sessionId, finished)).run().changes;
+          refreshTokensDeleted += going.length;
+          after = batch.at(-1) ?? after;
+          return batch.length;
+        }, immediate);
+      // A session past its absolute end has no unexpired token (exp is capped at the end): the pass
+      // above has taken them all.
+      const pruneSessions = () => {
+        const { changes } = db
+          .delete(sessions)
+          .where(sql`${sessions.sessionId} IN (SELECT ${sessions.sessionId} FROM ${sessions} WHERE ${sessions.expiresAt} <= ${now} LIMIT ${PRUNE_BATCH})`)
+          .run();
+        sessionsDeleted += changes;
+        return changes;
+      };
+      // Between batches the event loop serves requests (maintenance runs in a serving worker), and a
+      // batch that meets another process's write lock waits for it alone.
+      while (await retryBusy(pruneTokens)) await nextTurn();
+      while (await retryBusy(pruneSessions)) await nextTurn();
       return { refreshTokens: refreshTokensDeleted, sessions: sessionsDeleted };
     },
 
