@@ -54,6 +54,14 @@ const token = (s: SessionRecord, parentJid: string | null = null): RefreshTokenR
   issuedAt: NOW,
 });
 
+/** Stores a session whose refresh tokens, renewed one into the next, expire `exps` seconds after NOW. */
+const chainOf = (repo: Repository) => async (s: SessionRecord, exps: number[]) => {
+  const tokens = exps.map((exp) => ({ ...token(s), exp: NOW / 1000 + exp }));
+  await repo.createSession(s, tokens[0]!);
+  for (const [i, t] of tokens.entries()) if (i > 0) expect(await repo.consumeRefreshToken({ ...t, parentJid: tokens[i - 1]!.jid })).toBe(true);
+  return tokens;
+};
+
 /** The token `parent` is renewed into, issued `ms` after NOW. */
 const child = (s: SessionRecord, parent: RefreshTokenRecord, ms = 0) => ({ ...token(s), parentJid: parent.jid, issuedAt: NOW + ms });
 
@@ -193,12 +201,7 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
     it('pruneExpired: expired tokens go; a session goes with its newest token, or at its absolute end', async () => {
       const { repo } = await withApp();
       const hour = 3600;
-      const chain = async (s: SessionRecord, exps: number[]) => {
-        const tokens = exps.map((exp) => ({ ...token(s), exp: NOW / 1000 + exp }));
-        await repo.createSession(s, tokens[0]!);
-        for (const [i, t] of tokens.entries()) if (i > 0) expect(await repo.consumeRefreshToken({ ...t, parentJid: tokens[i - 1]!.jid })).toBe(true);
-        return tokens;
-      };
+      const chain = chainOf(repo);
       const ended = await chain(session('acme'), [hour, hour]); // its newest token has expired
       const live = await chain({ ...session('acme'), expiresAt: NOW + 5 * hour * 1000 }, [hour, 3 * hour]); // only an old one has
       const [outlived] = await chain({ ...session('acme'), expiresAt: NOW + 1000 }, [3 * hour]); // past its end, token not expired
@@ -226,12 +229,7 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
     it('pruneExpired goes down a long chain in one call, in batches with other work let in between; a token whose parent is kept waits', async () => {
       const { repo } = await withApp();
       const hour = 3600;
-      const chain = async (s: SessionRecord, exps: number[]) => {
-        const tokens = exps.map((exp) => ({ ...token(s), exp: NOW / 1000 + exp }));
-        await repo.createSession(s, tokens[0]!);
-        for (const [i, t] of tokens.entries()) if (i > 0) expect(await repo.consumeRefreshToken({ ...t, parentJid: tokens[i - 1]!.jid })).toBe(true);
-        return tokens;
-      };
+      const chain = chainOf(repo);
       const long = 4500; // more than a batch or two of any implementation worth the name
       const renewed = await chain({ ...session('acme'), expiresAt: NOW + 20 * hour * 1000 }, [...Array.from({ length: long - 1 }, (_, i) => hour + i), 10 * hour]);
       // The refresh TTL was shortened before its second token: that one expires first of all, its
