@@ -24,21 +24,22 @@ export function openSqlite(file: string): SqliteDb {
   const client = new Database(file);
   // First, so that even switching to WAL waits for a process that holds the lock.
   client.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-  client.pragma('journal_mode = WAL');
+  retryAtStartUp(() => client.pragma('journal_mode = WAL'));
   client.pragma('synchronous = NORMAL');
   client.pragma('foreign_keys = ON');
   const db = drizzle({ client, schema });
-  migrateWithRetry(db);
+  retryAtStartUp(() => migrate(db, { migrationsFolder }));
   return db;
 }
 
-// Two processes opening a fresh file at once may both try the first migration; the loser fails on
-// "table exists", or at once with SQLITE_BUSY (SQLite does not wait when a reader must upgrade to a
-// writer behind another writer), and on a later try sees the migrations recorded and skips them.
-function migrateWithRetry(db: SqliteDb, attempts = 20): void {
+// Processes opening a fresh file at once may all try to switch it to WAL, and to apply the first
+// migration. A loser fails at once with SQLITE_BUSY (SQLite does not wait, busy_timeout or not, when a
+// reader must upgrade to a writer behind another writer), or on "table exists"; on a later try it
+// finds the file in WAL mode and the migrations recorded.
+function retryAtStartUp(step: () => void, attempts = 20): void {
   for (let attempt = 1; ; attempt++) {
     try {
-      migrate(db, { migrationsFolder });
+      step();
       return;
     } catch (error) {
       if (attempt >= attempts) throw error;
