@@ -10,20 +10,25 @@ export interface MaintenanceResult {
 
 /**
  * The scheduled work: due key rotations (unless `rotate` is false), then pruning of expired keys,
- * refresh tokens and sessions. Safe to run from several processes at once.
+ * refresh tokens and sessions, which stops early once `signal` is aborted. Safe to run from several
+ * processes at once.
  */
-export async function runMaintenance(tm: Tokenmint, { rotate = true } = {}): Promise<MaintenanceResult> {
+export async function runMaintenance(tm: Tokenmint, { rotate = true, signal }: { rotate?: boolean; signal?: AbortSignal } = {}): Promise<MaintenanceResult> {
   const rotated = rotate ? await tm.keyring.rotateDue() : [];
   const prunedKeys = await tm.keyring.pruneExpiredKeys();
-  const pruned = await tm.repo.pruneExpired(tm.clock());
+  const pruned = await tm.repo.pruneExpired(tm.clock(), signal);
   return { rotated, prunedKeys, prunedRefreshTokens: pruned.refreshTokens, prunedSessions: pruned.sessions };
 }
 
-/** Runs maintenance now and every `intervalSeconds`, one run at a time, until stopped. */
+/**
+ * Runs maintenance now and every `intervalSeconds`, one run at a time, until stopped. Stopping cuts a
+ * long prune short (a backlog after downtime can take seconds), so that a shutdown is not held by it.
+ */
 export function startMaintenance(tm: Tokenmint, logger: Logger, intervalSeconds: number) {
   let running: Promise<void> | undefined;
+  const stopping = new AbortController();
   const run = () => {
-    running ??= runMaintenance(tm)
+    running ??= runMaintenance(tm, { signal: stopping.signal })
       .then((result) => {
         for (const r of result.rotated) logger.info({ app_id: r.appId, kid: r.kid }, 'scheduled key rotation');
         const { prunedKeys, prunedRefreshTokens, prunedSessions } = result;
@@ -38,6 +43,7 @@ export function startMaintenance(tm: Tokenmint, logger: Logger, intervalSeconds:
   return {
     async stop(): Promise<void> {
       clearInterval(timer);
+      stopping.abort();
       await running;
     },
   };

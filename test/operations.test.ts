@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { runCli } from '../src/cli/run.js';
-import { runMaintenance } from '../src/maintenance.js';
+import { createLogger } from '../src/log.js';
+import { runMaintenance, startMaintenance } from '../src/maintenance.js';
 import { client, harness, type Harness, type Pair } from './helpers.js';
 
 async function cli(h: Harness, ...args: string[]) {
@@ -140,6 +141,17 @@ describe('storage stays bounded', () => {
     expect(maxSessions).toBeLessThanOrEqual(Math.min(...warm.map((c) => c[0])) * 1.25);
     expect(maxTokens).toBeLessThanOrEqual(Math.min(...warm.map((c) => c[1])) * 1.25);
     expect(counts.at(-1)![1]).toBeLessThan(counts.at(-1)![0] * 3); // about two tokens per live session
+  });
+
+  it('stopping the scheduled maintenance (as a shutdown does) cuts its pruning short; the next run takes up the rest', async () => {
+    const h = await harness();
+    const { appKey } = await h.createApp('acme', { refreshNbfSeconds: 0, refreshTtlSeconds: 600 });
+    for (let i = 0; i < 3; i++) expect((await h.post('/app/acme/issue', { sub: `u${i}`, ...client }, appKey)).status).toBe(200);
+    h.clock.advance(601);
+    // It starts a run at once, and is stopped before that run reaches the pruning.
+    await startMaintenance(h.tm, createLogger('silent'), 60).stop();
+    expect([rowCount(h, 'sessions'), rowCount(h, 'refresh_tokens')]).toEqual([3, 3]);
+    expect(await runMaintenance(h.tm)).toMatchObject({ prunedRefreshTokens: 3, prunedSessions: 3 });
   });
 
   it('`tokenmint prune` deletes what expired, and leaves what can still be used', async () => {

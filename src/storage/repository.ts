@@ -170,10 +170,11 @@ export interface Repository {
    * parent is kept goes in a later call), sessions whose newest (never used) refresh token is among
    * them, and sessions past their absolute end. A revoked session is kept while its newest token is
    * unexpired, so a replayed token is still refused as revoked. Works in small batches, with other work
-   * let in between them, so that neither the write lock nor the caller's event loop is held for long.
+   * let in between them, so that neither the write lock nor the caller's event loop is held for long;
+   * once `signal` is aborted it stops after the batch in hand (a later call takes up the rest).
    * Resolves to how many rows went.
    */
-  pruneExpired(now: number): Promise<{ refreshTokens: number; sessions: number }>;
+  pruneExpired(now: number, signal?: AbortSignal): Promise<{ refreshTokens: number; sessions: number }>;
 
   recordAudit(event: AuditEvent): Promise<void>;
   /** Newest first. */

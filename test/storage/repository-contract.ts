@@ -254,5 +254,20 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect(await repo.pruneExpired(NOW + (hour + long) * 1000)).toEqual({ refreshTokens: 1, sessions: 0 });
       expect((await repo.findRefreshToken(shortened[2]!.jid))?.session.revokedAt).toBeNull();
     });
+
+    it('pruneExpired stops between batches once its signal is aborted; a later call finishes the work', async () => {
+      const { repo } = await withApp();
+      const hour = 3600;
+      const long = 4500;
+      const renewed = await chainOf(repo)({ ...session('acme'), expiresAt: NOW + 20 * hour * 1000 }, [...Array.from({ length: long - 1 }, () => hour), 10 * hour]);
+      const stop = new AbortController();
+      setImmediate(() => stop.abort());
+      const first = await repo.pruneExpired(NOW + (hour + 1) * 1000, stop.signal);
+      expect(first.refreshTokens).toBeGreaterThan(0);
+      expect(first.refreshTokens).toBeLessThan(long - 1);
+      const rest = await repo.pruneExpired(NOW + (hour + 1) * 1000);
+      expect(first.refreshTokens + rest.refreshTokens).toBe(long - 1);
+      expect((await repo.findRefreshToken(renewed[long - 1]!.jid))?.session.revokedAt).toBeNull();
+    });
   });
 }

@@ -251,7 +251,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       return result.changes;
     },
 
-    async pruneExpired(now) {
+    async pruneExpired(now, signal) {
       const nowSeconds = toSeconds(now);
       let refreshTokensDeleted = 0;
       let sessionsDeleted = 0;
@@ -298,9 +298,9 @@ export function createSqliteRepository(db: SqliteDb): Repository {
         return changes;
       };
       // Between batches the event loop serves requests (maintenance runs in a serving worker), and a
-      // batch that meets another process's write lock waits for it alone.
-      while (await retryBusy(pruneTokens)) await nextTurn();
-      while (await retryBusy(pruneSessions)) await nextTurn();
+      // shutdown can stop the work; a batch that meets another process's write lock waits for it alone.
+      while (!signal?.aborted && (await retryBusy(pruneTokens))) await nextTurn();
+      while (!signal?.aborted && (await retryBusy(pruneSessions))) await nextTurn();
       return { refreshTokens: refreshTokensDeleted, sessions: sessionsDeleted };
     },
 
