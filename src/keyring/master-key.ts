@@ -19,17 +19,44 @@ export function masterKeyFromBytes(key: Buffer): MasterKey {
 
 /**
  * TOKENMINT_MASTER_KEY if set; otherwise the key file, created on first use with 32 random bytes and
- * mode 0600 (folder 0700). Creating with O_EXCL makes two processes starting at once agree on one key.
+ * mode 0600 (folder 0700).
  */
 export function loadMasterKey(options: { base64: string | undefined; file: string }): MasterKey {
   if (options.base64 !== undefined) return masterKeyFromBytes(Buffer.from(options.base64, 'base64'));
   fs.mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
+  if (!fs.existsSync(options.file)) createKeyFile(options.file);
+  return masterKeyFromBytes(Buffer.from(fs.readFileSync(options.file, 'utf8').trim(), 'base64'));
+}
+
+/**
+ * Writes a new key whole, and to disk, under a name of this process's own, then links it into place.
+ * link() fails when the name exists, so processes starting at once agree on one key, and none of
+ * them can read the file before its key is in it (which creating the file itself with O_EXCL, then
+ * writing to it, allowed: a process starting a moment later read it empty).
+ */
+function createKeyFile(file: string): void {
+  const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
+  const fd = fs.openSync(temporary, 'wx', 0o600);
   try {
-    fs.writeFileSync(options.file, randomBytes(KEY_BYTES).toString('base64') + '\n', { flag: 'wx', mode: 0o600 });
+    fs.writeSync(fd, randomBytes(KEY_BYTES).toString('base64') + '\n');
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.linkSync(temporary, file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    fs.rmSync(temporary, { force: true });
   }
-  return masterKeyFromBytes(Buffer.from(fs.readFileSync(options.file, 'utf8').trim(), 'base64'));
+  // The new name is durable once its folder is.
+  const folder = fs.openSync(path.dirname(file), 'r');
+  try {
+    fs.fsyncSync(folder);
+  } finally {
+    fs.closeSync(folder);
+  }
 }
 
 /**
