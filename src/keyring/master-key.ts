@@ -36,13 +36,8 @@ export function loadMasterKey(options: { base64: string | undefined; file: strin
  */
 function createKeyFile(file: string): void {
   const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
-  const fd = fs.openSync(temporary, 'wx', 0o600);
-  try {
-    fs.writeSync(fd, randomBytes(KEY_BYTES).toString('base64') + '\n');
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+  fs.writeFileSync(temporary, randomBytes(KEY_BYTES).toString('base64') + '\n', { flag: 'wx', mode: 0o600 });
+  syncToDisk(temporary);
   try {
     fs.linkSync(temporary, file);
   } catch (error) {
@@ -50,12 +45,16 @@ function createKeyFile(file: string): void {
   } finally {
     fs.rmSync(temporary, { force: true });
   }
-  // The new name is durable once its folder is.
-  const folder = fs.openSync(path.dirname(file), 'r');
+  syncToDisk(path.dirname(file)); // the new name is durable once its folder is
+}
+
+/** fsync of a file or a folder. */
+function syncToDisk(target: string): void {
+  const fd = fs.openSync(target, 'r');
   try {
-    fs.fsyncSync(folder);
+    fs.fsyncSync(fd);
   } finally {
-    fs.closeSync(folder);
+    fs.closeSync(fd);
   }
 }
 
