@@ -1,7 +1,7 @@
 import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
 import { invalidAppKey, invalidRequest, notFound } from '../errors.js';
-import type { Keyring } from '../keyring/keyring.js';
+import { tokenLifetimeMs, type Keyring } from '../keyring/keyring.js';
 import type { AppRecord, AppSettings, Repository } from '../storage/repository.js';
 import { hashSecret, secretMatches } from '../secret.js';
 import { generateAppKey } from './app-key.js';
@@ -46,9 +46,10 @@ export function createAppService({ repo, keyring, clock, audit }: { repo: Reposi
       return { appId, appKey, kid };
     },
 
+    /** New settings; the keys that signed under the old ones keep verifying what they signed (tokenLifetimeMs). */
     async update(appId: string, settings: Partial<AppSettings>): Promise<AppRecord> {
       assertValid({ ...(await get(appId)), ...settings });
-      const updated = (await repo.updateApp(appId, settings, clock())) ?? (await get(appId));
+      const updated = (await repo.updateApp(appId, settings, clock(), tokenLifetimeMs)) ?? (await get(appId));
       await audit.record('app.updated', { appId, detail: { ...settings } });
       return updated;
     },

@@ -4,7 +4,7 @@ import { newUlid } from '../ids.js';
 import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
 import { notFound } from '../errors.js';
-import type { AppRecord, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
+import type { AppRecord, AppSettings, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
 import { ALG, encodedHeader } from '../tokens/jwt.js';
 import { seal, unseal, type MasterKey } from './master-key.js';
 
@@ -34,23 +34,27 @@ export interface PublicJwk {
 const sealAad = (appId: string, kid: string) => `tokenmint:signing-key:${appId}:${kid}`;
 
 /**
- * How long after it retires a key still verifies: until every token it signed has expired — the
- * longer of an auth token and a refresh token, a refresh token never outliving its session.
+ * How long a token signed under these settings can live: the longer of an auth token and a refresh
+ * token. (Not capped by session-ttl: a session started under a longer one keeps its end.)
  */
-export function retiredKeyLifetimeMs(app: AppRecord): number {
-  return Math.max(app.accessTtlSeconds, Math.min(app.refreshTtlSeconds, app.sessionTtlSeconds)) * 1000;
+export function tokenLifetimeMs(settings: AppSettings): number {
+  return Math.max(settings.accessTtlSeconds, settings.refreshTtlSeconds) * 1000;
 }
 
-/** When a key stops verifying and leaves the JWKS; null while it has no end (next, current). */
+/**
+ * When a key stops verifying and leaves the JWKS; null while it has no end (next, current). A retired
+ * key lasts until every token it signed has expired: a token lifetime after it retired, or longer if
+ * the app's lifetimes were shortened since it signed (`verifiesAtLeastUntil`).
+ */
 export function keyVerifiesUntil(app: AppRecord, key: SigningKeyRecord): number | null {
   if (key.state === 'revoked') return key.revokedAt;
-  if (key.state === 'retired') return (key.retiredAt ?? 0) + retiredKeyLifetimeMs(app);
+  if (key.state === 'retired') return Math.max((key.retiredAt ?? 0) + tokenLifetimeMs(app), key.verifiesAtLeastUntil ?? 0);
   return null;
 }
 
-/** Published in the JWKS and accepted for verification: next, current, and retired until it ends. */
+/** Published in the JWKS and accepted for verification: next, current, and retired until it ends; never once pruned. */
 export function isPublished(app: AppRecord, key: SigningKeyRecord, now: number): boolean {
-  if (key.state === 'revoked') return false;
+  if (key.state === 'revoked' || key.prunedAt !== null) return false;
   const until = keyVerifiesUntil(app, key);
   return until === null || until > now;
 }
@@ -121,6 +125,7 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
       activatedAt: state === 'current' ? now : null,
       retiredAt: null,
       revokedAt: null,
+      verifiesAtLeastUntil: null,
       prunedAt: null,
     };
   }

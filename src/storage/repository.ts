@@ -40,6 +40,11 @@ export interface SigningKeyRecord {
   activatedAt: number | null;
   retiredAt: number | null;
   revokedAt: number | null;
+  /**
+   * Set when the app's token lifetimes were changed: a token this key signed under the settings
+   * before may live until then, so the key verifies at least that long after it retires.
+   */
+  verifiesAtLeastUntil: number | null;
   prunedAt: number | null;
 }
 
@@ -117,8 +122,14 @@ export interface Repository {
    */
   catalogVersion(): Promise<number>;
   listApps(): Promise<AppRecord[]>;
-  /** Applies the patch; resolves to the updated app, or undefined for an unknown app. */
-  updateApp(appId: string, patch: AppPatch, now: number): Promise<AppRecord | undefined>;
+  /**
+   * Applies the patch; resolves to the updated app, or undefined for an unknown app. With
+   * `tokenLifetimeMs` (how long a token signed under given settings can live), in the same
+   * transaction: every key that may have signed under the settings before (neither revoked nor
+   * pruned) gets `verifiesAtLeastUntil` raised to its `retiredAt` (or `now`) plus that lifetime under
+   * the settings before the patch.
+   */
+  updateApp(appId: string, patch: AppPatch, now: number, tokenLifetimeMs?: (before: AppSettings) => number): Promise<AppRecord | undefined>;
 
   /** Every key of the app in any state, oldest first. */
   listKeys(appId: string): Promise<SigningKeyRecord[]>;

@@ -31,7 +31,7 @@ describe('key lifecycle with a controlled clock', () => {
     expect(renewed.status).toBe(200);
     expect(((await renewed.json()) as Pair).key_id).toBe(k2);
 
-    // Retired lifetime: max(access 600, min(refresh 1200, session)) = 1200 s after retirement.
+    // Retired lifetime: max(access 600, refresh 1200) = 1200 s after retirement.
     h.clock.advance(1199);
     expect(await jwksKids(h)).toContain(k1);
     h.clock.advance(1);
@@ -41,6 +41,45 @@ describe('key lifecycle with a controlled clock', () => {
     expect(Object.keys(await states(h))).not.toContain(k1);
     const record = (await h.tm.keyring.list('acme', { includePruned: true })).find((k) => k.kid === k1)!;
     expect(record).toMatchObject({ state: 'retired', sealedPrivateKey: null, prunedAt: h.clock() });
+  });
+
+  it('shortening the token lifetimes keeps a retired key until what it signed before has expired; a pruned key never comes back', async () => {
+    const h = await harness();
+    const { appKey, kid: k1 } = await h.createApp('acme', { rotateEverySeconds: 0, accessTtlSeconds: 600, refreshTtlSeconds: 1200, refreshNbfSeconds: 0 });
+    const signedByK1 = await issue(h, appKey); // refresh exp: now + 1200 s
+    await h.tm.keyring.rotate('acme');
+    h.clock.advance(10);
+    await h.tm.apps.update('acme', { accessTtlSeconds: 60, refreshTtlSeconds: 120 });
+
+    // By the new settings k1 would go 120 s after it retired; its refresh token lives 1200 s.
+    h.clock.advance(1189);
+    expect(await jwksKids(h)).toContain(k1);
+    expect((await runMaintenance(h.tm)).prunedKeys).toBe(0);
+    expect((await h.post('/app/acme/renew', { refresh_token: signedByK1.refresh_token, ...client }, appKey)).status).toBe(200);
+    h.clock.advance(1);
+    expect((await runMaintenance(h.tm)).prunedKeys).toBe(1);
+    expect(await jwksKids(h)).not.toContain(k1);
+
+    // Lengthening them again does not bring the destroyed key back into the JWKS.
+    await h.tm.apps.update('acme', { accessTtlSeconds: 86400, refreshTtlSeconds: 86400 });
+    expect(await jwksKids(h)).not.toContain(k1);
+    expect(await h.tm.keyring.verificationKey(await h.tm.apps.get('acme'), k1)).toEqual({ refused: 'retired kid past its lifetime' });
+  });
+
+  it('a session started under a longer session-ttl keeps its refresh tokens verifying after the session-ttl is shortened', async () => {
+    const h = await harness();
+    const { appKey } = await h.createApp('acme', { rotateEverySeconds: 0, accessTtlSeconds: 600, refreshTtlSeconds: 1200, refreshNbfSeconds: 0, sessionTtlSeconds: 86400 });
+    const first = await issue(h, appKey);
+    await h.tm.apps.update('acme', { sessionTtlSeconds: 300 }); // new sessions only; this one keeps its day
+    h.clock.advance(700);
+    const renewed = (await (await h.post('/app/acme/renew', { refresh_token: first.refresh_token, ...client }, appKey)).json()) as Pair;
+    const claims = decodePart(renewed.refresh_token, 1) as { iat: number; exp: number };
+    expect(claims.exp - claims.iat).toBe(1200);
+    await h.tm.keyring.rotate('acme');
+
+    h.clock.advance(1199);
+    expect(await jwksKids(h)).toContain(renewed.key_id);
+    expect((await h.post('/app/acme/renew', { refresh_token: renewed.refresh_token, ...client }, appKey)).status).toBe(200);
   });
 
   it('a scheduled rotation waits until the next key has been published one JWKS cache lifetime', async () => {

@@ -27,6 +27,7 @@ const key = (appId: string, state: SigningKeyRecord['state']): SigningKeyRecord 
   activatedAt: state === 'current' ? NOW : null,
   retiredAt: null,
   revokedAt: null,
+  verifiesAtLeastUntil: null,
   prunedAt: null,
 });
 
@@ -134,6 +135,37 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       await repo.createApp(appRecord('other'), []);
       versions.push(await repo.catalogVersion());
       expect(new Set(versions).size).toBe(versions.length);
+    });
+
+    it('updateApp with tokenLifetimeMs holds every key that may have signed under the old settings, from the old settings, at once', async () => {
+      const { repo, current: k1 } = await withApp();
+      const k2 = (await repo.rotateKeys('acme', key('acme', 'next'), NOW + 1000))!; // k1 retired at NOW + 1000
+      const k3 = key('acme', 'next');
+      await repo.rotateKeys('acme', k3, NOW + 2000); // k2 retired at NOW + 2000, k3 current
+      await repo.revokeKey('acme', k2.kid, key('acme', 'next'), NOW + 3000);
+      const lifetimes: number[] = [];
+      const before = await repo.findApp('acme');
+      const updated = await repo.updateApp('acme', { refreshTtlSeconds: 60 }, NOW + 5000, (settings) => {
+        lifetimes.push(settings.refreshTtlSeconds);
+        return 7000;
+      });
+      expect(lifetimes).toEqual([before!.refreshTtlSeconds]); // the settings before the patch, read once
+      expect(updated).toMatchObject({ refreshTtlSeconds: 60, updatedAt: NOW + 5000 });
+      const held = Object.fromEntries((await repo.listKeys('acme')).map((k) => [k.kid, k.verifiesAtLeastUntil]));
+      expect(held[k1.kid]).toBe(NOW + 1000 + 7000); // retired: from when it stopped signing
+      expect(held[k2.kid]).toBeNull(); // revoked
+      const unretired = (await repo.listKeys('acme')).filter((k) => k.state === 'current' || k.state === 'next');
+      expect(unretired.map((k) => k.verifiesAtLeastUntil)).toEqual([NOW + 5000 + 7000, NOW + 5000 + 7000]); // may sign until now
+
+      // Only ever raised; without tokenLifetimeMs, untouched; a pruned key is left alone.
+      await repo.updateApp('acme', {}, NOW + 6000, () => 1);
+      await repo.pruneKeys('acme', [k1.kid], NOW + 6000);
+      await repo.updateApp('acme', {}, NOW + 7000, () => 100_000);
+      await repo.updateApp('acme', { refreshTtlSeconds: 30 }, NOW + 8000);
+      const after = Object.fromEntries((await repo.listKeys('acme')).map((k) => [k.kid, k.verifiesAtLeastUntil]));
+      expect(after[k1.kid]).toBe(NOW + 1000 + 7000);
+      expect(after[k3.kid]).toBe(NOW + 7000 + 100_000);
+      expect(await repo.updateApp('nope', {}, NOW, () => 1)).toBeUndefined();
     });
 
     it('keeps the digest of a refresh token', async () => {

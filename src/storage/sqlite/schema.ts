@@ -36,6 +36,9 @@ export const signingKeys = sqliteTable(
     activatedAt: integer('activated_at'),
     retiredAt: integer('retired_at'),
     revokedAt: integer('revoked_at'),
+    // Raised when the app's token lifetimes change: a token this key signed under the settings before
+    // may live until then, so the key verifies at least that long, whatever the new settings say.
+    verifiesAtLeastUntil: integer('verifies_at_least_until'),
     // Set when the key left the keyring for good: private key destroyed, this row kept as its record.
     prunedAt: integer('pruned_at'),
   },

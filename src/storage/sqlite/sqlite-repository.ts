@@ -1,5 +1,5 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { and, asc, desc, eq, gt, gte, exists, inArray, isNull, lte, sql, type Placeholder, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, gte, exists, inArray, isNull, lte, ne, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/sqlite-core';
 import { toSeconds } from '../../clock.js';
 import { conflict } from '../../errors.js';
@@ -152,8 +152,19 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       return db.select().from(apps).orderBy(asc(apps.appId)).all();
     },
 
-    async updateApp(appId, patch, now) {
-      return db.update(apps).set({ ...patch, updatedAt: now }).where(eq(apps.appId, appId)).returning().get();
+    async updateApp(appId, patch, now, tokenLifetimeMs) {
+      return db.transaction((tx) => {
+        const before = tx.select().from(apps).where(eq(apps.appId, appId)).get();
+        if (!before) return undefined;
+        if (tokenLifetimeMs) {
+          const signedUntil = sql`coalesce(${signingKeys.retiredAt}, ${now}) + ${tokenLifetimeMs(before)}`;
+          tx.update(signingKeys)
+            .set({ verifiesAtLeastUntil: sql`max(coalesce(${signingKeys.verifiesAtLeastUntil}, 0), ${signedUntil})` })
+            .where(and(eq(signingKeys.appId, appId), ne(signingKeys.state, 'revoked'), isNull(signingKeys.prunedAt)))
+            .run();
+        }
+        return tx.update(apps).set({ ...patch, updatedAt: now }).where(eq(apps.appId, appId)).returning().get();
+      }, immediate);
     },
 
     async listKeys(appId) {

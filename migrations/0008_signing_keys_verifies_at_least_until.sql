@@ -1,0 +1,1 @@
+ALTER TABLE `signing_keys` ADD `verifies_at_least_until` integer;
