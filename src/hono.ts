@@ -38,6 +38,9 @@ export interface SessionVariables {
   session: AuthTokenClaims;
 }
 
+/** The longest `useragent` tokenmint accepts (contract §3). */
+const MAX_USERAGENT_CHARS = 1024;
+
 const unauthorized = (c: Context) => c.json({ message: 'not logged in' }, 401);
 
 export function tokenmintSession(options: SessionOptions) {
@@ -46,10 +49,12 @@ export function tokenmintSession(options: SessionOptions) {
   const refreshName = options.cookies?.refreshName ?? 'refresh_token';
   const cookieBase = { httpOnly: true, secure: options.cookies?.secure ?? true, sameSite: options.cookies?.sameSite ?? 'Lax', path: options.cookies?.path ?? '/' } as const;
 
-  // tokenmint wants a plain IP: no IPv4-mapped prefix, and loopback when there is no socket (tests).
+  // tokenmint wants a plain IP (no IPv4-mapped prefix, loopback when there is no socket: tests) and a
+  // user agent of at most 1,024 characters: a longer one is cut rather than failing the login.
   const user = (c: Context) => {
     const address = clientAddress(c, trustProxyHeader);
-    return { ip: address === 'unknown' ? '127.0.0.1' : address.replace(/^::ffff:/, ''), useragent: c.req.header('user-agent') || 'unknown' };
+    const useragent = (c.req.header('user-agent') || 'unknown').slice(0, MAX_USERAGENT_CHARS);
+    return { ip: address === 'unknown' ? '127.0.0.1' : address.replace(/^::ffff:/, ''), useragent };
   };
 
   /** Each cookie lives exactly as long as its token: Max-Age from the token's own `exp`. */

@@ -27,9 +27,9 @@ async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
 
   // A tiny cookie jar, as a browser would keep it.
   const jar = new Map<string, string>();
-  const request = async (method: string, path: string) => {
+  const request = async (method: string, path: string, userAgent = 'test-browser/1.0') => {
     const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
-    const res = await app.request(path, { method, headers: { cookie, 'x-forwarded-for': '203.0.113.9', 'user-agent': 'test-browser/1.0' } });
+    const res = await app.request(path, { method, headers: { cookie, 'x-forwarded-for': '203.0.113.9', 'user-agent': userAgent } });
     const setCookies = res.headers.getSetCookie();
     for (const line of setCookies) {
       const [pair] = line.split(';');
@@ -56,6 +56,12 @@ describe('tokenmint/hono session middleware', () => {
     expect(access).toMatch(/Max-Age=[12];/);
     const refreshClaims = decodePart(jar.get('refresh_token')!, 1);
     expect(Number(/Max-Age=(\d+)/.exec(refresh)![1])).toBeGreaterThan((refreshClaims.exp as number) - (refreshClaims.iat as number) - 3);
+
+    // A user agent longer than tokenmint accepts is cut to its 1,024 characters, not a failed login.
+    const long = `Mozilla/5.0 ${'x'.repeat(3000)}`;
+    const { res: longLogin } = await request('POST', '/login', long);
+    expect(longLogin.status).toBe(200);
+    expect(((await longLogin.json()) as { useragent: string }).useragent).toBe(long.slice(0, 1024));
   });
 
   it('renews on an expired access cookie and carries on; concurrent requests share one renew; logout ends it', async () => {
