@@ -2,9 +2,9 @@ import { z } from 'zod';
 import type { AppRecord, AppSettings } from '../storage/repository.js';
 
 /** 1–63 of a-z 0-9 _ -, starting with a letter or digit. It is also the tokens' `iss`. */
-export const appIdSchema = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'app_id must be 1–63 characters of a-z 0-9 _ -, starting with a letter or digit');
+const APP_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const isAppId = (value: string): boolean => APP_ID.test(value);
+export const appIdSchema = z.string().regex(APP_ID, 'app_id must be 1–63 characters of a-z 0-9 _ -, starting with a letter or digit');
 
 const seconds = (min: number) => z.coerce.number().int('must be a whole number of seconds').min(min);
 

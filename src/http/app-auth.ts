@@ -2,7 +2,8 @@ import { createMiddleware } from 'hono/factory';
 import { appKeyFromAuthorization } from '../apps/app-key.js';
 import type { AppService } from '../apps/app-service.js';
 import type { AuditLog } from '../audit.js';
-import { tooManyRequests, TokenmintError } from '../errors.js';
+import { invalidAppKey, tooManyRequests, TokenmintError } from '../errors.js';
+import { isAppId } from '../apps/app-settings.js';
 import type { AppKeyLimiter } from './app-key-limiter.js';
 import { clientAddress } from './client-address.js';
 import type { AppEnv } from './env.js';
@@ -14,6 +15,9 @@ import type { AppEnv } from './env.js';
 export function appAuth({ apps, audit, limiter, trustProxyHeader }: { apps: AppService; audit: AuditLog; limiter: AppKeyLimiter; trustProxyHeader: string | undefined }) {
   return createMiddleware<AppEnv>(async function appAuth(c, next) {
     const appId = c.req.param('app_id') ?? '';
+    // A path that cannot name an app gets the same 403 before the limiter, which would otherwise
+    // remember it: ten thousand 16 KB ids from one address took a server from 79 to 257 MB.
+    if (!isAppId(appId)) throw invalidAppKey('malformed app id');
     const client = clientAddress(c, trustProxyHeader);
     const retryAfter = limiter.retryAfterSeconds(appId, client);
     if (retryAfter > 0) throw tooManyRequests(retryAfter);

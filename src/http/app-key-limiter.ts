@@ -1,5 +1,8 @@
 import type { Clock } from '../clock.js';
 
+/** Longer than any textual IPv6 address (45), with room for a zone. */
+const MAX_ADDRESS_CHARS = 64;
+
 export type AppKeyLimiter = ReturnType<typeof createAppKeyLimiter>;
 
 interface Entry {
@@ -17,7 +20,8 @@ interface Entry {
 export function createAppKeyLimiter({ limit, windowSeconds, maxClients, clock }: { limit: number; windowSeconds: number; maxClients: number; clock: Clock }) {
   const entries = new Map<string, Entry>();
   const windowMs = windowSeconds * 1000;
-  const keyOf = (appId: string, client: string) => `${appId}\u0000${client}`;
+  // An address longer than any IP can only come from a forged proxy header: cut, it still counts.
+  const keyOf = (appId: string, client: string) => `${appId}\u0000${client.slice(0, MAX_ADDRESS_CHARS)}`;
 
   return {
     /** Seconds until the pair may try again, or 0 when it is not blocked. */

@@ -42,6 +42,24 @@ describe('app key brute force (429)', () => {
     expect((await h.post('/app/acme/issue', body, acme.appKey, { 'x-forwarded-for': '192.0.2.2' })).status).toBe(200);
   });
 
+  it('remembers nothing for a path that cannot name an app, and little for a forged long address', async () => {
+    const h = await harness({ env: { APP_KEY_FAILURE_LIMIT: '2', TRUST_PROXY_HEADER: 'X-Forwarded-For' } });
+    const acme = await h.createApp('acme');
+    const body = { sub: 'u', ...client };
+    for (const id of ['x'.repeat(64), 'a'.repeat(15_000), 'Acme', '-acme', 'ac%20me']) {
+      const res = await h.post(`/app/${id}/issue`, body, acme.appKey, { 'x-forwarded-for': '192.0.2.1' });
+      expect([res.status, await res.json()]).toEqual([403, { message: 'invalid app key' }]);
+    }
+    expect(h.limiter.size).toBe(0);
+    expect((await h.post('/app/acme/issue', body, acme.appKey, { 'x-forwarded-for': '192.0.2.1' })).status).toBe(200); // not blocked
+
+    const forged = `${'9'.repeat(10_000)}`;
+    for (let i = 0; i < 2; i++) await h.post('/app/acme/issue', body, 'bad', { 'x-forwarded-for': forged });
+    expect(h.limiter.size).toBe(1);
+    expect((await h.post('/app/acme/issue', body, acme.appKey, { 'x-forwarded-for': forged })).status).toBe(429); // still counted
+    expect((await h.post('/app/acme/issue', body, acme.appKey, { 'x-forwarded-for': `${forged}1` })).status).toBe(429); // kept as its first 64 characters
+  });
+
   it('remembers a bounded number of clients, forgetting the oldest first', () => {
     const limiter = createAppKeyLimiter({ limit: 3, windowSeconds: 60, maxClients: 100, clock: manualClock() });
     for (let i = 0; i < 1000; i++) limiter.recordFailure('acme', `10.0.${i >> 8}.${i & 255}`);
