@@ -6,6 +6,8 @@
 // session revoked) once the grace is over. So one refresh is in flight at a time per origin (a Web
 // Lock), and the tab that waited sends the cookies the first one got back: the refresh route sees a
 // valid access token and has nothing to renew (tokenmint/hono's `refresh` answers at once).
+// When the session is over, the tab that found out tells the others (a BroadcastChannel), so they
+// show the login at once instead of at their next call.
 
 export interface FetchWithRefreshOptions {
   /** Your backend's refresh route (POST), e.g. one that calls tokenmint/hono's `refresh(c)`. */
@@ -15,25 +17,58 @@ export interface FetchWithRefreshOptions {
 }
 
 const LOCK = 'tokenmint-refresh';
+const CHANNEL = 'tokenmint-session';
+const LOGGED_OUT = 'logged-out';
+
+/**
+ * Tells every tab of the origin (this one included) that the session is over, through
+ * `watchLoggedOut`. fetchWithRefresh does it when the refresh route refuses; call it after your own
+ * logout. Without BroadcastChannel it does nothing.
+ */
+export function announceLoggedOut(): void {
+  if (typeof BroadcastChannel === 'undefined') return;
+  const channel = new BroadcastChannel(CHANNEL);
+  channel.postMessage(LOGGED_OUT);
+  channel.close();
+}
+
+/**
+ * Calls `callback` whenever a tab of the origin (this one included) announces that the session is
+ * over: show the login. Returns a function that stops watching.
+ */
+export function watchLoggedOut(callback: () => void): () => void {
+  if (typeof BroadcastChannel === 'undefined') return () => {};
+  const channel = new BroadcastChannel(CHANNEL);
+  channel.onmessage = (event: MessageEvent) => {
+    if (event.data === LOGGED_OUT) callback();
+  };
+  return () => channel.close();
+}
 
 // The refresh this page is running or waiting for; requests that fail meanwhile join it.
 let pageRefresh: Promise<boolean> | undefined;
 
-/** Resolves to whether the refresh route accepted, i.e. whether to retry. */
+/** Resolves to whether the refresh route accepted, i.e. whether to retry; a refusal is announced once. */
 function refreshOnce(refreshUrl: string | URL): Promise<boolean> {
   const refresh = async () => (await fetch(refreshUrl, { method: 'POST', credentials: 'include' })).ok;
   // Web Locks span every tab of the origin (secure contexts, localhost included); without them the
   // page's own single-flight, and tokenmint's reuse grace, are what is left.
   const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
   const underLock = async (): Promise<boolean> => (locks ? await locks.request(LOCK, refresh) : refresh());
-  pageRefresh ??= underLock().finally(() => (pageRefresh = undefined));
+  pageRefresh ??= underLock()
+    .then((accepted) => {
+      if (!accepted) announceLoggedOut();
+      return accepted;
+    })
+    .finally(() => (pageRefresh = undefined));
   return pageRefresh;
 }
 
 /**
  * `fetch` with the cookies sent (`credentials: 'include'` unless `init` says otherwise). On a 401 it
  * refreshes the session once — one refresh in flight per page and across tabs — and retries the
- * request once. If the refresh route refuses, it calls `onLoggedOut` and returns the 401.
+ * request once. If the refresh route refuses, it announces it to every tab (announceLoggedOut), calls
+ * `onLoggedOut` and returns the 401.
  * A network error rejects, as fetch does. A body that is a ReadableStream cannot be sent twice:
  * pass a string, Blob, FormData or URLSearchParams.
  */

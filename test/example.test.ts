@@ -4,7 +4,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { launchChromium, runBrowser } from './chromium.js';
 import { decodePart, onCleanup, tempDir } from './helpers.js';
-import { startProcess } from './processes.js';
+import { cliProcess, startProcess } from './processes.js';
 
 // Short, to see it expire; long enough (at least 2 s of life after the second it was issued in) for the steps before.
 const ACCESS_TTL_SECONDS = 3;
@@ -72,7 +72,7 @@ async function accessExpired(context: BrowserContext) {
 }
 
 describe.skipIf(!runBrowser)('the example app (npm run example) in real headless Chromium', () => {
-  it('two tabs after the access token expired: one refresh for both, both succeed, the session never forks; scripts cannot read the tokens; logout reaches the other tab', async () => {
+  it('two tabs after the access token expired: one refresh for both, both succeed, the session never forks; scripts cannot read the tokens; a logout or a refused refresh reaches the other tab at once', async () => {
     const dir = tempDir();
     const example = await startExample(dir);
     const context = await (await launchChromium()).newContext();
@@ -125,15 +125,31 @@ describe.skipIf(!runBrowser)('the example app (npm run example) in real headless
       expect(record.reuse.n).toBe(0);
     }
 
-    // Log out in one tab: the other tab's next call finds the session over and shows the login.
+    // Log out in one tab: the other shows the login at once (BroadcastChannel), with no call of its own.
+    const apiCalls = example.answers('GET /api/me');
     await tab1.click('#logout');
     await tab1.waitForSelector('body[data-state="logged-out"]');
+    await tab2.waitForSelector('body[data-state="logged-out"]');
+    expect(example.answers('GET /api/me')).toBe(apiCalls);
     expect((await context.cookies()).filter((c) => c.name.endsWith('_token'))).toEqual([]);
     const [afterLogout] = await callTogether([tab2]);
     expect(afterLogout!.status).toBe(401);
-    await tab2.waitForSelector('body[data-state="logged-out"]');
     const record = tokenmintRecord(dir);
     expect(record.sessions[0]!.revoked_at).not.toBeNull();
     expect(record.reuse.n).toBe(0);
-  });
+
+    // A session ended elsewhere (the admin's kill switch): the tab whose refresh is refused tells the other.
+    await tab2.fill('input[name=name]', 'ada');
+    await tab2.click('#login button');
+    await tab2.waitForSelector('body[data-state="logged-in"]');
+    expect((await callTogether([tab1]))[0]!.status).toBe(200);
+    await tab1.waitForSelector('body[data-state="logged-in"]');
+    expect(await cliProcess({ DATABASE_URL: 'tokenmint.db' }, dir, 'session', 'revoke', 'example', '--all')).toEqual({ revoked: 1 });
+    await accessExpired(context);
+    const [apiCallsBefore, refusedBefore] = [example.answers('GET /api/me'), example.answers('POST /auth/refresh 401')];
+    const [refused] = await callTogether([tab1]);
+    expect(refused!.status).toBe(401);
+    await tab2.waitForSelector('body[data-state="logged-out"]');
+    expect([example.answers('GET /api/me') - apiCallsBefore, example.answers('POST /auth/refresh 401') - refusedBefore]).toEqual([1, 1]); // tab1's alone
+  }, 60_000); // three waits for the access token to expire, and two browser tabs
 });

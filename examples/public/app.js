@@ -1,6 +1,6 @@
 // The page: every API call goes through fetchWithRefresh. The tokens stay in HttpOnly cookies,
 // out of reach of this script (and of any script injected into the page).
-import { fetchWithRefresh } from '/tokenmint/browser.js';
+import { announceLoggedOut, fetchWithRefresh, watchLoggedOut } from '/tokenmint/browser.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -15,6 +15,8 @@ function show(state, me) {
 }
 
 const api = (url, init) => fetchWithRefresh(url, init, { refreshUrl: '/auth/refresh', onLoggedOut: () => show('logged-out') });
+// A tab that finds the session over (a refused refresh, a logout) tells the others: they show the login now.
+watchLoggedOut(() => show('logged-out'));
 
 /** Calls the protected API; the test drives this same function from two tabs. */
 async function callApi() {
@@ -36,6 +38,7 @@ $('call').addEventListener('click', () => callApi());
 $('logout').addEventListener('click', async () => {
   await fetch('/auth/logout', { method: 'POST' });
   show('logged-out');
+  announceLoggedOut();
 });
 
 // On load: already logged in (cookies from an earlier visit or another tab)?
