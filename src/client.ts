@@ -27,6 +27,12 @@ export interface ClientOptions {
   retryDelayMs?: number;
   /** Per attempt (default 10 s). */
   timeoutMs?: number;
+  /**
+   * A renew is retried only while less than this has passed since its first attempt (default 8 s):
+   * the first attempt may have been used already, and a repeat after the app's reuse-grace (default
+   * 10 s) is reuse, which ends the session. Keep it below the app's reuse-grace.
+   */
+  renewRetryWindowMs?: number;
   fetch?: typeof fetch;
 }
 
@@ -60,7 +66,7 @@ export class InvalidRefreshTokenError extends TokenmintClientError {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function createClient(options: ClientOptions) {
-  const { baseUrl, appId, appKey, retries = 3, retryDelayMs = 100, timeoutMs = 10_000 } = options;
+  const { baseUrl, appId, appKey, retries = 3, retryDelayMs = 100, timeoutMs = 10_000, renewRetryWindowMs = 8_000 } = options;
   const fetchImpl = options.fetch ?? fetch;
   const base = `${baseUrl.replace(/\/+$/, '')}/app/${encodeURIComponent(appId)}`;
 
@@ -90,17 +96,20 @@ export function createClient(options: ClientOptions) {
   }
 
   /**
-   * Retries network errors and 5xx with backoff. Safe for renew too: a renew repeated within the
-   * app's reuse grace answers the same child session (and issue/revoke have no reuse to trip).
-   * A 4xx is an answer, never retried.
+   * Retries network errors and 5xx with backoff, none later than `windowMs` after the first attempt.
+   * Safe for renew within the app's reuse grace: a repeat answers the same child session (and
+   * issue/revoke have no reuse to trip). A 4xx is an answer, never retried.
    */
-  async function call<T>(route: string, body: unknown): Promise<T> {
+  async function call<T>(route: string, body: unknown, windowMs = Infinity): Promise<T> {
+    const started = Date.now();
     for (let i = 0; ; i++) {
       try {
         return await attempt<T>(route, body);
       } catch (error) {
         if (!(error instanceof TokenmintClientError) || error.kind !== 'unavailable' || i >= retries) throw error;
-        await sleep(Math.min(2000, retryDelayMs * 2 ** i) * (0.5 + Math.random() / 2));
+        const delay = Math.min(2000, retryDelayMs * 2 ** i) * (0.5 + Math.random() / 2);
+        if (Date.now() + delay - started >= windowMs) throw error;
+        await sleep(delay);
       }
     }
   }
@@ -119,7 +128,7 @@ export function createClient(options: ClientOptions) {
     renew(input: UserAgentInfo & { refresh_token: string }): Promise<TokenPair> {
       let pending = renewing.get(input.refresh_token);
       if (!pending) {
-        pending = call<TokenPair>('renew', input).finally(() => renewing.delete(input.refresh_token));
+        pending = call<TokenPair>('renew', input, renewRetryWindowMs).finally(() => renewing.delete(input.refresh_token));
         renewing.set(input.refresh_token, pending);
       }
       return pending;

@@ -1,18 +1,20 @@
 import http from 'node:http';
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { createClient, InvalidRefreshTokenError, TokenmintClientError } from '../src/client.js';
 import { client as user, decodePart, onCleanup, tempDir, testEnv, verifyIndependently } from './helpers.js';
 import { cliProcess, startServer } from './processes.js';
 
-async function setup(extraEnv: Record<string, string> = {}) {
+async function setup(extraEnv: Record<string, string> = {}, reuseGraceSeconds = 10) {
   const dir = tempDir();
   const env = testEnv(dir, extraEnv);
-  const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--refresh-nbf', '0', '--reuse-grace', '10');
+  const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--refresh-nbf', '0', '--reuse-grace', String(reuseGraceSeconds));
   const server = await startServer(env, dir);
-  return { server, appKey: String(appKey) };
+  return { server, appKey: String(appKey), databasePath: path.resolve(dir, env.DATABASE_URL!) };
 }
 
-type Action = 'forward' | 'fail-503' | 'drop' | 'forward-then-drop';
+type Action = 'forward' | 'fail-503' | 'drop' | 'forward-then-drop' | 'forward-then-hang';
 
 /**
  * A proxy in front of the real server that misbehaves on cue: each request takes the next action
@@ -30,6 +32,7 @@ async function flakyProxy(target: string, actions: Action[]) {
       const answer = await fetch(target + req.url, { method: req.method, headers: { authorization: req.headers.authorization! }, body });
       const text = await answer.text();
       if (action === 'forward-then-drop') return void req.socket.destroy(); // tokenmint committed; the answer is lost
+      if (action === 'forward-then-hang') return; // committed, and the answer never comes: the client times out
       res.writeHead(answer.status, { 'content-type': 'application/json', ...(answer.headers.get('retry-after') ? { 'retry-after': answer.headers.get('retry-after')! } : {}) }).end(text);
     });
   });
@@ -93,6 +96,21 @@ describe('tokenmint/client against a real server', () => {
     // The session is alive and did not fork: the renewed token renews again.
     const again = await tm.renew({ refresh_token: renewed.refresh_token, ...user });
     expect(decodePart(again.refresh_token, 1).jid).not.toBe(decodePart(renewed.refresh_token, 1).jid);
+  });
+
+  it('retries a renew only within renewRetryWindowMs: a retry after the reuse grace would end the session as reuse', async () => {
+    const { server, appKey, databasePath } = await setup({}, 1);
+    const actions: Action[] = [];
+    const proxy = await flakyProxy(server.url, actions);
+    const tm = createClient({ baseUrl: proxy.url, appId: 'acme', appKey, retryDelayMs: 10, timeoutMs: 1500, renewRetryWindowMs: 800 });
+    const pair = await tm.issue({ sub: 'u', ...user });
+
+    actions.push('forward-then-hang');
+    await expect(tm.renew({ refresh_token: pair.refresh_token, ...user })).rejects.toMatchObject({ kind: 'unavailable' });
+    expect(proxy.seen.slice(1)).toEqual(['/app/acme/renew']); // used once, 1.5 s ago: not tried again
+    const db = new Database(databasePath, { readonly: true });
+    onCleanup(() => db.close());
+    expect(db.prepare('SELECT revoked_at FROM sessions').all()).toEqual([{ revoked_at: null }]);
   });
 
   it('never retries a 4xx, and gives up after its retries with `unavailable`', async () => {
