@@ -15,9 +15,15 @@ const METRICS_ANSWER = 'tokenmint:metrics';
 const RESTART_DELAY_MS = 1000;
 
 /** The primary: prepares the database and master key, forks and supervises workers, forwards shutdown. */
-export function runPrimary(config: Config, logger: Logger): void {
-  // Migrate and create the master key file once, before workers race to do it.
-  openTokenmint(config, { logger }).close();
+export async function runPrimary(config: Config, logger: Logger): Promise<void> {
+  // Migrate and create the master key file once, before workers race to do it; and refuse a wrong
+  // master key here, where it ends the start, not in workers that would be restarted forever.
+  const tm = openTokenmint(config, { logger });
+  try {
+    await tm.keyring.checkMasterKey();
+  } finally {
+    await tm.close();
+  }
 
   let closing = false;
   let maintenanceWorker: Worker | undefined;

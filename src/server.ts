@@ -10,17 +10,18 @@ import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
 import { openTokenmint } from './tokenmint.js';
 
-function main(): void {
+async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  if (cluster.isPrimary && config.workers > 1) runPrimary(config, logger);
-  else runServer(config, logger);
+  if (cluster.isPrimary && config.workers > 1) await runPrimary(config, logger);
+  else await runServer(config, logger);
 }
 
 /** One serving process: the whole server with WORKERS=1, else one worker of the cluster. */
-function runServer(config: Config, logger: Logger): void {
+async function runServer(config: Config, logger: Logger): Promise<void> {
   let metrics: ReturnType<typeof createMetrics> | undefined;
   const tm = openTokenmint(config, { logger, actor: 'server', onAuditEvent: (event, fields) => metrics?.onAuditEvent(event, fields) });
+  await tm.keyring.checkMasterKey();
   metrics = createMetrics(tm.repo);
   const limiter = createAppKeyLimiter({
     limit: config.appKeyFailureLimit,
@@ -67,11 +68,9 @@ function runServer(config: Config, logger: Logger): void {
   if (cluster.isWorker) process.on('disconnect', () => shutdown('disconnect'));
 }
 
-try {
-  main();
-} catch (error) {
+main().catch((error: unknown) => {
   // A bad environment is the user's to fix: its message says what. Anything else: the stack, for a bug report.
   const detail = error instanceof ConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
   process.stderr.write(`tokenmint: ${detail}\n`);
   process.exit(1);
-}
+});

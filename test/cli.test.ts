@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/run.js';
-import { client, harness, tempDir, type Harness, type Pair } from './helpers.js';
+import { client, harness, tempDir, verifyIndependently, type Harness, type Pair } from './helpers.js';
+import { startServer } from './processes.js';
 
 const run = promisify(execFile);
 const cliEntry = path.resolve('dist/cli/main.js');
@@ -184,6 +186,44 @@ describe('the tokenmint bin', () => {
       expect(fs.readdirSync(path.join(cwd, 'keys'))).toEqual(['master.key']);
       expect(Buffer.from(fs.readFileSync(path.join(cwd, 'keys/master.key'), 'utf8').trim(), 'base64')).toHaveLength(32);
     }
+  });
+
+  it('refuses a master key other than the one the database\'s keys are sealed under, before it seals or serves anything', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH, DATABASE_URL: 'tokenmint.db' };
+    const created = JSON.parse((await run('node', [cliEntry, 'app', 'create', 'acme', '--json'], { cwd, env })).stdout) as { app_key: string }; // sealed under keys/master.key
+    const other = { ...env, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    const refusal = /signing keys of app "acme" are sealed under master key [0-9a-f]{16}, but master key [0-9a-f]{16} was loaded \(from TOKENMINT_MASTER_KEY\)/;
+
+    for (const args of [['app', 'create', 'other'], ['key', 'rotate', 'acme']]) {
+      const failed = await run('node', [cliEntry, ...args], { cwd, env: other }).catch((e: { code: number; stderr: string }) => e);
+      expect('code' in failed && failed.code).toBe(1);
+      expect(failed.stderr).toMatch(refusal);
+    }
+    // What needs no private key still works with it, the kill switch first of all.
+    expect(JSON.parse((await run('node', [cliEntry, 'session', 'revoke', 'acme', '--all', '--json'], { cwd, env: other })).stdout)).toEqual({ revoked: 0 });
+    const keys = JSON.parse((await run('node', [cliEntry, 'key', 'list', 'acme', '--json'], { cwd, env })).stdout) as unknown[];
+    expect(keys).toHaveLength(2); // nothing sealed under the other key
+    expect(JSON.parse((await run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env })).stdout)).toHaveLength(1);
+
+    // The server exits at start, alone or as a cluster (whose workers would otherwise be restarted forever).
+    for (const workers of ['1', '2']) {
+      const server = await run('node', [path.resolve('dist/server.js')], { cwd, env: { ...other, PORT: '0', WORKERS: workers }, timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
+      expect('code' in server && server.code).toBe(1);
+      expect(server.stderr).toMatch(refusal);
+    }
+
+    // The master key lost for good (README: Backups): revoking the current key twice puts both keys
+    // that sign under the new one, and the server starts and issues with it.
+    for (let i = 0; i < 2; i++) {
+      const listed = JSON.parse((await run('node', [cliEntry, 'key', 'list', 'acme', '--json'], { cwd, env: other })).stdout) as Array<{ kid: string; state: string }>;
+      await run('node', [cliEntry, 'key', 'revoke', 'acme', listed.find((k) => k.state === 'current')!.kid], { cwd, env: other });
+    }
+    const server = await startServer(other, cwd);
+    const issued = await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers: { authorization: created.app_key }, body: JSON.stringify({ sub: 'u', ...client }) });
+    expect(issued.status).toBe(200);
+    const pair = (await issued.json()) as Pair;
+    expect(verifyIndependently(pair.auth_token, pair.public_key).header).toMatchObject({ alg: 'ES256', kid: pair.key_id });
   });
 
   it('exits non-zero with a sentence for a bad master key', async () => {

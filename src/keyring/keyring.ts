@@ -6,7 +6,8 @@ import type { Clock } from '../clock.js';
 import { notFound } from '../errors.js';
 import type { AppRecord, AppSettings, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
 import { ALG, encodedHeader } from '../tokens/jwt.js';
-import { seal, unseal, type MasterKey } from './master-key.js';
+import { ConfigError } from '../config.js';
+import { seal, sealedUnder, unseal, type MasterKey } from './master-key.js';
 
 export type Keyring = ReturnType<typeof createKeyring>;
 
@@ -112,6 +113,25 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
     return publicKey;
   };
 
+  /**
+   * Throws a ConfigError unless the loaded master key is the one the current and next keys of `appId`
+   * (or of every app) are sealed under — the keys whose private half will sign. With another master
+   * key every issue and renew would fail, and keys sealed now would not open under the right one.
+   * Retired and revoked keys only verify (with their public half), so they do not count: after a
+   * lost master key, `key revoke` (never checked) replaces the keys that sign.
+   */
+  async function checkMasterKey(appId?: string): Promise<void> {
+    for (const app of appId === undefined ? await repo.listApps() : [{ appId }]) {
+      for (const key of await repo.listKeys(app.appId)) {
+        const id = key.sealedPrivateKey !== null && (key.state === 'current' || key.state === 'next') ? sealedUnder(key.sealedPrivateKey) : undefined;
+        if (id === undefined || id === masterKey.id) continue;
+        throw new ConfigError(
+          `the signing keys of app "${app.appId}" are sealed under master key ${id}, but master key ${masterKey.id} was loaded (from ${masterKey.source}); start with the master key they were sealed under (README: Backups)`,
+        );
+      }
+    }
+  }
+
   async function newKey(appId: string, state: KeyState, now: number): Promise<SigningKeyRecord> {
     const { privateKey, publicKey } = await generateKeyPair(ALG, { extractable: true });
     const kid = newUlid(now);
@@ -134,6 +154,7 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
   async function rotateIfDue(app: AppRecord, now: number): Promise<SigningKeyRecord | undefined> {
     const dueAt = scheduledRotationAt(app, await repo.listKeys(app.appId), publicationLeadMs);
     if (dueAt === null || dueAt > now) return undefined;
+    await checkMasterKey(app.appId);
     const current = await repo.rotateKeys(app.appId, await newKey(app.appId, 'next', now), now, {
       currentActivatedAtOrBefore: now - app.rotateEverySeconds * 1000,
       nextCreatedAtOrBefore: now - publicationLeadMs,
@@ -155,8 +176,11 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
   }
 
   return {
-    /** The first keys of a new app: one current, one next already published. */
+    checkMasterKey,
+
+    /** The first keys of a new app: one current, one next already published, under the master key the other apps use. */
     async newKeys(appId: string, now: number): Promise<SigningKeyRecord[]> {
+      await checkMasterKey();
       return [await newKey(appId, 'current', now), await newKey(appId, 'next', now)];
     },
 
@@ -214,6 +238,7 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
 
     /** next → current, current → retired, a new next. Resolves to the new current key. */
     async rotate(appId: string): Promise<SigningKeyRecord> {
+      await checkMasterKey(appId);
       const now = clock();
       const current = await repo.rotateKeys(appId, await newKey(appId, 'next', now), now);
       if (!current) throw notFound(`no app "${appId}"; see \`tokenmint app list\``);
@@ -221,7 +246,10 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
       return current;
     },
 
-    /** Emergency: the key stops verifying and leaves the JWKS; a revoked current key is replaced at once. */
+    /**
+     * Emergency: the key stops verifying and leaves the JWKS; a revoked current key is replaced at once.
+     * Never refused for the master key: revoking is also how signing resumes after a lost one.
+     */
     async revoke(appId: string, kid: string): Promise<SigningKeyRecord> {
       const now = clock();
       const revoked = await repo.revokeKey(appId, kid, await newKey(appId, 'next', now), now);

@@ -7,14 +7,16 @@ export interface MasterKey {
   /** Names the key inside every envelope, so a later master key can sit beside this one. */
   readonly id: string;
   readonly key: Buffer;
+  /** Where it came from, for messages: TOKENMINT_MASTER_KEY or the key file's path. */
+  readonly source: string;
 }
 
 const KEY_BYTES = 32;
 const ENVELOPE_VERSION = 'tm1';
 
-export function masterKeyFromBytes(key: Buffer): MasterKey {
+export function masterKeyFromBytes(key: Buffer, source = 'TOKENMINT_MASTER_KEY'): MasterKey {
   if (key.length !== KEY_BYTES) throw new ConfigError(`the master key must be ${KEY_BYTES} bytes (base64 of 32 random bytes), got ${key.length}`);
-  return { id: hash('sha256', key, 'hex').slice(0, 16), key };
+  return { id: hash('sha256', key, 'hex').slice(0, 16), key, source };
 }
 
 /**
@@ -25,7 +27,7 @@ export function loadMasterKey(options: { base64: string | undefined; file: strin
   if (options.base64 !== undefined) return masterKeyFromBytes(Buffer.from(options.base64, 'base64'));
   fs.mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
   if (!fs.existsSync(options.file)) createKeyFile(options.file);
-  return masterKeyFromBytes(Buffer.from(fs.readFileSync(options.file, 'utf8').trim(), 'base64'));
+  return masterKeyFromBytes(Buffer.from(fs.readFileSync(options.file, 'utf8').trim(), 'base64'), options.file);
 }
 
 /**
@@ -69,6 +71,9 @@ export function seal(master: MasterKey, plaintext: string, aad: string): string 
   const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
   return [ENVELOPE_VERSION, master.id, iv.toString('base64url'), ciphertext.toString('base64url'), cipher.getAuthTag().toString('base64url')].join('.');
 }
+
+/** The id of the master key an envelope was sealed under. */
+export const sealedUnder = (envelope: string): string | undefined => envelope.split('.')[1];
 
 export function unseal(master: MasterKey, envelope: string, aad: string): string {
   const [version, keyId, iv, ciphertext, tag] = envelope.split('.');
