@@ -10,7 +10,10 @@ interface CommonOptions {
   appId: string;
   /** The app's audience (`--audience`, default "web-app"): the token's `aud`. */
   audience: string;
-  /** Seconds of clock skew to allow on exp/nbf (default 0). */
+  /**
+   * Seconds of clock skew to allow on exp/nbf (default 0). A fresh token's nbf is the second it was
+   * signed, so a verifier whose clock runs behind refuses it: browsers may want some.
+   */
   clockTolerance?: number;
 }
 
