@@ -10,10 +10,7 @@ interface CommonOptions {
   appId: string;
   /** The app's audience (`--audience`, default "web-app"): the token's `aud`. */
   audience: string;
-  /**
-   * Seconds of clock skew to allow on exp/nbf (default 0). A fresh token's nbf is the second it was
-   * signed, so a verifier whose clock runs behind refuses it: browsers may want some.
-   */
+  /** Seconds of clock skew to allow on exp and nbf (default 0), on top of NBF_LEEWAY_SECONDS for nbf. */
   clockTolerance?: number;
 }
 
@@ -37,6 +34,13 @@ export type VerifyAuthTokenOptions = CommonOptions &
  * kid also triggers a refetch (at most every 30 s).
  */
 export const JWKS_CACHE_MAX_AGE_MS = 300_000;
+
+/**
+ * A fresh token's nbf is the second tokenmint signed it, so a verifier whose clock runs even a few ms
+ * behind tokenmint's would refuse it now and then. nbf only keeps tokens from being used before they
+ * were issued, and only tokenmint can sign one, so it is taken this much early; exp stays exact.
+ */
+export const NBF_LEEWAY_SECONDS = 60;
 
 // One remote key set per URL, so every call shares its cache; imported PEM keys likewise.
 const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
@@ -65,7 +69,7 @@ function importPublicKey(base64Pem: string): Promise<CryptoKey> {
  * Verifies a tokenmint auth token and resolves to its claims. Rejects (with a jose error carrying a
  * `code` such as `ERR_JWT_EXPIRED` or `ERR_JWS_SIGNATURE_VERIFICATION_FAILED`) unless the token is
  * an ES256 JWS with `typ` JWT, signed by a key of the app, with `iss` = appId, `aud` = audience,
- * within nbf/exp, and not a refresh token.
+ * past its nbf (less NBF_LEEWAY_SECONDS), before its exp, and not a refresh token.
  *
  * @example
  * const claims = await verifyAuthToken(token, {
@@ -74,17 +78,21 @@ function importPublicKey(base64Pem: string): Promise<CryptoKey> {
  * claims.sub; // "user-42"
  */
 export async function verifyAuthToken(token: string, options: VerifyAuthTokenOptions): Promise<AuthTokenClaims> {
+  const tolerance = options.clockTolerance ?? 0;
   const checks: JWTVerifyOptions = {
     algorithms: ['ES256'],
     typ: 'JWT',
     issuer: options.appId,
     audience: options.audience,
     requiredClaims: ['sub', 'jid', 'iat', 'nbf', 'exp'],
-    clockTolerance: options.clockTolerance ?? 0,
+    clockTolerance: tolerance + NBF_LEEWAY_SECONDS, // jose has one tolerance for nbf and exp: exp is checked again below
   };
   const { payload } = options.jwksUrl
     ? await jwtVerify(token, remoteKeySet(options.jwksUrl), checks)
     : await jwtVerify(token, await importPublicKey(options.publicKey!), checks);
+  if (payload.exp! <= Math.floor(Date.now() / 1000) - tolerance) {
+    throw new errors.JWTExpired('"exp" claim timestamp check failed', payload, 'exp', 'check_failed');
+  }
   if ((payload as JWTPayload & { type?: unknown }).type !== undefined) {
     throw new errors.JWTClaimValidationFailed('a refresh token is not an auth token', payload, 'type', 'check_failed');
   }

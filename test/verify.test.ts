@@ -56,8 +56,21 @@ describe('tokenmint/verify in Node', () => {
     await expect(verifyAuthToken(pair.auth_token, { appId: 'acme', audience: 'mobile', publicKey: pair.public_key })).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED' });
   });
 
-  it('rejects an expired token', async () => {
+  it('rejects an expired token, to the second; clockTolerance allows that much past exp', async () => {
     const { pair } = await setup(Date.now() - 3601_000);
-    await expect(verifyAuthToken(pair.auth_token, { appId: 'acme', audience: 'web-app', publicKey: pair.public_key })).rejects.toMatchObject({ code: 'ERR_JWT_EXPIRED' });
+    const options = { appId: 'acme', audience: 'web-app', publicKey: pair.public_key };
+    await expect(verifyAuthToken(pair.auth_token, options)).rejects.toMatchObject({ code: 'ERR_JWT_EXPIRED' });
+    await expect(verifyAuthToken(pair.auth_token, { ...options, clockTolerance: 5 })).resolves.toMatchObject({ sub: 'u' });
+  });
+
+  it('takes a fresh token from an issuer whose clock runs up to a minute ahead; further only with clockTolerance', async () => {
+    // nbf is the second the token was signed, by tokenmint's clock: here 30 s and 2 minutes ahead of ours.
+    const ahead = await setup(Date.now() + 30_000);
+    const options = { appId: 'acme', audience: 'web-app', publicKey: ahead.pair.public_key };
+    await expect(verifyAuthToken(ahead.pair.auth_token, options)).resolves.toMatchObject({ sub: 'u' });
+    const farAhead = await setup(Date.now() + 120_000);
+    const farOptions = { appId: 'acme', audience: 'web-app', publicKey: farAhead.pair.public_key };
+    await expect(verifyAuthToken(farAhead.pair.auth_token, farOptions)).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'nbf' });
+    await expect(verifyAuthToken(farAhead.pair.auth_token, { ...farOptions, clockTolerance: 90 })).resolves.toMatchObject({ sub: 'u' });
   });
 });
