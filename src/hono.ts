@@ -40,6 +40,8 @@ export interface SessionVariables {
 
 /** The longest `useragent` tokenmint accepts (contract §3). */
 const MAX_USERAGENT_CHARS = 1024;
+/** The largest cookie (name and value) browsers keep (RFC 6265 §6.1); a larger one is dropped silently. */
+const MAX_COOKIE_BYTES = 4096;
 
 const unauthorized = (c: Context) => c.json({ message: 'not logged in' }, 401);
 
@@ -57,15 +59,21 @@ export function tokenmintSession(options: SessionOptions) {
     return { ip: address === 'unknown' ? '127.0.0.1' : address.replace(/^::ffff:/, ''), useragent };
   };
 
-  /** Each cookie lives exactly as long as its token: Max-Age from the token's own `exp`. */
+  /**
+   * Each cookie lives exactly as long as its token: Max-Age from the token's own `exp`. A token too
+   * large for a cookie (a big `personal`) throws rather than leave a browser that drops it logged out.
+   */
   const setPair = (c: Context, pair: TokenPair) => {
     const now = Math.floor(Date.now() / 1000);
-    for (const [name, token] of [
+    const cookies = [
       [accessName, pair.auth_token],
       [refreshName, pair.refresh_token],
-    ] as const) {
-      setCookie(c, name, token, { ...cookieBase, maxAge: Math.max(0, (decodeJwt(token).exp ?? now) - now) });
+    ] as const;
+    for (const [name, token] of cookies) {
+      const bytes = name.length + 1 + token.length;
+      if (bytes > MAX_COOKIE_BYTES) throw new Error(`tokenmint/hono: the ${name} cookie would be ${bytes} bytes, over the ${MAX_COOKIE_BYTES} a browser keeps; make the session's personal claims smaller`);
     }
+    for (const [name, token] of cookies) setCookie(c, name, token, { ...cookieBase, maxAge: Math.max(0, (decodeJwt(token).exp ?? now) - now) });
   };
 
   const clear = (c: Context) => {

@@ -19,6 +19,7 @@ async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
   const auth = tokenmintSession({ client, appId: 'acme', audience: 'web-app', jwksUrl: `${server.url}/app/acme/jwks.json`, cookies, trustProxyHeader: 'x-forwarded-for' });
   const app = new Hono<{ Variables: SessionVariables }>()
     .post('/login', async (c) => c.json(await auth.login(c, { sub: 'user-1', personal: { name: 'Ada' } })))
+    .post('/login-big', (c) => auth.login(c, { sub: 'user-1', personal: { bio: 'x'.repeat(3000) } }).then((claims) => c.json(claims), (e: Error) => c.json({ error: e.message }, 500)))
     .post('/logout', async (c) => (await auth.logout(c), c.json({ ok: true })))
     .get('/api/me', auth.session(), (c) => c.json(c.get('session')))
     // The browser-driven flow: the API answers 401, the page calls the refresh route (fetchWithRefresh).
@@ -56,6 +57,12 @@ describe('tokenmint/hono session middleware', () => {
     expect(access).toMatch(/Max-Age=[12];/);
     const refreshClaims = decodePart(jar.get('refresh_token')!, 1);
     expect(Number(/Max-Age=(\d+)/.exec(refresh)![1])).toBeGreaterThan((refreshClaims.exp as number) - (refreshClaims.iat as number) - 3);
+
+    // personal claims that make the auth token too large for a browser's cookie fail the login loudly.
+    const { res: bigLogin, setCookies: bigCookies } = await request('POST', '/login-big');
+    expect(bigLogin.status).toBe(500);
+    expect(((await bigLogin.json()) as { error: string }).error).toMatch(/the access_token cookie would be \d+ bytes, over the 4096 a browser keeps/);
+    expect(bigCookies).toEqual([]);
 
     // A user agent longer than tokenmint accepts is cut to its 1,024 characters, not a failed login.
     const long = `Mozilla/5.0 ${'x'.repeat(3000)}`;
