@@ -62,6 +62,7 @@ describe('tokenmint app', () => {
       [['app', 'create', 'a'.repeat(64)], /app_id must be/],
       [['app', 'create', 'ok', '--access-ttl', 'soon'], /--access-ttl/],
       [['app', 'create', 'ok', '--refresh-ttl', '60', '--refresh-nbf', '60'], /refresh-nbf must be shorter than refresh-ttl/],
+      [['app', 'create', 'ok', '--access-ttl', '30'], /--refresh-nbf: refresh-nbf must not be longer than access-ttl/], // default nbf 60
       [['app', 'update', 'acme', '--session-ttl', '0'], /--session-ttl/],
       [['app', 'show', 'nope'], /no app "nope"/],
       [['app', 'disable', 'nope'], /no app "nope"/],

@@ -21,7 +21,7 @@ export function createAppService({ repo, keyring, clock, audit }: { repo: Reposi
 
   function assertValid(settings: AppSettings): void {
     const problem = checkSettings(settings);
-    if (problem) throw invalidRequest([{ path: 'refresh-nbf', message: problem }]);
+    if (problem) throw invalidRequest([{ path: '--refresh-nbf', message: problem }]);
   }
 
   return {

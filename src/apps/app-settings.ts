@@ -33,9 +33,12 @@ export const DEFAULT_APP_SETTINGS: AppSettings = Object.freeze({
   rotateEverySeconds: 2_592_000,
 });
 
-/** Settings that would make every refresh token unusable are refused. */
+/** Settings under which refresh tokens could never renew, or not when they are needed, are refused. */
 export function checkSettings(s: AppSettings): string | undefined {
   if (s.refreshNbfSeconds >= s.refreshTtlSeconds) return 'refresh-nbf must be shorter than refresh-ttl';
+  // A client renews when its auth token expires: before the refresh token's nbf it would get a 401,
+  // which a client can only take as "logged out".
+  if (s.refreshNbfSeconds > s.accessTtlSeconds) return 'refresh-nbf must not be longer than access-ttl, or a client renewing when its auth token expires is refused';
   return undefined;
 }
 
