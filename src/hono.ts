@@ -43,6 +43,16 @@ const MAX_USERAGENT_CHARS = 1024;
 /** The largest cookie (name and value) browsers keep (RFC 6265 §6.1); a larger one is dropped silently. */
 const MAX_COOKIE_BYTES = 4096;
 
+/**
+ * An address as tokenmint takes it: without an IPv4-mapped prefix (`::ffff:1.2.3.4`) or a port, which
+ * some proxies write into their forwarded header (`1.2.3.4:4711`, `[2001:db8::1]:443`).
+ */
+const plainIp = (address: string) =>
+  address
+    .replace(/^\[([^\]]+)\](?::\d+)?$/, '$1')
+    .replace(/^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/, '$1')
+    .replace(/^::ffff:(?=\d{1,3}(?:\.\d{1,3}){3}$)/i, '');
+
 const unauthorized = (c: Context) => c.json({ message: 'not logged in' }, 401);
 
 export function tokenmintSession(options: SessionOptions) {
@@ -51,12 +61,12 @@ export function tokenmintSession(options: SessionOptions) {
   const refreshName = options.cookies?.refreshName ?? 'refresh_token';
   const cookieBase = { httpOnly: true, secure: options.cookies?.secure ?? true, sameSite: options.cookies?.sameSite ?? 'Lax', path: options.cookies?.path ?? '/' } as const;
 
-  // tokenmint wants a plain IP (no IPv4-mapped prefix, loopback when there is no socket: tests) and a
-  // user agent of at most 1,024 characters: a longer one is cut rather than failing the login.
+  // tokenmint wants a plain IP (loopback when there is no socket: tests) and a user agent of at most
+  // 1,024 characters: a longer one is cut rather than failing the login.
   const user = (c: Context) => {
     const address = clientAddress(c, trustProxyHeader);
     const useragent = (c.req.header('user-agent') || 'unknown').slice(0, MAX_USERAGENT_CHARS);
-    return { ip: address === 'unknown' ? '127.0.0.1' : address.replace(/^::ffff:/, ''), useragent };
+    return { ip: address === 'unknown' ? '127.0.0.1' : plainIp(address), useragent };
   };
 
   /**

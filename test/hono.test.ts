@@ -28,9 +28,9 @@ async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
 
   // A tiny cookie jar, as a browser would keep it.
   const jar = new Map<string, string>();
-  const request = async (method: string, path: string, userAgent = 'test-browser/1.0') => {
+  const request = async (method: string, path: string, { userAgent = 'test-browser/1.0', forwardedFor = '203.0.113.9' } = {}) => {
     const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
-    const res = await app.request(path, { method, headers: { cookie, 'x-forwarded-for': '203.0.113.9', 'user-agent': userAgent } });
+    const res = await app.request(path, { method, headers: { cookie, 'x-forwarded-for': forwardedFor, 'user-agent': userAgent } });
     const setCookies = res.headers.getSetCookie();
     for (const line of setCookies) {
       const [pair] = line.split(';');
@@ -66,9 +66,20 @@ describe('tokenmint/hono session middleware', () => {
 
     // A user agent longer than tokenmint accepts is cut to its 1,024 characters, not a failed login.
     const long = `Mozilla/5.0 ${'x'.repeat(3000)}`;
-    const { res: longLogin } = await request('POST', '/login', long);
+    const { res: longLogin } = await request('POST', '/login', { userAgent: long });
     expect(longLogin.status).toBe(200);
     expect(((await longLogin.json()) as { useragent: string }).useragent).toBe(long.slice(0, 1024));
+
+    // A proxy that writes the port, or an IPv4-mapped address, still gives tokenmint a plain IP.
+    for (const [forwardedFor, ip] of [
+      ['198.51.100.7:4711', '198.51.100.7'],
+      ['[2001:db8::1]:443', '2001:db8::1'],
+      ['::ffff:198.51.100.8', '198.51.100.8'],
+      ['2001:db8::2', '2001:db8::2'],
+    ]) {
+      const { res } = await request('POST', '/login', { forwardedFor });
+      expect([res.status, ((await res.json()) as { ip: string }).ip]).toEqual([200, ip]);
+    }
   });
 
   it('renews on an expired access cookie and carries on; concurrent requests share one renew; logout ends it', async () => {
