@@ -40,7 +40,7 @@ export interface SessionVariables {
 
 /** The longest `useragent` tokenmint accepts (contract §3). */
 const MAX_USERAGENT_CHARS = 1024;
-/** The largest cookie (name and value) browsers keep (RFC 6265 §6.1); a larger one is dropped silently. */
+/** The largest cookie browsers keep, name and value (RFC 6265 §6.1 asks for at least this); a larger one is dropped silently. */
 const MAX_COOKIE_BYTES = 4096;
 
 /**
