@@ -10,9 +10,12 @@
 // show the login at once instead of at their next call.
 
 export interface FetchWithRefreshOptions {
-  /** Your backend's refresh route (POST), e.g. one that calls tokenmint/hono's `refresh(c)`. */
+  /**
+   * Your backend's refresh route (POST), e.g. one that calls tokenmint/hono's `refresh(c)`: 2xx when
+   * it renewed, 401 when the session is over.
+   */
   refreshUrl: string | URL;
-  /** Called when the refresh route refuses: the session is over, show the login. */
+  /** Called when the refresh route answers 401: the session is over, show the login. */
   onLoggedOut?: () => void;
 }
 
@@ -46,19 +49,22 @@ export function watchLoggedOut(callback: () => void): () => void {
 }
 
 // The refresh this page is running or waiting for; requests that fail meanwhile join it.
-let pageRefresh: Promise<boolean> | undefined;
+let pageRefresh: Promise<Response> | undefined;
 
-/** Resolves to whether the refresh route accepted, i.e. whether to retry; a refusal is announced once. */
-function refreshOnce(refreshUrl: string | URL): Promise<boolean> {
-  const refresh = async () => (await fetch(refreshUrl, { method: 'POST', credentials: 'include' })).ok;
+/**
+ * The refresh route's answer (shared: read it through a clone). A 401, the session over, is announced
+ * once; a failure (5xx, 429) is not a logout and is announced to no one.
+ */
+function refreshOnce(refreshUrl: string | URL): Promise<Response> {
+  const refresh = () => fetch(refreshUrl, { method: 'POST', credentials: 'include' });
   // Web Locks span every tab of the origin (secure contexts, localhost included); without them the
   // page's own single-flight, and tokenmint's reuse grace, are what is left.
   const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
-  const underLock = async (): Promise<boolean> => (locks ? await locks.request(LOCK, refresh) : refresh());
+  const underLock = async (): Promise<Response> => (locks ? await locks.request(LOCK, refresh) : refresh());
   pageRefresh ??= underLock()
-    .then((accepted) => {
-      if (!accepted) announceLoggedOut();
-      return accepted;
+    .then((answer) => {
+      if (answer.status === 401) announceLoggedOut();
+      return answer;
     })
     .finally(() => (pageRefresh = undefined));
   return pageRefresh;
@@ -67,8 +73,9 @@ function refreshOnce(refreshUrl: string | URL): Promise<boolean> {
 /**
  * `fetch` with the cookies sent (`credentials: 'include'` unless `init` says otherwise). On a 401 it
  * refreshes the session once — one refresh in flight per page and across tabs — and retries the
- * request once. If the refresh route refuses, it announces it to every tab (announceLoggedOut), calls
- * `onLoggedOut` and returns the 401.
+ * request once. If the refresh route answers 401, it announces it to every tab (announceLoggedOut),
+ * calls `onLoggedOut` and returns the request's 401. If the refresh route fails otherwise (5xx, 429:
+ * your backend or tokenmint down, not a logout), it returns that answer and the session stays.
  * A network error rejects, as fetch does. A body that is a ReadableStream cannot be sent twice:
  * pass a string, Blob, FormData or URLSearchParams.
  */
@@ -77,9 +84,9 @@ export async function fetchWithRefresh(input: RequestInfo | URL, init: RequestIn
   const retryInput = input instanceof Request ? input.clone() : input;
   const first = await fetch(input, withCookies);
   if (first.status !== 401) return first;
-  if (!(await refreshOnce(options.refreshUrl))) {
-    options.onLoggedOut?.();
-    return first;
-  }
-  return fetch(retryInput, withCookies);
+  const refreshed = await refreshOnce(options.refreshUrl);
+  if (refreshed.ok) return fetch(retryInput, withCookies);
+  if (refreshed.status !== 401) return refreshed.clone();
+  options.onLoggedOut?.();
+  return first;
 }
