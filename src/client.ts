@@ -65,13 +65,25 @@ export class InvalidRefreshTokenError extends TokenmintClientError {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const PAIR_FIELDS = ['auth_token', 'refresh_token', 'key_id', 'public_key'] as const;
+
+/**
+ * The token pair of a 2xx answer. Anything else came from something other than tokenmint (a proxy's
+ * page, a wrong baseUrl): `unavailable`, retried like a 5xx, rather than an empty pair for the caller.
+ */
+function pairOf(answer: unknown): TokenPair {
+  const fields = (answer ?? {}) as Record<string, unknown>;
+  if (PAIR_FIELDS.every((field) => typeof fields[field] === 'string')) return answer as TokenPair;
+  throw new TokenmintClientError('unavailable', 'the answer is not a token pair: is baseUrl a tokenmint server?');
+}
+
 export function createClient(options: ClientOptions) {
   const { baseUrl, appId, appKey, retries = 3, retryDelayMs = 100, timeoutMs = 10_000, renewRetryWindowMs = 8_000 } = options;
   const fetchImpl = options.fetch ?? fetch;
   const base = `${baseUrl.replace(/\/+$/, '')}/app/${encodeURIComponent(appId)}`;
 
-  /** One attempt; throws a TokenmintClientError, `unavailable` meaning "safe to try again". */
-  async function attempt<T>(route: string, body: unknown): Promise<T> {
+  /** One attempt, resolving to a 2xx answer's JSON; throws a TokenmintClientError, `unavailable` meaning "safe to try again". */
+  async function attempt(route: string, body: unknown): Promise<unknown> {
     let res: Response;
     try {
       res = await fetchImpl(`${base}/${route}`, {
@@ -84,7 +96,7 @@ export function createClient(options: ClientOptions) {
       throw new TokenmintClientError('unavailable', `tokenmint unreachable: ${String(cause)}`, { cause });
     }
     const answer = (await res.json().catch(() => ({}))) as { message?: string; errors?: Array<{ path: string; message: string }> };
-    if (res.ok) return answer as T;
+    if (res.ok) return answer;
     const status = res.status;
     if (status === 401) throw new InvalidRefreshTokenError(status);
     if (status === 403) throw new TokenmintClientError('invalid_app_key', 'invalid app key (or the app is disabled)', { status });
@@ -96,15 +108,16 @@ export function createClient(options: ClientOptions) {
   }
 
   /**
-   * Retries network errors and 5xx with backoff, none later than `windowMs` after the first attempt.
+   * The route's answer as `read` makes it of the 2xx JSON. Retries network errors, 5xx and answers
+   * `read` refuses (`unavailable`) with backoff, none later than `windowMs` after the first attempt.
    * Safe for renew within the app's reuse grace: a repeat answers the same child session (and
    * issue/revoke have no reuse to trip). A 4xx is an answer, never retried.
    */
-  async function call<T>(route: string, body: unknown, windowMs = Infinity): Promise<T> {
+  async function call<T>(route: string, body: unknown, read: (answer: unknown) => T, windowMs = Infinity): Promise<T> {
     const started = Date.now();
     for (let i = 0; ; i++) {
       try {
-        return await attempt<T>(route, body);
+        return read(await attempt(route, body));
       } catch (error) {
         if (!(error instanceof TokenmintClientError) || error.kind !== 'unavailable' || i >= retries) throw error;
         const delay = Math.min(2000, retryDelayMs * 2 ** i) * (0.5 + Math.random() / 2);
@@ -121,14 +134,14 @@ export function createClient(options: ClientOptions) {
   return {
     /** Starts a session for a user your backend has logged in. */
     issue(input: UserAgentInfo & { sub: string; personal?: Record<string, unknown> }): Promise<TokenPair> {
-      return call('issue', input);
+      return call('issue', input, pairOf);
     },
 
     /** Rotates a refresh token into a new pair. Throws InvalidRefreshTokenError when it cannot renew. */
     renew(input: UserAgentInfo & { refresh_token: string }): Promise<TokenPair> {
       let pending = renewing.get(input.refresh_token);
       if (!pending) {
-        pending = call<TokenPair>('renew', input, renewRetryWindowMs).finally(() => renewing.delete(input.refresh_token));
+        pending = call('renew', input, pairOf, renewRetryWindowMs).finally(() => renewing.delete(input.refresh_token));
         renewing.set(input.refresh_token, pending);
       }
       return pending;
@@ -136,7 +149,7 @@ export function createClient(options: ClientOptions) {
 
     /** Ends the session of a refresh token (answers the same for a token that is already dead). */
     async revoke(refreshToken: string): Promise<void> {
-      await call('revoke', { refresh_token: refreshToken });
+      await call('revoke', { refresh_token: refreshToken }, () => undefined);
     },
   };
 }

@@ -14,7 +14,7 @@ async function setup(extraEnv: Record<string, string> = {}, reuseGraceSeconds = 
   return { server, appKey: String(appKey), databasePath: path.resolve(dir, env.DATABASE_URL!) };
 }
 
-type Action = 'forward' | 'fail-503' | 'drop' | 'forward-then-drop' | 'forward-then-hang';
+type Action = 'forward' | 'fail-503' | 'drop' | 'forward-then-drop' | 'forward-then-hang' | 'forward-then-garble';
 
 /**
  * A proxy in front of the real server that misbehaves on cue: each request takes the next action
@@ -33,6 +33,7 @@ async function flakyProxy(target: string, actions: Action[]) {
       const text = await answer.text();
       if (action === 'forward-then-drop') return void req.socket.destroy(); // tokenmint committed; the answer is lost
       if (action === 'forward-then-hang') return; // committed, and the answer never comes: the client times out
+      if (action === 'forward-then-garble') return void res.writeHead(200, { 'content-type': 'text/html' }).end('<html>gateway</html>'); // a 200 not from tokenmint
       res.writeHead(answer.status, { 'content-type': 'application/json', ...(answer.headers.get('retry-after') ? { 'retry-after': answer.headers.get('retry-after')! } : {}) }).end(text);
     });
   });
@@ -96,6 +97,24 @@ describe('tokenmint/client against a real server', () => {
     // The session is alive and did not fork: the renewed token renews again.
     const again = await tm.renew({ refresh_token: renewed.refresh_token, ...user });
     expect(decodePart(again.refresh_token, 1).jid).not.toBe(decodePart(renewed.refresh_token, 1).jid);
+  });
+
+  it('a 2xx that is not a token pair (a proxy\'s page) is retried like a 5xx, never handed over as a pair', async () => {
+    const { server, appKey } = await setup();
+    const actions: Action[] = [];
+    const proxy = await flakyProxy(server.url, actions);
+    const tm = createClient({ baseUrl: proxy.url, appId: 'acme', appKey, retryDelayMs: 10 });
+    const pair = await tm.issue({ sub: 'u', ...user });
+
+    actions.push('forward-then-garble');
+    const renewed = await tm.renew({ refresh_token: pair.refresh_token, ...user });
+    expect(proxy.seen.slice(1)).toEqual(['/app/acme/renew', '/app/acme/renew']); // used, then answered again from the grace
+    expect(verifyIndependently(renewed.auth_token, renewed.public_key).payload).toMatchObject({ sub: 'u' });
+    expect((await tm.renew({ refresh_token: renewed.refresh_token, ...user })).key_id).toBe(renewed.key_id); // alive, no fork
+
+    const elsewhere = createClient({ baseUrl: proxy.url, appId: 'acme', appKey, retries: 1, retryDelayMs: 10 });
+    actions.push('forward-then-garble', 'forward-then-garble');
+    await expect(elsewhere.issue({ sub: 'u', ...user })).rejects.toMatchObject({ kind: 'unavailable', message: /not a token pair/ });
   });
 
   it('retries a renew only within renewRetryWindowMs: a retry after the reuse grace would end the session as reuse', async () => {
