@@ -25,7 +25,7 @@ const LOGGED_OUT = 'logged-out';
 
 /**
  * Tells every tab of the origin (this one included) that the session is over, through
- * `watchLoggedOut`. fetchWithRefresh does it when the refresh route refuses; call it after your own
+ * `watchLoggedOut`. fetchWithRefresh does it when the refresh route answers 401; call it after your own
  * logout. Without BroadcastChannel it does nothing.
  */
 export function announceLoggedOut(): void {
