@@ -112,6 +112,12 @@ export interface AuditEvent {
   detail: string | null;
 }
 
+/**
+ * Durability: once a write resolves it survives a crash of the process. The admin writes and the
+ * revocations (`createApp`, `updateApp`, `rotateKeys`, `revokeKey`, `pruneKeys`, `revokeSession`,
+ * `revokeSessions`) also survive a power cut; `createSession`, `consumeRefreshToken`, `pruneExpired`
+ * and `recordAudit` may lose their last writes to one.
+ */
 export interface Repository {
   /** Registers an app with its first signing keys, atomically. Throws `conflict` if app_id is taken. */
   createApp(app: AppRecord, keys: SigningKeyRecord[]): Promise<void>;

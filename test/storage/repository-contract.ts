@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import type { AppRecord, RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../../src/storage/repository.js';
 import { DEFAULT_APP_SETTINGS } from '../../src/apps/app-settings.js';
 
-const NOW = Date.parse('2026-06-01T12:00:00Z');
+export const NOW = Date.parse('2026-06-01T12:00:00Z');
 
-const appRecord = (appId: string): AppRecord => ({
+export const appRecord = (appId: string): AppRecord => ({
   appId,
   ...DEFAULT_APP_SETTINGS,
   appKeyHash: 'h'.repeat(64),
@@ -17,7 +17,7 @@ const appRecord = (appId: string): AppRecord => ({
 });
 
 let seq = 0;
-const key = (appId: string, state: SigningKeyRecord['state']): SigningKeyRecord => ({
+export const key = (appId: string, state: SigningKeyRecord['state']): SigningKeyRecord => ({
   kid: `K${String(++seq).padStart(25, '0')}`,
   appId,
   state,
@@ -31,7 +31,7 @@ const key = (appId: string, state: SigningKeyRecord['state']): SigningKeyRecord 
   prunedAt: null,
 });
 
-const session = (appId: string, sub = 'u', id = `S${++seq}`): SessionRecord => ({
+export const session = (appId: string, sub = 'u', id = `S${++seq}`): SessionRecord => ({
   sessionId: id,
   appId,
   sub,
@@ -42,7 +42,7 @@ const session = (appId: string, sub = 'u', id = `S${++seq}`): SessionRecord => (
   revokeReason: null,
 });
 
-const token = (s: SessionRecord, parentJid: string | null = null): RefreshTokenRecord => ({
+export const token = (s: SessionRecord, parentJid: string | null = null): RefreshTokenRecord => ({
   jid: `J${++seq}`,
   sessionId: s.sessionId,
   parentJid,
@@ -64,7 +64,7 @@ const chainOf = (repo: Repository) => async (s: SessionRecord, exps: number[]) =
 };
 
 /** The token `parent` is renewed into, issued `ms` after NOW. */
-const child = (s: SessionRecord, parent: RefreshTokenRecord, ms = 0) => ({ ...token(s), parentJid: parent.jid, issuedAt: NOW + ms });
+export const child = (s: SessionRecord, parent: RefreshTokenRecord, ms = 0) => ({ ...token(s), parentJid: parent.jid, issuedAt: NOW + ms });
 
 /**
  * The guarantees every Repository implementation must keep. Run it against each one

@@ -10,7 +10,7 @@ import { unseal, masterKeyFromBytes } from '../../src/keyring/master-key.js';
 import { openSqlite } from '../../src/storage/sqlite/open.js';
 import { createSqliteRepository } from '../../src/storage/sqlite/sqlite-repository.js';
 import { client, harness, onCleanup, tempDir, verifyIndependently, type Pair } from '../helpers.js';
-import { repositoryContract } from './repository-contract.js';
+import { appRecord, child, key, NOW, repositoryContract, session, token } from './repository-contract.js';
 
 repositoryContract('sqlite', async () => {
   const repo = createSqliteRepository(openSqlite(path.join(tempDir(), 'contract.db')));
@@ -109,5 +109,43 @@ describe('SQLite storage', () => {
     expect(res.status).toBe(200);
     const renewed = (await res.json()) as Pair;
     expect(verifyIndependently(renewed.auth_token, renewed.public_key).payload.sub).toBe('u');
+  });
+
+  it('syncs admin changes and revocations to disk before they resolve (synchronous=FULL); issues and renews commit at NORMAL', async () => {
+    const db = openSqlite(path.join(tempDir(), 'sync.db'));
+    const repo = createSqliteRepository(db);
+    onCleanup(() => repo.close());
+    // Temp triggers on the repository's own connection record the level each write ran at (1 NORMAL, 2 FULL).
+    const sqlite = db.$client;
+    sqlite.exec('CREATE TEMP TABLE seen (level INTEGER)');
+    for (const table of ['apps', 'signing_keys', 'sessions', 'refresh_tokens']) {
+      for (const op of ['INSERT', 'UPDATE']) {
+        sqlite.exec(`CREATE TEMP TRIGGER seen_${table}_${op} AFTER ${op} ON main.${table} BEGIN INSERT INTO seen SELECT synchronous FROM pragma_synchronous(); END`);
+      }
+    }
+    const levelsOf = async (write: () => Promise<unknown>) => {
+      sqlite.exec('DELETE FROM seen');
+      await write();
+      return [...new Set(sqlite.prepare('SELECT level FROM seen').pluck().all())];
+    };
+    const NORMAL = 1;
+    const FULL = 2;
+
+    const [current, next] = [key('acme', 'current'), key('acme', 'next')];
+    expect(await levelsOf(() => repo.createApp(appRecord('acme'), [current, next]))).toEqual([FULL]);
+    const [s1, s2] = [session('acme'), session('acme')];
+    const first = token(s1);
+    expect(await levelsOf(() => repo.createSession(s1, first))).toEqual([NORMAL]);
+    expect(await levelsOf(() => repo.createSession(s2, token(s2)))).toEqual([NORMAL]);
+    expect(await levelsOf(() => repo.consumeRefreshToken(child(s1, first)))).toEqual([NORMAL]);
+    expect(await levelsOf(() => repo.updateApp('acme', { disabled: true }, NOW))).toEqual([FULL]);
+    expect(await levelsOf(() => repo.rotateKeys('acme', key('acme', 'next'), NOW))).toEqual([FULL]);
+    expect(await levelsOf(() => repo.revokeKey('acme', current.kid, key('acme', 'next'), NOW))).toEqual([FULL]);
+    expect(await levelsOf(() => repo.pruneKeys('acme', [current.kid], NOW))).toEqual([FULL]);
+    expect(await levelsOf(() => repo.revokeSession(s1.sessionId, 'client', NOW))).toEqual([FULL]);
+    expect(await levelsOf(() => repo.revokeSessions('acme', {}, 'admin-all', NOW))).toEqual([FULL]);
+    // A write that fails still gives the connection back at NORMAL.
+    await expect(repo.createApp(appRecord('acme'), [])).rejects.toThrow(/already exists/);
+    expect(sqlite.pragma('synchronous', { simple: true })).toBe(NORMAL);
   });
 });

@@ -17,7 +17,8 @@ const BUSY_TIMEOUT_MS = 5000;
 /**
  * Opens (creating folder and file if needed) the SQLite database and applies pending migrations.
  * WAL lets readers run beside the one writer; synchronous=NORMAL in WAL mode survives a process
- * crash with nothing lost (a power cut may lose the last commits, never corrupt the file).
+ * crash with nothing lost (a power cut may lose the last commits, never corrupt the file; the
+ * repository syncs admin writes and revocations itself).
  */
 export function openSqlite(file: string): SqliteDb {
   fs.mkdirSync(path.dirname(file), { recursive: true });

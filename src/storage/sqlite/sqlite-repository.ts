@@ -125,6 +125,19 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     hot.insertToken.run(asParams(first));
   };
   const consume = (child: RefreshTokenRecord) => hot.consume.run(asParams(child)).changes === 1;
+  // Admin changes and revocations are on disk before they return: their commit syncs the WAL
+  // (synchronous=FULL, 0.3–0.5 ms here), so a power cut cannot bring back an ended session or a
+  // revoked key, or lose an app key already shown. Issues and renews keep the connection's NORMAL
+  // (open.ts): a power cut may lose the last of those, which logs those users out, never in.
+  const connectionSync = db.$client.pragma('synchronous', { simple: true }) as number;
+  const synced = <T>(write: () => T): T => {
+    db.$client.pragma('synchronous = FULL');
+    try {
+      return write();
+    } finally {
+      db.$client.pragma(`synchronous = ${connectionSync}`);
+    }
+  };
   // From here on, waiting for another process's lock is done by withBusyRetry (or the batch), without
   // blocking the event loop. (Preparing the statements above may itself wait, e.g. while another process is
   // migrating a fresh file, so that still used SQLite's own busy_timeout.)
@@ -132,12 +145,14 @@ export function createSqliteRepository(db: SqliteDb): Repository {
 
   return withBusyRetry<Repository>({
     async createApp(app, keys) {
-      db.transaction((tx) => {
-        const existing = tx.select({ appId: apps.appId }).from(apps).where(eq(apps.appId, app.appId)).get();
-        if (existing) throw conflict(`app "${app.appId}" already exists`);
-        tx.insert(apps).values(app).run();
-        for (const key of keys) insertKey(tx, key);
-      }, immediate);
+      synced(() =>
+        db.transaction((tx) => {
+          const existing = tx.select({ appId: apps.appId }).from(apps).where(eq(apps.appId, app.appId)).get();
+          if (existing) throw conflict(`app "${app.appId}" already exists`);
+          tx.insert(apps).values(app).run();
+          for (const key of keys) insertKey(tx, key);
+        }, immediate),
+      );
     },
 
     async findApp(appId) {
@@ -153,18 +168,20 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async updateApp(appId, patch, now, tokenLifetimeMs) {
-      return db.transaction((tx) => {
-        const before = tx.select().from(apps).where(eq(apps.appId, appId)).get();
-        if (!before) return undefined;
-        if (tokenLifetimeMs) {
-          const signedUntil = sql`coalesce(${signingKeys.retiredAt}, ${now}) + ${tokenLifetimeMs(before)}`;
-          tx.update(signingKeys)
-            .set({ verifiesAtLeastUntil: sql`max(coalesce(${signingKeys.verifiesAtLeastUntil}, 0), ${signedUntil})` })
-            .where(and(eq(signingKeys.appId, appId), ne(signingKeys.state, 'revoked'), isNull(signingKeys.prunedAt)))
-            .run();
-        }
-        return tx.update(apps).set({ ...patch, updatedAt: now }).where(eq(apps.appId, appId)).returning().get();
-      }, immediate);
+      return synced(() =>
+        db.transaction((tx) => {
+          const before = tx.select().from(apps).where(eq(apps.appId, appId)).get();
+          if (!before) return undefined;
+          if (tokenLifetimeMs) {
+            const signedUntil = sql`coalesce(${signingKeys.retiredAt}, ${now}) + ${tokenLifetimeMs(before)}`;
+            tx.update(signingKeys)
+              .set({ verifiesAtLeastUntil: sql`max(coalesce(${signingKeys.verifiesAtLeastUntil}, 0), ${signedUntil})` })
+              .where(and(eq(signingKeys.appId, appId), ne(signingKeys.state, 'revoked'), isNull(signingKeys.prunedAt)))
+              .run();
+          }
+          return tx.update(apps).set({ ...patch, updatedAt: now }).where(eq(apps.appId, appId)).returning().get();
+        }, immediate),
+      );
     },
 
     async listKeys(appId) {
@@ -172,58 +189,64 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async rotateKeys(appId, newNext, now, due) {
-      return db.transaction((tx) => {
-        const keys = tx.select().from(signingKeys).where(eq(signingKeys.appId, appId)).all();
-        const next = keys.find((k) => k.state === 'next');
-        const current = keys.find((k) => k.state === 'current');
-        if (!next) return undefined;
-        if (due && ((current?.activatedAt ?? 0) > due.currentActivatedAtOrBefore || next.createdAt > due.nextCreatedAtOrBefore)) return undefined;
-        // Order matters: the partial unique indexes allow one current and one next at any moment.
-        tx.update(signingKeys)
-          .set({ state: 'retired', retiredAt: now })
-          .where(and(eq(signingKeys.appId, appId), eq(signingKeys.state, 'current')))
-          .run();
-        tx.update(signingKeys).set({ state: 'current', activatedAt: now }).where(eq(signingKeys.kid, next.kid)).run();
-        insertKey(tx, newNext);
-        return { ...next, state: 'current' as const, activatedAt: now };
-      }, immediate);
+      return synced(() =>
+        db.transaction((tx) => {
+          const keys = tx.select().from(signingKeys).where(eq(signingKeys.appId, appId)).all();
+          const next = keys.find((k) => k.state === 'next');
+          const current = keys.find((k) => k.state === 'current');
+          if (!next) return undefined;
+          if (due && ((current?.activatedAt ?? 0) > due.currentActivatedAtOrBefore || next.createdAt > due.nextCreatedAtOrBefore)) return undefined;
+          // Order matters: the partial unique indexes allow one current and one next at any moment.
+          tx.update(signingKeys)
+            .set({ state: 'retired', retiredAt: now })
+            .where(and(eq(signingKeys.appId, appId), eq(signingKeys.state, 'current')))
+            .run();
+          tx.update(signingKeys).set({ state: 'current', activatedAt: now }).where(eq(signingKeys.kid, next.kid)).run();
+          insertKey(tx, newNext);
+          return { ...next, state: 'current' as const, activatedAt: now };
+        }, immediate),
+      );
     },
 
     async revokeKey(appId, kid, replacementNext, now) {
-      return db.transaction((tx) => {
-        const key = tx
-          .select()
-          .from(signingKeys)
-          .where(and(eq(signingKeys.appId, appId), eq(signingKeys.kid, kid)))
-          .get();
-        if (!key || key.state === 'revoked') return key;
-        tx.update(signingKeys).set({ state: 'revoked', revokedAt: now }).where(eq(signingKeys.kid, kid)).run();
-        if (key.state === 'current') {
-          tx.update(signingKeys)
-            .set({ state: 'current', activatedAt: now })
-            .where(and(eq(signingKeys.appId, appId), eq(signingKeys.state, 'next')))
-            .run();
-        }
-        if (key.state === 'current' || key.state === 'next') insertKey(tx, replacementNext);
-        return { ...key, state: 'revoked' as const, revokedAt: now };
-      }, immediate);
+      return synced(() =>
+        db.transaction((tx) => {
+          const key = tx
+            .select()
+            .from(signingKeys)
+            .where(and(eq(signingKeys.appId, appId), eq(signingKeys.kid, kid)))
+            .get();
+          if (!key || key.state === 'revoked') return key;
+          tx.update(signingKeys).set({ state: 'revoked', revokedAt: now }).where(eq(signingKeys.kid, kid)).run();
+          if (key.state === 'current') {
+            tx.update(signingKeys)
+              .set({ state: 'current', activatedAt: now })
+              .where(and(eq(signingKeys.appId, appId), eq(signingKeys.state, 'next')))
+              .run();
+          }
+          if (key.state === 'current' || key.state === 'next') insertKey(tx, replacementNext);
+          return { ...key, state: 'revoked' as const, revokedAt: now };
+        }, immediate),
+      );
     },
 
     async pruneKeys(appId, kids, now) {
       if (kids.length === 0) return [];
-      const pruned = db
-        .update(signingKeys)
-        .set({ sealedPrivateKey: null, prunedAt: now })
-        .where(
-          and(
-            eq(signingKeys.appId, appId),
-            inArray(signingKeys.kid, kids),
-            inArray(signingKeys.state, ['retired', 'revoked']),
-            isNull(signingKeys.prunedAt),
-          ),
-        )
-        .returning({ kid: signingKeys.kid })
-        .all();
+      const pruned = synced(() =>
+        db
+          .update(signingKeys)
+          .set({ sealedPrivateKey: null, prunedAt: now })
+          .where(
+            and(
+              eq(signingKeys.appId, appId),
+              inArray(signingKeys.kid, kids),
+              inArray(signingKeys.state, ['retired', 'revoked']),
+              isNull(signingKeys.prunedAt),
+            ),
+          )
+          .returning({ kid: signingKeys.kid })
+          .all(),
+      );
       return pruned.map((k) => k.kid);
     },
 
@@ -240,25 +263,29 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async revokeSession(sessionId, reason, now) {
-      db.update(sessions)
-        .set({ revokedAt: now, revokeReason: reason })
-        .where(and(eq(sessions.sessionId, sessionId), isNull(sessions.revokedAt)))
-        .run();
+      synced(() =>
+        db.update(sessions)
+          .set({ revokedAt: now, revokeReason: reason })
+          .where(and(eq(sessions.sessionId, sessionId), isNull(sessions.revokedAt)))
+          .run(),
+      );
     },
 
     async revokeSessions(appId, filter, reason, now) {
-      const result = db
-        .update(sessions)
-        .set({ revokedAt: now, revokeReason: reason })
-        .where(
-          and(
-            eq(sessions.appId, appId),
-            filter.sub === undefined ? undefined : eq(sessions.sub, filter.sub),
-            isNull(sessions.revokedAt),
-            gt(sessions.expiresAt, now),
-          ),
-        )
-        .run();
+      const result = synced(() =>
+        db
+          .update(sessions)
+          .set({ revokedAt: now, revokeReason: reason })
+          .where(
+            and(
+              eq(sessions.appId, appId),
+              filter.sub === undefined ? undefined : eq(sessions.sub, filter.sub),
+              isNull(sessions.revokedAt),
+              gt(sessions.expiresAt, now),
+            ),
+          )
+          .run(),
+      );
       return result.changes;
     },
 
