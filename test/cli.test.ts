@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/run.js';
 import { client, harness, tempDir, verifyIndependently, type Harness, type Pair } from './helpers.js';
@@ -161,13 +162,16 @@ describe('tokenmint session revoke', () => {
 });
 
 describe('the tokenmint bin', () => {
-  it('creates keys/master.key (0600) and data/tokenmint.db under the working directory, and prints human output', async () => {
+  it('creates keys/master.key and data/tokenmint.db (0600, folders 0700) under the working directory, and prints human output', async () => {
     const cwd = tempDir();
     const env = { PATH: process.env.PATH };
     const { stdout, stderr } = await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd, env });
     expect(stderr).toContain(`database: ${path.join(cwd, 'data/tokenmint.db')}`);
     expect(stdout).toMatch(/app key \(shown this once; store it now\): tmk_/);
     expect(fs.statSync(path.join(cwd, 'keys/master.key')).mode & 0o777).toBe(0o600);
+    // The database holds personal data and sealed keys: its user's alone too.
+    expect(fs.statSync(path.join(cwd, 'data')).mode & 0o777).toBe(0o700);
+    expect(fs.statSync(path.join(cwd, 'data/tokenmint.db')).mode & 0o777).toBe(0o600);
     const masterKey = fs.readFileSync(path.join(cwd, 'keys/master.key'), 'utf8');
     // Reused, not replaced, on the next start.
     const listed = await run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env });
@@ -232,5 +236,51 @@ describe('the tokenmint bin', () => {
     const failed = await run('node', [cliEntry, 'app', 'list'], { cwd, env: { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: 'c2hvcnQ=' } }).catch((e: { code: number; stderr: string }) => e);
     expect('code' in failed && failed.code).toBe(1);
     expect(failed.stderr).toMatch(/master key must be 32 bytes/);
+  });
+
+  it('backup copies the live database while the server renews; the copy, its user\'s alone, serves the sessions it holds', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    const { app_key: appKey } = JSON.parse((await run('node', [cliEntry, 'app', 'create', 'acme', '--refresh-nbf', '0', '--json'], { cwd, env })).stdout) as { app_key: string };
+    const server = await startServer(env, cwd);
+    const call = async (route: string, body: object) => {
+      const res = await fetch(`${server.url}/app/acme/${route}`, { method: 'POST', headers: { authorization: appKey }, body: JSON.stringify(body) });
+      expect(res.status).toBe(200);
+      return (await res.json()) as Pair;
+    };
+    const kept = await call('issue', { sub: 'kept', ...client }); // never renewed: still unused in the copy
+    // Chains of renews run against the server during the backup.
+    let renewing = true;
+    const chains = Array.from({ length: 4 }, async (_, i) => {
+      let pair = await call('issue', { sub: `busy-${i}`, ...client });
+      let renews = 0;
+      for (; renewing || renews === 0; renews++) pair = await call('renew', { refresh_token: pair.refresh_token, ...client });
+      return renews;
+    });
+
+    const { stdout } = await run('node', [cliEntry, 'backup', 'backups/tokenmint.db', '--json'], { cwd, env });
+    renewing = false;
+    expect(Math.min(...(await Promise.all(chains)))).toBeGreaterThan(0);
+    const file = path.join(cwd, 'backups/tokenmint.db');
+    expect(JSON.parse(stdout)).toEqual({ file, bytes: fs.statSync(file).size });
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+    const copy = new Database(file, { readonly: true });
+    expect(copy.pragma('integrity_check', { simple: true })).toBe('ok');
+    copy.close();
+    // Never over an existing file, the live database least of all.
+    for (const target of ['backups/tokenmint.db', 'data/tokenmint.db']) {
+      const failed = await run('node', [cliEntry, 'backup', target], { cwd, env }).catch((e: { code: number; stderr: string }) => e);
+      expect('code' in failed && failed.code).toBe(1);
+      expect(failed.stderr).toContain(`${path.join(cwd, target)} already exists; back up to a new file`);
+    }
+    await server.stop();
+
+    // Restored (README: Backups), the copy renews what it holds, with the same master key.
+    const restored = await startServer({ ...env, DATABASE_URL: file }, cwd);
+    const res = await fetch(`${restored.url}/app/acme/renew`, { method: 'POST', headers: { authorization: appKey }, body: JSON.stringify({ refresh_token: kept.refresh_token, ...client }) });
+    expect(res.status).toBe(200);
+    const pair = (await res.json()) as Pair;
+    expect(verifyIndependently(pair.auth_token, pair.public_key).payload).toMatchObject({ iss: 'acme', sub: 'kept' });
   });
 });

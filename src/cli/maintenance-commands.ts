@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { Command } from 'commander';
 import { invalidRequest } from '../errors.js';
 import { runMaintenance } from '../maintenance.js';
@@ -25,6 +26,20 @@ export function pruneCommand(withContext: WithContext): Command {
           { pruned_refresh_tokens: r.prunedRefreshTokens, pruned_sessions: r.prunedSessions, pruned_keys: r.prunedKeys },
           `pruned ${r.prunedRefreshTokens} refresh tokens, ${r.prunedSessions} sessions, ${r.prunedKeys} keys`,
         );
+      }),
+    );
+}
+
+export function backupCommand(withContext: WithContext): Command {
+  return new Command('backup')
+    .description('write a consistent copy of the database to a new file (readable by you only), while the server runs or not')
+    .argument('<file>', 'the new file (a path relative to the working directory, like DATABASE_URL)')
+    .option('--json', 'print JSON')
+    .action(
+      withContext(async ({ tm, cwd, output }, file: string) => {
+        const target = path.resolve(cwd, file);
+        const bytes = await tm.repo.backup(target);
+        output({ file: target, bytes }, `backed up to ${target} (${bytes} bytes); back up the master key separately`);
       }),
     );
 }

@@ -5,7 +5,7 @@ import { TokenmintError } from '../errors.js';
 import { openTokenmint, type Tokenmint } from '../tokenmint.js';
 import { appCommands } from './app-commands.js';
 import { keyCommands } from './key-commands.js';
-import { auditCommands, pruneCommand } from './maintenance-commands.js';
+import { auditCommands, backupCommand, pruneCommand } from './maintenance-commands.js';
 import { sessionCommands } from './session-commands.js';
 
 export interface CliIo {
@@ -20,6 +20,8 @@ export interface CliIo {
 export interface CliContext {
   tm: Tokenmint;
   config: Config;
+  /** The working directory, against which relative paths resolve. */
+  cwd: string;
   /** Prints `json` with --json, else the human text; exactly one document on stdout. */
   output: (json: unknown, human: string) => void;
   warn: (text: string) => void;
@@ -46,6 +48,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         {
           tm: opened,
           config,
+          cwd: io.cwd,
           output: (value, human) => io.stdout(json ? JSON.stringify(value, null, 2) + '\n' : human + '\n'),
           warn: (text) => io.stderr(`warning: ${text}\n`),
         },
@@ -54,11 +57,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     };
 
   const program = new Command('tokenmint')
-    .description('tokenmint admin: apps, signing keys, sessions, pruning and the audit log (works whether the server runs or not)');
+    .description('tokenmint admin: apps, signing keys, sessions, pruning, backups and the audit log (works whether the server runs or not)');
   program.addCommand(appCommands(withContext));
   program.addCommand(keyCommands(withContext));
   program.addCommand(sessionCommands(withContext));
   program.addCommand(pruneCommand(withContext));
+  program.addCommand(backupCommand(withContext));
   program.addCommand(auditCommands(withContext));
   // addCommand() does not pass these settings down: without them a subcommand would process.exit().
   const configure = (command: Command): void => {

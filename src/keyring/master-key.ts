@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, hash, randomBytes } from 'node:crypto
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../config.js';
+import { syncToDisk } from '../files.js';
 
 export interface MasterKey {
   /** Names the key inside every envelope, so a later master key can sit beside this one. */
@@ -48,16 +49,6 @@ function createKeyFile(file: string): void {
     fs.rmSync(temporary, { force: true });
   }
   syncToDisk(path.dirname(file)); // the new name is durable once its folder is
-}
-
-/** fsync of a file or a folder. */
-function syncToDisk(target: string): void {
-  const fd = fs.openSync(target, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /**

@@ -197,5 +197,12 @@ export interface Repository {
   /** Newest first. */
   listAudit(filter: { appId?: string; since?: number; limit: number }): Promise<AuditEvent[]>;
 
+  /**
+   * Writes a consistent copy of the whole store to `file`, a new file readable by its user only, while
+   * other connections go on reading and writing. Throws `conflict` if `file` exists. Resolves to its size
+   * in bytes once it is on disk.
+   */
+  backup(file: string): Promise<number>;
+
   close(): Promise<void>;
 }

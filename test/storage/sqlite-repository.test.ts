@@ -19,10 +19,13 @@ repositoryContract('sqlite', async () => {
 });
 
 describe('SQLite storage', () => {
-  it('builds the schema from migrations/ in WAL mode', async () => {
-    const db = openSqlite(path.join(tempDir(), 'nested', 'folder', 'x.db'));
+  it('builds the schema from migrations/ in WAL mode, in files of its user\'s alone', async () => {
+    const dir = tempDir();
+    const db = openSqlite(path.join(dir, 'nested', 'folder', 'x.db'));
     onCleanup(() => db.$client.close());
     expect(db.$client.pragma('journal_mode', { simple: true })).toBe('wal');
+    for (const folder of ['nested', 'nested/folder']) expect(fs.statSync(path.join(dir, folder)).mode & 0o777).toBe(0o700);
+    for (const file of ['x.db', 'x.db-wal', 'x.db-shm']) expect(fs.statSync(path.join(dir, 'nested/folder', file)).mode & 0o777).toBe(0o600);
     const tables = db.$client.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all();
     expect(tables).toEqual(expect.arrayContaining(['__drizzle_migrations', 'apps', 'refresh_tokens', 'sessions', 'signing_keys']));
   });

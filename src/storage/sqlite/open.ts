@@ -1,9 +1,8 @@
-import fs from 'node:fs';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import { createPrivateFile } from '../../files.js';
 import * as schema from './schema.js';
 
 export type SqliteDb = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
@@ -21,7 +20,9 @@ const BUSY_TIMEOUT_MS = 5000;
  * repository syncs admin writes and revocations itself).
  */
 export function openSqlite(file: string): SqliteDb {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  // Sessions hold personal data (sub, personal, addresses) and the keyring its sealed keys: a file
+  // this process creates is its user's alone, and SQLite gives the -wal and -shm files the same mode.
+  createPrivateFile(file);
   const client = new Database(file);
   // First, so that even switching to WAL waits for a process that holds the lock.
   client.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
