@@ -23,6 +23,8 @@ export type AuditEventName =
   | 'key.rotated'
   | 'key.revoked'
   | 'key.pruned'
+  | 'master_key.added'
+  | 'master_key.resealed'
   | 'session.revoked'
   | 'security.refresh_reuse'
   | 'security.revoked_key_presented'

@@ -238,6 +238,88 @@ describe('the tokenmint bin', () => {
     expect(failed.stderr).toMatch(/master key must be 32 bytes/);
   });
 
+  it('master-key rotate, a restart and reseal move every key to a new master key with no session lost; the old key can then go', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH };
+    const tokenmint = async (...args: string[]) => JSON.parse((await run('node', [cliEntry, ...args, '--json'], { cwd, env })).stdout) as Record<string, unknown> & Array<Record<string, unknown>>;
+    const { app_key: appKey } = await tokenmint('app', 'create', 'acme', '--refresh-nbf', '0');
+    const post = async (url: string, route: string, body: object) => {
+      const res = await fetch(`${url}/app/acme/${route}`, { method: 'POST', headers: { authorization: String(appKey) }, body: JSON.stringify(body) });
+      expect(res.status).toBe(200);
+      const pair = (await res.json()) as Pair;
+      expect(verifyIndependently(pair.auth_token, pair.public_key).payload.sub).toBe('u');
+      return pair;
+    };
+    const keyFile = path.join(cwd, 'keys/master.key');
+    const oldKey = fs.readFileSync(keyFile, 'utf8').trim();
+    const sealedUnder = async () => Object.fromEntries((await tokenmint('key', 'list', 'acme')).map((k) => [k.state, k.sealed_under]));
+    const oldId = (await sealedUnder()).current;
+    let server = await startServer(env, cwd);
+    let pair = await post(server.url, 'issue', { sub: 'u', ...client });
+
+    const rotated = await tokenmint('master-key', 'rotate');
+    expect(rotated).toEqual({ master_key_id: expect.stringMatching(/^[0-9a-f]{16}$/), previous_master_key_ids: [oldId] });
+    const newId = rotated.master_key_id;
+    const lines = fs.readFileSync(keyFile, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]).toBe(oldKey);
+    expect(fs.statSync(keyFile).mode & 0o777).toBe(0o600);
+
+    // Restarted, the server opens keys sealed under either, and seals new ones under the new key.
+    await server.stop();
+    server = await startServer(env, cwd);
+    pair = await post(server.url, 'renew', { refresh_token: pair.refresh_token, ...client });
+    await tokenmint('key', 'rotate', 'acme');
+    expect(await sealedUnder()).toEqual({ retired: oldId, current: oldId, next: newId });
+
+    expect(await tokenmint('master-key', 'reseal')).toEqual({ master_key_id: newId, resealed: 2, not_loaded: [] });
+    expect(await sealedUnder()).toEqual({ retired: newId, current: newId, next: newId });
+    pair = await post(server.url, 'renew', { refresh_token: pair.refresh_token, ...client });
+
+    // Nothing needs the old key now: without it the server starts, renews and rotates.
+    fs.writeFileSync(keyFile, `${lines[0]}\n`);
+    await server.stop();
+    server = await startServer(env, cwd);
+    pair = await post(server.url, 'renew', { refresh_token: pair.refresh_token, ...client });
+    await tokenmint('key', 'rotate', 'acme');
+    await post(server.url, 'renew', { refresh_token: pair.refresh_token, ...client });
+    const events = (await tokenmint('audit', 'list')).map((e) => e.event);
+    expect(events).toEqual(expect.arrayContaining(['master_key.added', 'master_key.resealed']));
+  });
+
+  it('TOKENMINT_MASTER_KEY takes several keys, comma-separated: the first seals, each opens its own; rotating it is left to the operator', async () => {
+    const cwd = tempDir();
+    const [a, b] = [randomBytes(32).toString('base64'), randomBytes(32).toString('base64')];
+    const tokenmint = async (masterKeys: string, ...args: string[]) =>
+      JSON.parse((await run('node', [cliEntry, ...args, '--json'], { cwd, env: { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: masterKeys } })).stdout) as Record<string, unknown> & Array<Record<string, unknown>>;
+    const refused = async (masterKeys: string, ...args: string[]) =>
+      run('node', [cliEntry, ...args], { cwd, env: { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: masterKeys } }).catch((e: { code: number; stderr: string }) => e);
+
+    await tokenmint(a, 'app', 'create', 'acme');
+    await tokenmint(`${b}, ${a}`, 'key', 'rotate', 'acme');
+    const keys = await tokenmint(b, 'key', 'list', 'acme');
+    const [idA, idB] = [keys.find((k) => k.state === 'current')!.sealed_under, keys.find((k) => k.state === 'next')!.sealed_under];
+    expect(idA).not.toBe(idB);
+
+    const rotate = await refused(`${b},${a}`, 'master-key', 'rotate');
+    expect('code' in rotate && rotate.code).toBe(1);
+    expect(rotate.stderr).toMatch(/TOKENMINT_MASTER_KEY is set, so the master keys are yours to change: put a new key .* first in it/);
+    const twice = await refused(`${a},${a}`, 'app', 'list');
+    expect(twice.stderr).toMatch(/TOKENMINT_MASTER_KEY lists the same master key twice/);
+    // With b alone the current key (sealed under a) cannot sign: refused, naming both.
+    expect((await refused(b, 'key', 'rotate', 'acme')).stderr).toContain(`sealed under master key ${idA}, but master key ${idB} was loaded`);
+
+    expect(await tokenmint(`${b},${a}`, 'master-key', 'reseal')).toEqual({ master_key_id: idB, resealed: 2, not_loaded: [] });
+    await tokenmint(b, 'key', 'rotate', 'acme'); // b alone now opens every key that may sign
+    // And back: each of the four keys (two retired, current, next) to a.
+    expect(await tokenmint(`${a},${b}`, 'master-key', 'reseal')).toEqual({ master_key_id: idA, resealed: 4, not_loaded: [] });
+    // A key under a master key that is not loaded is named and left as it is, not lost.
+    const c = randomBytes(32).toString('base64');
+    await tokenmint(`${c},${a}`, 'key', 'rotate', 'acme');
+    const next = (await tokenmint(a, 'key', 'list', 'acme')).find((k) => k.state === 'next')!;
+    expect(await tokenmint(a, 'master-key', 'reseal')).toEqual({ master_key_id: idA, resealed: 0, not_loaded: [{ app_id: 'acme', kid: next.kid, sealed_under: next.sealed_under }] });
+  });
+
   it('backup copies the live database while the server renews; the copy, its user\'s alone, serves the sessions it holds', async () => {
     const cwd = tempDir();
     const env = { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };

@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { keyVerifiesUntil } from '../keyring/keyring.js';
+import { sealedUnder } from '../keyring/master-key.js';
 import type { AppRecord, SigningKeyRecord } from '../storage/repository.js';
 import { invalidRequest } from '../errors.js';
 import type { WithContext } from './run.js';
@@ -17,6 +18,8 @@ function publicKey(app: AppRecord, key: SigningKeyRecord) {
     // When it stops verifying and leaves the JWKS (null: not scheduled).
     leaves_jwks_at: iso(keyVerifiesUntil(app, key)),
     pruned_at: iso(key.prunedAt),
+    // The master key its private half is sealed under (null once pruned): see `master-key reseal`.
+    sealed_under: key.sealedPrivateKey === null ? null : (sealedUnder(key.sealedPrivateKey) ?? null),
   };
 }
 

@@ -5,6 +5,7 @@ import { TokenmintError } from '../errors.js';
 import { openTokenmint, type Tokenmint } from '../tokenmint.js';
 import { appCommands } from './app-commands.js';
 import { keyCommands } from './key-commands.js';
+import { masterKeyCommands } from './master-key-commands.js';
 import { auditCommands, backupCommand, pruneCommand } from './maintenance-commands.js';
 import { sessionCommands } from './session-commands.js';
 
@@ -57,9 +58,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     };
 
   const program = new Command('tokenmint')
-    .description('tokenmint admin: apps, signing keys, sessions, pruning, backups and the audit log (works whether the server runs or not)');
+    .description('tokenmint admin: apps, signing keys, master keys, sessions, pruning, backups and the audit log (works whether the server runs or not)');
   program.addCommand(appCommands(withContext));
   program.addCommand(keyCommands(withContext));
+  program.addCommand(masterKeyCommands(withContext));
   program.addCommand(sessionCommands(withContext));
   program.addCommand(pruneCommand(withContext));
   program.addCommand(backupCommand(withContext));

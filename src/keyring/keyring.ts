@@ -7,7 +7,7 @@ import { notFound } from '../errors.js';
 import type { AppRecord, AppSettings, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
 import { ALG, encodedHeader } from '../tokens/jwt.js';
 import { ConfigError } from '../config.js';
-import { seal, sealedUnder, unseal, type MasterKey } from './master-key.js';
+import { describeKeys, seal, sealedUnder, unseal, type MasterKeys } from './master-key.js';
 
 export type Keyring = ReturnType<typeof createKeyring>;
 
@@ -74,14 +74,15 @@ export function scheduledRotationAt(app: AppRecord, keys: SigningKeyRecord[], pu
 
 export interface KeyringOptions {
   repo: Repository;
-  masterKey: MasterKey;
+  /** The first seals new keys; each opens the keys sealed under it. */
+  masterKeys: MasterKeys;
   clock: Clock;
   /** How long a next key is published before a scheduled rotation may promote it: the JWKS max-age. */
   publicationLeadSeconds: number;
   audit: AuditLog;
 }
 
-export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, audit }: KeyringOptions) {
+export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds, audit }: KeyringOptions) {
   const publicationLeadMs = publicationLeadSeconds * 1000;
 
   // Key material never changes for a kid, so imported keys are kept for the life of the process (or
@@ -95,7 +96,7 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
       if (key.sealedPrivateKey === null) throw new Error(`key ${key.kid} was pruned`);
       signer = {
         kid: key.kid,
-        privateKey: createPrivateKey(unseal(masterKey, key.sealedPrivateKey, sealAad(key.appId, key.kid))),
+        privateKey: createPrivateKey(unseal(masterKeys, key.sealedPrivateKey, sealAad(key.appId, key.kid))),
         encodedHeader: encodedHeader(key.kid),
         publicKeyBase64: Buffer.from(key.publicKeyPem).toString('base64'),
       };
@@ -114,7 +115,7 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
   };
 
   /**
-   * Throws a ConfigError unless the loaded master key is the one the current and next keys of `appId`
+   * Throws a ConfigError unless a loaded master key is the one the current and next keys of `appId`
    * (or of every app) are sealed under — the keys whose private half will sign. With another master
    * key every issue and renew would fail, and keys sealed now would not open under the right one.
    * Retired and revoked keys only verify (with their public half), so they do not count: after a
@@ -124,9 +125,9 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
     for (const app of appId === undefined ? await repo.listApps() : [{ appId }]) {
       for (const key of await repo.listKeys(app.appId)) {
         const id = key.sealedPrivateKey !== null && (key.state === 'current' || key.state === 'next') ? sealedUnder(key.sealedPrivateKey) : undefined;
-        if (id === undefined || id === masterKey.id) continue;
+        if (id === undefined || masterKeys.some((m) => m.id === id)) continue;
         throw new ConfigError(
-          `the signing keys of app "${app.appId}" are sealed under master key ${id}, but master key ${masterKey.id} was loaded (from ${masterKey.source}); start with the master key they were sealed under (README: Backups)`,
+          `the signing keys of app "${app.appId}" are sealed under master key ${id}, but ${describeKeys(masterKeys)} ${masterKeys.length === 1 ? 'was' : 'were'} loaded (from ${masterKeys[0].source}); start with the master key they were sealed under (README: Backups)`,
         );
       }
     }
@@ -139,7 +140,7 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
       kid,
       appId,
       state,
-      sealedPrivateKey: seal(masterKey, await exportPKCS8(privateKey), sealAad(appId, kid)),
+      sealedPrivateKey: seal(masterKeys[0], await exportPKCS8(privateKey), sealAad(appId, kid)),
       publicKeyPem: await exportSPKI(publicKey),
       createdAt: now,
       activatedAt: state === 'current' ? now : null,
@@ -182,6 +183,36 @@ export function createKeyring({ repo, masterKey, clock, publicationLeadSeconds, 
     async newKeys(appId: string, now: number): Promise<SigningKeyRecord[]> {
       await checkMasterKey();
       return [await newKey(appId, 'current', now), await newKey(appId, 'next', now)];
+    },
+
+    /**
+     * Seals every private key that may still sign (next, current, retired) under the first master key,
+     * so that the others can be dropped. A key sealed under a master key that is not loaded is left as
+     * it is and named in `notLoaded`.
+     */
+    async reseal(): Promise<{ masterKeyId: string; resealed: number; notLoaded: Array<{ appId: string; kid: string; sealedUnder: string }> }> {
+      const sealing = masterKeys[0];
+      let resealed = 0;
+      const notLoaded: Array<{ appId: string; kid: string; sealedUnder: string }> = [];
+      for (const app of await repo.listApps()) {
+        const changes: Array<{ kid: string; from: string; to: string }> = [];
+        for (const key of await repo.listKeys(app.appId)) {
+          const from = key.sealedPrivateKey;
+          // A revoked key never signs again (and goes at the next pruning).
+          if (from === null || key.state === 'revoked') continue;
+          const under = sealedUnder(from) ?? '?';
+          if (under === sealing.id) continue;
+          if (!masterKeys.some((m) => m.id === under)) {
+            notLoaded.push({ appId: app.appId, kid: key.kid, sealedUnder: under });
+            continue;
+          }
+          const aad = sealAad(app.appId, key.kid);
+          changes.push({ kid: key.kid, from, to: seal(sealing, unseal(masterKeys, from, aad), aad) });
+        }
+        resealed += await repo.resealKeys(app.appId, changes);
+      }
+      await audit.record('master_key.resealed', { detail: { master_key_id: sealing.id, resealed } });
+      return { masterKeyId: sealing.id, resealed, notLoaded };
     },
 
     /** The keyring; pruned keys (kept only as records) with `includePruned`. */

@@ -16,33 +16,77 @@ const KEY_BYTES = 32;
 const ENVELOPE_VERSION = 'tm1';
 
 export function masterKeyFromBytes(key: Buffer, source = 'TOKENMINT_MASTER_KEY'): MasterKey {
-  if (key.length !== KEY_BYTES) throw new ConfigError(`the master key must be ${KEY_BYTES} bytes (base64 of 32 random bytes), got ${key.length}`);
+  if (key.length !== KEY_BYTES) throw new ConfigError(`the master key must be ${KEY_BYTES} bytes (base64 of 32 random bytes), got ${key.length} (${source})`);
   return { id: hash('sha256', key, 'hex').slice(0, 16), key, source };
 }
 
 /**
- * TOKENMINT_MASTER_KEY if set; otherwise the key file, created on first use with 32 random bytes and
- * mode 0600 (folder 0700).
+ * The loaded master keys, never empty: the first seals new keys, and each opens what was sealed under
+ * it (an envelope names its master key), so a new master key can take over while the old one still
+ * opens the keys sealed before (`tokenmint master-key rotate`, then `reseal`).
  */
-export function loadMasterKey(options: { base64: string | undefined; file: string }): MasterKey {
-  if (options.base64 !== undefined) return masterKeyFromBytes(Buffer.from(options.base64, 'base64'));
+export type MasterKeys = readonly [MasterKey, ...MasterKey[]];
+
+const randomKeyText = () => randomBytes(KEY_BYTES).toString('base64');
+
+function parseKeys(texts: string[], source: string): MasterKeys {
+  const keys = texts.map((text) => masterKeyFromBytes(Buffer.from(text, 'base64'), source));
+  if (keys.length === 0) throw new ConfigError(`${source} holds no master key`);
+  if (new Set(keys.map((k) => k.id)).size !== keys.length) throw new ConfigError(`${source} lists the same master key twice`);
+  return keys as [MasterKey, ...MasterKey[]];
+}
+
+const keysOfFile = (file: string) =>
+  fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean);
+
+/**
+ * TOKENMINT_MASTER_KEY if set (keys separated by commas); otherwise the key file (one key a line),
+ * created on first use with 32 random bytes and mode 0600 (folder 0700). The first key seals.
+ */
+export function loadMasterKeys(options: { base64: string | undefined; file: string }): MasterKeys {
+  if (options.base64 !== undefined) return parseKeys(options.base64.split(',').map((k) => k.trim()), 'TOKENMINT_MASTER_KEY');
   fs.mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
-  if (!fs.existsSync(options.file)) createKeyFile(options.file);
-  return masterKeyFromBytes(Buffer.from(fs.readFileSync(options.file, 'utf8').trim(), 'base64'), options.file);
+  if (!fs.existsSync(options.file)) writeKeyFile(options.file, [randomKeyText()], { replace: false });
+  return parseKeys(keysOfFile(options.file), options.file);
 }
 
 /**
- * Writes a new key whole, and to disk, under a name of this process's own, then links it into place.
- * link() fails when the name exists, so processes starting at once agree on one key, and none of
- * them can read the file before its key is in it (which creating the file itself with O_EXCL, then
- * writing to it, allowed: a process starting a moment later read it empty).
+ * Puts a new random master key first in the key file, keeping the others after it to open what they
+ * sealed. Returns the keys now in the file. (With TOKENMINT_MASTER_KEY the environment is the
+ * operator's to change.)
  */
-function createKeyFile(file: string): void {
+export function addMasterKey(options: { base64: string | undefined; file: string }): MasterKeys {
+  if (options.base64 !== undefined) {
+    throw new ConfigError(
+      'TOKENMINT_MASTER_KEY is set, so the master keys are yours to change: put a new key (base64 of 32 random bytes) first in it, ' +
+        'a comma before the old one, restart the server, then run `tokenmint master-key reseal`',
+    );
+  }
+  loadMasterKeys(options); // the file as it is must load
+  writeKeyFile(options.file, [randomKeyText(), ...keysOfFile(options.file)], { replace: true });
+  return parseKeys(keysOfFile(options.file), options.file);
+}
+
+/** For messages: "master key a1b2…" or "master keys a1b2…, c3d4…". */
+export const describeKeys = (masters: readonly MasterKey[]) => `master key${masters.length === 1 ? '' : 's'} ${masters.map((m) => m.id).join(', ')}`;
+
+/**
+ * Writes the key file whole, and to disk, under a name of this process's own, then puts it in place.
+ * A new file is linked (link() fails when the name exists, so processes starting at once agree on one
+ * key, and none of them reads the file before its key is in it); a replaced one is renamed over the old,
+ * so a reader sees the old file or the new one, never a part.
+ */
+function writeKeyFile(file: string, keys: string[], { replace }: { replace: boolean }): void {
   const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
-  fs.writeFileSync(temporary, randomBytes(KEY_BYTES).toString('base64') + '\n', { flag: 'wx', mode: 0o600 });
+  fs.writeFileSync(temporary, keys.join('\n') + '\n', { flag: 'wx', mode: 0o600 });
   syncToDisk(temporary);
   try {
-    fs.linkSync(temporary, file);
+    if (replace) fs.renameSync(temporary, file);
+    else fs.linkSync(temporary, file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   } finally {
@@ -66,10 +110,12 @@ export function seal(master: MasterKey, plaintext: string, aad: string): string 
 /** The id of the master key an envelope was sealed under. */
 export const sealedUnder = (envelope: string): string | undefined => envelope.split('.')[1];
 
-export function unseal(master: MasterKey, envelope: string, aad: string): string {
+/** Opens an envelope with the master key it names, if that one is among `masters`. */
+export function unseal(masters: readonly MasterKey[], envelope: string, aad: string): string {
   const [version, keyId, iv, ciphertext, tag] = envelope.split('.');
   if (version !== ENVELOPE_VERSION || !iv || !ciphertext || !tag) throw new Error('not a tokenmint sealed envelope');
-  if (keyId !== master.id) throw new Error(`sealed under master key ${keyId}, but master key ${master.id} is loaded`);
+  const master = masters.find((m) => m.id === keyId);
+  if (!master) throw new Error(`sealed under master key ${keyId}, but only ${describeKeys(masters)} loaded`);
   const decipher = createDecipheriv('aes-256-gcm', master.key, Buffer.from(iv, 'base64url'));
   decipher.setAAD(Buffer.from(aad));
   decipher.setAuthTag(Buffer.from(tag, 'base64url'));

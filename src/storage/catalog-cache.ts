@@ -60,6 +60,7 @@ export function withCatalogCache(repo: Repository): Repository {
     rotateKeys: writes(repo.rotateKeys),
     revokeKey: writes(repo.revokeKey),
     pruneKeys: writes(repo.pruneKeys),
+    resealKeys: writes(repo.resealKeys),
     async findApp(appId) {
       await current({ recheck: true });
       return cached(apps, appId, () => repo.findApp(appId), (app) => app !== undefined);

@@ -114,8 +114,8 @@ export interface AuditEvent {
 
 /**
  * Durability: once a write resolves it survives a crash of the process. The admin writes and the
- * revocations (`createApp`, `updateApp`, `rotateKeys`, `revokeKey`, `pruneKeys`, `revokeSession`,
- * `revokeSessions`) also survive a power cut; `createSession`, `consumeRefreshToken`, `pruneExpired`
+ * revocations (`createApp`, `updateApp`, `rotateKeys`, `revokeKey`, `pruneKeys`, `resealKeys`,
+ * `revokeSession`, `revokeSessions`) also survive a power cut; `createSession`, `consumeRefreshToken`, `pruneExpired`
  * and `recordAudit` may lose their last writes to one.
  */
 export interface Repository {
@@ -176,6 +176,13 @@ export interface Repository {
    * other resolves `false` and nothing of its child is stored. A parent never gets two children.
    */
   consumeRefreshToken(child: RefreshTokenRecord & { parentJid: string }): Promise<boolean>;
+  /**
+   * Replaces sealed private keys of `appId` (re-sealed under another master key), atomically, each
+   * only if it is still sealed as `from` (not pruned or re-sealed meanwhile). Resolves to how many
+   * were replaced.
+   */
+  resealKeys(appId: string, changes: Array<{ kid: string; from: string; to: string }>): Promise<number>;
+
   /** Revokes one session (idempotent: an already revoked session keeps its first reason). */
   revokeSession(sessionId: string, reason: RevokeReason, now: number): Promise<void>;
   /** Revokes the app's live sessions, of one subject or all; resolves to how many were live. */

@@ -208,6 +208,23 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect(await repo.pruneKeys('acme', [current.kid], NOW + 6)).toEqual([]);
     });
 
+    it('resealKeys replaces a sealed key only where it is still the one given, and only in that app', async () => {
+      const { repo, current, next } = await withApp();
+      const other = key('beta', 'current');
+      await repo.createApp(appRecord('beta'), [other]);
+      const changes = [
+        { kid: current.kid, from: current.sealedPrivateKey!, to: 'tm1.new.current' },
+        { kid: next.kid, from: 'tm1.stale', to: 'tm1.new.next' }, // re-sealed or pruned meanwhile: left alone
+        { kid: other.kid, from: other.sealedPrivateKey!, to: 'tm1.new.other' }, // another app's key
+      ];
+      const version = await repo.catalogVersion();
+      expect(await repo.resealKeys('acme', changes)).toBe(1);
+      expect(Object.fromEntries((await repo.listKeys('acme')).map((k) => [k.kid, k.sealedPrivateKey]))).toEqual({ [current.kid]: 'tm1.new.current', [next.kid]: next.sealedPrivateKey });
+      expect((await repo.listKeys('beta'))[0]!.sealedPrivateKey).toBe(other.sealedPrivateKey);
+      expect(await repo.catalogVersion()).not.toBe(version);
+      expect(await repo.resealKeys('acme', changes)).toBe(0);
+    });
+
     it('revokeKey on the current key promotes next and publishes a replacement next', async () => {
       const { repo, current, next } = await withApp();
       const replacement = key('acme', 'next');

@@ -82,7 +82,7 @@ describe('SQLite storage', () => {
     );
     for (const k of keys) {
       expect(k.sealedPrivateKey).toMatch(/^tm1\.[0-9a-f]{16}\./);
-      const pem = unseal(master, k.sealedPrivateKey!, `tokenmint:signing-key:acme:${k.kid}`);
+      const pem = unseal([master], k.sealedPrivateKey!, `tokenmint:signing-key:acme:${k.kid}`);
       const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
       const { d } = createPrivateKey(pem).export({ format: 'jwk' });
       // Neither the PEM text, nor the DER, nor the raw scalar d in any encoding.
@@ -95,8 +95,8 @@ describe('SQLite storage', () => {
     await h.createApp('acme');
     const [k] = await h.tm.repo.listKeys('acme');
     const master = masterKeyFromBytes(Buffer.from(h.env.TOKENMINT_MASTER_KEY!, 'base64'));
-    expect(() => unseal(masterKeyFromBytes(Buffer.alloc(32, 7)), k!.sealedPrivateKey!, `tokenmint:signing-key:acme:${k!.kid}`)).toThrow(/master key/);
-    expect(() => unseal(master, k!.sealedPrivateKey!, 'tokenmint:signing-key:other:X')).toThrow();
+    expect(() => unseal([masterKeyFromBytes(Buffer.alloc(32, 7))], k!.sealedPrivateKey!, `tokenmint:signing-key:acme:${k!.kid}`)).toThrow(/master key/);
+    expect(() => unseal([master], k!.sealedPrivateKey!, 'tokenmint:signing-key:other:X')).toThrow();
   });
 
   it('keeps everything across a restart: apps, keys, sessions', async () => {
@@ -144,6 +144,7 @@ describe('SQLite storage', () => {
     expect(await levelsOf(() => repo.updateApp('acme', { disabled: true }, NOW))).toEqual([FULL]);
     expect(await levelsOf(() => repo.rotateKeys('acme', key('acme', 'next'), NOW))).toEqual([FULL]);
     expect(await levelsOf(() => repo.revokeKey('acme', current.kid, key('acme', 'next'), NOW))).toEqual([FULL]);
+    expect(await levelsOf(() => repo.resealKeys('acme', [{ kid: next.kid, from: next.sealedPrivateKey!, to: 'tm1.resealed' }]))).toEqual([FULL]);
     expect(await levelsOf(() => repo.pruneKeys('acme', [current.kid], NOW))).toEqual([FULL]);
     expect(await levelsOf(() => repo.revokeSession(s1.sessionId, 'client', NOW))).toEqual([FULL]);
     expect(await levelsOf(() => repo.revokeSessions('acme', {}, 'admin-all', NOW))).toEqual([FULL]);

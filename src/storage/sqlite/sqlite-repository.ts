@@ -253,6 +253,23 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       return pruned.map((k) => k.kid);
     },
 
+    async resealKeys(appId, changes) {
+      if (changes.length === 0) return 0;
+      return synced(() =>
+        db.transaction((tx) => {
+          let replaced = 0;
+          for (const { kid, from, to } of changes) {
+            replaced += tx
+              .update(signingKeys)
+              .set({ sealedPrivateKey: to })
+              .where(and(eq(signingKeys.appId, appId), eq(signingKeys.kid, kid), eq(signingKeys.sealedPrivateKey, from)))
+              .run().changes;
+          }
+          return replaced;
+        }, immediate),
+      );
+    },
+
     async createSession(session, first) {
       await commit(() => insertSession(session, first));
     },
