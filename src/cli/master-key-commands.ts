@@ -23,7 +23,7 @@ export function masterKeyCommands(withContext: WithContext): Command {
 
   masterKey
     .command('reseal')
-    .description('seal every private key that may still sign under the first master key, so the others can be dropped. Run it only once every server has been restarted with the new key')
+    .description('seal every stored private key (of keys not revoked) under the first master key, so the others can be dropped. Run it only once every server has been restarted with the new key')
     .option('--json', 'print JSON')
     .action(
       withContext(async ({ tm, output, warn }) => {
@@ -32,7 +32,7 @@ export function masterKeyCommands(withContext: WithContext): Command {
         output(
           { master_key_id: masterKeyId, resealed, not_loaded: notLoaded.map((k) => ({ app_id: k.appId, kid: k.kid, sealed_under: k.sealedUnder })) },
           `${resealed} private key${resealed === 1 ? '' : 's'} re-sealed under master key ${masterKeyId}` +
-            (notLoaded.length ? '' : '; every key that may still sign is now sealed under it, so the other master keys can be removed (then restart the server)'),
+            (notLoaded.length ? '' : '; every stored private key of a key not revoked is now sealed under it, so the other master keys can be removed (then restart the server)'),
         );
       }),
     );
