@@ -77,6 +77,13 @@ function pairOf(answer: unknown): TokenPair {
   throw new TokenmintClientError('unavailable', 'the answer is not a token pair: is baseUrl a tokenmint server?');
 }
 
+/** The count of a revoke-subject answer; anything else is `unavailable`, as in pairOf. */
+function revokedCount(answer: unknown): number {
+  const revoked = (answer as { revoked?: unknown } | null)?.revoked;
+  if (typeof revoked === 'number') return revoked;
+  throw new TokenmintClientError('unavailable', 'the answer is not a count of revoked sessions: is baseUrl a tokenmint server?');
+}
+
 export function createClient(options: ClientOptions) {
   const { baseUrl, appId, appKey, retries = 3, retryDelayMs = 100, timeoutMs = 10_000, renewRetryWindowMs = 8_000 } = options;
   const fetchImpl = options.fetch ?? fetch;
@@ -111,7 +118,8 @@ export function createClient(options: ClientOptions) {
    * The route's answer as `read` makes it of the 2xx JSON. Retries network errors, 5xx and answers
    * `read` refuses (`unavailable`) with backoff, none later than `windowMs` after the first attempt.
    * Safe for renew within the app's reuse grace: a repeat answers the same child session (and
-   * issue/revoke have no reuse to trip). A 4xx is an answer, never retried.
+   * issue and the revokes have no reuse to trip; a retried revokeSubject counts only what its last
+   * attempt ended). A 4xx is an answer, never retried.
    */
   async function call<T>(route: string, body: unknown, read: (answer: unknown) => T, windowMs = Infinity): Promise<T> {
     const started = Date.now();
@@ -150,6 +158,11 @@ export function createClient(options: ClientOptions) {
     /** Ends the session of a refresh token (answers the same for a token that is already dead). */
     async revoke(refreshToken: string): Promise<void> {
       await call('revoke', { refresh_token: refreshToken }, () => undefined);
+    },
+
+    /** Ends every live session of a subject (after a password change, "log out everywhere"); resolves to how many. */
+    async revokeSubject(sub: string): Promise<number> {
+      return call('revoke-subject', { sub }, revokedCount);
     },
   };
 }

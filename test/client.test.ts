@@ -52,6 +52,10 @@ describe('tokenmint/client against a real server', () => {
     expect(decodePart(second.refresh_token, 1).jid).not.toBe(decodePart(first.refresh_token, 1).jid);
     await tm.revoke(second.refresh_token);
     await expect(tm.renew({ refresh_token: second.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
+    // Log out everywhere: every live session of the subject.
+    const [phone, laptop] = [await tm.issue({ sub: 'user-1', ...user }), await tm.issue({ sub: 'user-1', ...user })];
+    expect(await tm.revokeSubject('user-1')).toBe(2);
+    for (const pair of [phone, laptop]) await expect(tm.renew({ refresh_token: pair.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
   });
 
   it('throws typed errors: invalid app key, invalid request with field errors, rate limited with Retry-After', async () => {

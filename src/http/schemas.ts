@@ -7,6 +7,7 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 const ip = z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' });
+const sub = z.string().min(1).max(255);
 const useragent = z.string().min(1).max(1024);
 const refreshToken = z.string().min(1).max(MAX_TOKEN_CHARS);
 
@@ -17,6 +18,7 @@ const personal = z.custom<Record<string, unknown>>(isPlainObject, { error: 'must
   { error: `must be at most ${MAX_PERSONAL_BYTES} bytes of JSON` },
 );
 
-export const issueBody = z.object({ sub: z.string().min(1).max(255), ip, useragent, personal: personal.optional() });
+export const issueBody = z.object({ sub, ip, useragent, personal: personal.optional() });
 export const renewBody = z.object({ refresh_token: refreshToken, ip, useragent });
 export const revokeBody = z.object({ refresh_token: refreshToken });
+export const revokeSubjectBody = z.object({ sub });

@@ -2,10 +2,10 @@ import { Hono, type MiddlewareHandler } from 'hono';
 import type { SessionService } from '../tokens/session-service.js';
 import type { AppEnv } from './env.js';
 import { readJson } from './json-body.js';
-import { issueBody, renewBody, revokeBody } from './schemas.js';
+import { issueBody, renewBody, revokeBody, revokeSubjectBody } from './schemas.js';
 
 /**
- * POST /app/:app_id/{issue,renew,revoke}, each behind `auth` (the app key). Variables are read with
+ * POST /app/:app_id/{issue,renew,revoke,revoke-subject}, each behind `auth` (the app key). Variables are read with
  * `c.get`: hono's `c.var` builds an object of all of them on every read.
  */
 export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth: MiddlewareHandler<AppEnv> }) {
@@ -23,5 +23,9 @@ export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth
       const result = await sessions.revoke(c.get('app'), body.refresh_token);
       c.set('reason', result.reason);
       return c.json({ message: 'revoked' });
+    })
+    .post('/revoke-subject', auth, async function revokeSubject(c) {
+      const body = await readJson(c, revokeSubjectBody);
+      return c.json({ message: 'revoked', revoked: await sessions.revokeSubject(c.get('app'), body.sub) });
     });
 }

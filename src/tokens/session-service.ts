@@ -121,6 +121,16 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
       }
     },
 
+    /**
+     * Every live session of one subject, for the app's backend (a password change, "log out
+     * everywhere"); the same as `session revoke --sub`, recorded as the client's.
+     */
+    async revokeSubject(app: AppRecord, sub: string): Promise<number> {
+      const revoked = await repo.revokeSessions(app.appId, { sub }, 'client', clock());
+      await audit.record('session.revoked', { appId: app.appId, sub, detail: { all: false, count: revoked } });
+      return revoked;
+    },
+
     /** `session revoke`: every live session of one subject, or of the whole app. */
     async revokeSessions(appId: string, filter: { sub?: string }): Promise<number> {
       const revoked = await repo.revokeSessions(appId, filter, filter.sub === undefined ? 'admin-all' : 'admin', clock());

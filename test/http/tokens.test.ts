@@ -212,6 +212,36 @@ describe('POST /app/:app_id/revoke', () => {
   });
 });
 
+describe('POST /app/:app_id/revoke-subject', () => {
+  it('ends every live session of that subject in that app, and no other; answers how many', async () => {
+    const h = await harness();
+    const acme = await h.createApp('acme', { refreshNbfSeconds: 0 });
+    const beta = await h.createApp('beta', { refreshNbfSeconds: 0 });
+    const issue = async (app: { appId: string; appKey: string }, sub: string) => (await (await h.post(`/app/${app.appId}/issue`, { sub, ...client }, app.appKey)).json()) as Pair;
+    const renewStatus = async (app: { appId: string; appKey: string }, pair: Pair) => (await h.post(`/app/${app.appId}/renew`, { refresh_token: pair.refresh_token, ...client }, app.appKey)).status;
+    const [phone, laptop, other, elsewhere] = [await issue(acme, 'u'), await issue(acme, 'u'), await issue(acme, 'v'), await issue(beta, 'u')];
+
+    let res = await h.post('/app/acme/revoke-subject', { sub: 'u' }, acme.appKey);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ message: 'revoked', revoked: 2 });
+    expect(await renewStatus(acme, phone)).toBe(401);
+    expect(h.logs.at(-1)).toMatchObject({ status: 401, reason: 'session revoked (client)' });
+    expect(await renewStatus(acme, laptop)).toBe(401);
+    expect(await renewStatus(acme, other)).toBe(200);
+    expect(await renewStatus(beta, elsewhere)).toBe(200);
+    expect((await h.tm.audit.list({ appId: 'acme', limit: 1 }))[0]).toMatchObject({ event: 'session.revoked', actor: 'server', sub: 'u', detail: '{"all":false,"count":2}' });
+
+    // Again: nothing left to end. A new login of the subject is a new session.
+    res = await h.post('/app/acme/revoke-subject', { sub: 'u' }, acme.appKey);
+    expect(await res.json()).toEqual({ message: 'revoked', revoked: 0 });
+    expect(await renewStatus(acme, await issue(acme, 'u'))).toBe(200);
+    expect((await h.post('/app/acme/revoke-subject', { sub: 'u' }, beta.appKey)).status).toBe(403);
+    res = await h.post('/app/acme/revoke-subject', { sub: '' }, acme.appKey);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { errors: Array<{ path: string }> }).errors.map((e) => e.path)).toEqual(['sub']);
+  });
+});
+
 describe('public routes', () => {
   it('GET /healthz', async () => {
     const h = await harness();
