@@ -3,7 +3,7 @@ import { createAuditLog, type AuditListener } from './audit.js';
 import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config.js';
 import { createKeyring } from './keyring/keyring.js';
-import { loadMasterKeys } from './keyring/master-key.js';
+import { openMasterKeyRing } from './keyring/master-key.js';
 import type { Logger } from './log.js';
 import { withCatalogCache } from './storage/catalog-cache.js';
 import { openSqlite } from './storage/sqlite/open.js';
@@ -27,7 +27,7 @@ export interface OpenOptions {
  * the tests so all three run the same code.
  */
 export function openTokenmint(config: Config, { clock = systemClock, logger, actor = 'server', onAuditEvent }: OpenOptions = {}) {
-  const masterKeys = loadMasterKeys({ base64: config.masterKeyBase64, file: config.masterKeyPath });
+  const masterKeys = openMasterKeyRing({ base64: config.masterKeyBase64, file: config.masterKeyPath });
   const repo = withCatalogCache(createSqliteRepository(openSqlite(config.databasePath)));
   const audit = createAuditLog({
     repo,

@@ -7,7 +7,7 @@ export function masterKeyCommands(withContext: WithContext): Command {
 
   masterKey
     .command('rotate')
-    .description('put a new master key first in keys/master.key; the old ones stay to open what they sealed. Then restart the server and run `master-key reseal`')
+    .description('put a new master key first in keys/master.key; the old ones stay to open what they sealed. Then run `master-key reseal`')
     .option('--json', 'print JSON')
     .action(
       withContext(async ({ tm, config, output }) => {
@@ -16,14 +16,14 @@ export function masterKeyCommands(withContext: WithContext): Command {
         output(
           { master_key_id: added.id, previous_master_key_ids: previous.map((m) => m.id) },
           `master key ${added.id} added first to ${config.masterKeyPath}; ${previous.map((m) => m.id).join(', ')} kept to open the keys sealed under ${previous.length === 1 ? 'it' : 'them'}.\n` +
-            'Next: restart the server (until then it seals with the old key and cannot open keys sealed under the new one), then run `tokenmint master-key reseal`.',
+            'A running server reads the file again when it needs to (no restart). Next: `tokenmint master-key reseal`.',
         );
       }),
     );
 
   masterKey
     .command('reseal')
-    .description('seal every stored private key (of keys not revoked) under the first master key, so the others can be dropped. Run it only once every server has been restarted with the new key')
+    .description('seal every stored private key (of keys not revoked) under the first master key, so the others can be dropped. With TOKENMINT_MASTER_KEY, only once every server has been restarted with the new key')
     .option('--json', 'print JSON')
     .action(
       withContext(async ({ tm, output, warn }) => {

@@ -7,7 +7,7 @@ import { notFound } from '../errors.js';
 import type { AppRecord, AppSettings, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
 import { ALG, encodedHeader } from '../tokens/jwt.js';
 import { ConfigError } from '../config.js';
-import { describeKeys, seal, sealedUnder, unseal, type MasterKeys } from './master-key.js';
+import { describeKeys, seal, sealedUnder, unseal, type MasterKeyRing } from './master-key.js';
 
 export type Keyring = ReturnType<typeof createKeyring>;
 
@@ -74,8 +74,7 @@ export function scheduledRotationAt(app: AppRecord, keys: SigningKeyRecord[], pu
 
 export interface KeyringOptions {
   repo: Repository;
-  /** The first seals new keys; each opens the keys sealed under it. */
-  masterKeys: MasterKeys;
+  masterKeys: MasterKeyRing;
   clock: Clock;
   /** How long a next key is published before a scheduled rotation may promote it: the JWKS max-age. */
   publicationLeadSeconds: number;
@@ -125,9 +124,10 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
     for (const app of appId === undefined ? await repo.listApps() : [{ appId }]) {
       for (const key of await repo.listKeys(app.appId)) {
         const id = key.sealedPrivateKey !== null && (key.state === 'current' || key.state === 'next') ? sealedUnder(key.sealedPrivateKey) : undefined;
-        if (id === undefined || masterKeys.some((m) => m.id === id)) continue;
+        if (id === undefined || masterKeys.find(id)) continue;
+        const loaded = masterKeys.loaded();
         throw new ConfigError(
-          `the signing keys of app "${app.appId}" are sealed under master key ${id}, but ${describeKeys(masterKeys)} ${masterKeys.length === 1 ? 'was' : 'were'} loaded (from ${masterKeys[0].source}); start with the master key they were sealed under (README: Backups)`,
+          `the signing keys of app "${app.appId}" are sealed under master key ${id}, but ${describeKeys(loaded)} ${loaded.length === 1 ? 'was' : 'were'} loaded (from ${loaded[0].source}); start with the master key they were sealed under (README: Backups)`,
         );
       }
     }
@@ -140,7 +140,7 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
       kid,
       appId,
       state,
-      sealedPrivateKey: seal(masterKeys[0], await exportPKCS8(privateKey), sealAad(appId, kid)),
+      sealedPrivateKey: seal(masterKeys.sealing(), await exportPKCS8(privateKey), sealAad(appId, kid)),
       publicKeyPem: await exportSPKI(publicKey),
       createdAt: now,
       activatedAt: state === 'current' ? now : null,
@@ -191,7 +191,7 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
      * it is and named in `notLoaded`.
      */
     async reseal(): Promise<{ masterKeyId: string; resealed: number; notLoaded: Array<{ appId: string; kid: string; sealedUnder: string }> }> {
-      const sealing = masterKeys[0];
+      const sealing = masterKeys.sealing();
       let resealed = 0;
       const notLoaded: Array<{ appId: string; kid: string; sealedUnder: string }> = [];
       for (const app of await repo.listApps()) {
@@ -202,7 +202,7 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
           if (from === null || key.state === 'revoked') continue;
           const under = sealedUnder(from) ?? '?';
           if (under === sealing.id) continue;
-          if (!masterKeys.some((m) => m.id === under)) {
+          if (!masterKeys.find(under)) {
             notLoaded.push({ appId: app.appId, kid: key.kid, sealedUnder: under });
             continue;
           }

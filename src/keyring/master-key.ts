@@ -15,7 +15,7 @@ export interface MasterKey {
 const KEY_BYTES = 32;
 const ENVELOPE_VERSION = 'tm1';
 
-export function masterKeyFromBytes(key: Buffer, source = 'TOKENMINT_MASTER_KEY'): MasterKey {
+function masterKeyFromBytes(key: Buffer, source = 'TOKENMINT_MASTER_KEY'): MasterKey {
   if (key.length !== KEY_BYTES) throw new ConfigError(`the master key must be ${KEY_BYTES} bytes (base64 of 32 random bytes), got ${key.length} (${source})`);
   return { id: hash('sha256', key, 'hex').slice(0, 16), key, source };
 }
@@ -47,11 +47,47 @@ const keysOfFile = (file: string) =>
  * TOKENMINT_MASTER_KEY if set (keys separated by commas); otherwise the key file (one key a line),
  * created on first use with 32 random bytes and mode 0600 (folder 0700). The first key seals.
  */
-export function loadMasterKeys(options: { base64: string | undefined; file: string }): MasterKeys {
+function loadMasterKeys(options: { base64: string | undefined; file: string }): MasterKeys {
   if (options.base64 !== undefined) return parseKeys(options.base64.split(',').map((k) => k.trim()), 'TOKENMINT_MASTER_KEY');
   fs.mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
   if (!fs.existsSync(options.file)) writeKeyFile(options.file, [randomKeyText()], { replace: false });
   return parseKeys(keysOfFile(options.file), options.file);
+}
+
+/**
+ * This process's master keys. The first seals new keys; each opens what was sealed under it. With
+ * the key file, the file is read again before sealing and when an envelope names a key not loaded,
+ * so a running server follows `master-key rotate` with no restart: it opens what the CLI seals under
+ * the new key, and seals under it too. (TOKENMINT_MASTER_KEY is read once: change it, then restart.)
+ */
+export interface MasterKeyRing {
+  /** The key that seals now. */
+  sealing(): MasterKey;
+  /** The key of that id, or undefined when it is not loaded even after reading the file again. */
+  find(id: string): MasterKey | undefined;
+  /** The keys loaded, for messages. */
+  loaded(): MasterKeys;
+}
+
+export function openMasterKeyRing(options: { base64: string | undefined; file: string }): MasterKeyRing {
+  let keys = loadMasterKeys(options);
+  // The file's keys first, then those loaded before that it no longer lists (a key taken out of the
+  // file leaves a running process at its restart). A file gone or half-edited changes nothing.
+  const reread = (): MasterKeys => {
+    if (options.base64 !== undefined) return keys;
+    try {
+      const fromFile = parseKeys(keysOfFile(options.file), options.file);
+      keys = [...fromFile, ...keys.filter((k) => !fromFile.some((f) => f.id === k.id))];
+    } catch {
+      // keep what is loaded
+    }
+    return keys;
+  };
+  return {
+    sealing: () => reread()[0],
+    find: (id) => keys.find((k) => k.id === id) ?? reread().find((k) => k.id === id),
+    loaded: () => keys,
+  };
 }
 
 /**
@@ -110,12 +146,12 @@ export function seal(master: MasterKey, plaintext: string, aad: string): string 
 /** The id of the master key an envelope was sealed under. */
 export const sealedUnder = (envelope: string): string | undefined => envelope.split('.')[1];
 
-/** Opens an envelope with the master key it names, if that one is among `masters`. */
-export function unseal(masters: readonly MasterKey[], envelope: string, aad: string): string {
+/** Opens an envelope with the master key it names, if the ring has it. */
+export function unseal(masters: MasterKeyRing, envelope: string, aad: string): string {
   const [version, keyId, iv, ciphertext, tag] = envelope.split('.');
-  if (version !== ENVELOPE_VERSION || !iv || !ciphertext || !tag) throw new Error('not a tokenmint sealed envelope');
-  const master = masters.find((m) => m.id === keyId);
-  if (!master) throw new Error(`sealed under master key ${keyId}, but only ${describeKeys(masters)} loaded`);
+  if (version !== ENVELOPE_VERSION || !keyId || !iv || !ciphertext || !tag) throw new Error('not a tokenmint sealed envelope');
+  const master = masters.find(keyId);
+  if (!master) throw new Error(`sealed under master key ${keyId}, but only ${describeKeys(masters.loaded())} loaded`);
   const decipher = createDecipheriv('aes-256-gcm', master.key, Buffer.from(iv, 'base64url'));
   decipher.setAAD(Buffer.from(aad));
   decipher.setAuthTag(Buffer.from(tag, 'base64url'));

@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { describe, expect, it } from 'vitest';
-import { unseal, masterKeyFromBytes } from '../../src/keyring/master-key.js';
+import { openMasterKeyRing, unseal } from '../../src/keyring/master-key.js';
 import { openSqlite } from '../../src/storage/sqlite/open.js';
 import { createSqliteRepository } from '../../src/storage/sqlite/sqlite-repository.js';
 import { client, harness, onCleanup, tempDir, verifyIndependently, type Pair } from '../helpers.js';
@@ -76,13 +76,13 @@ describe('SQLite storage', () => {
     await h.tm.keyring.rotate('acme');
     const keys = await h.tm.repo.listKeys('acme');
     expect(keys).toHaveLength(3);
-    const master = masterKeyFromBytes(Buffer.from(h.env.TOKENMINT_MASTER_KEY!, 'base64'));
+    const master = openMasterKeyRing({ base64: h.env.TOKENMINT_MASTER_KEY, file: '' });
     const onDisk = Buffer.concat(
       ['tokenmint.db', 'tokenmint.db-wal'].map((f) => path.join(h.dir, f)).filter(fs.existsSync).map((f) => fs.readFileSync(f)),
     );
     for (const k of keys) {
       expect(k.sealedPrivateKey).toMatch(/^tm1\.[0-9a-f]{16}\./);
-      const pem = unseal([master], k.sealedPrivateKey!, `tokenmint:signing-key:acme:${k.kid}`);
+      const pem = unseal(master, k.sealedPrivateKey!, `tokenmint:signing-key:acme:${k.kid}`);
       const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
       const { d } = createPrivateKey(pem).export({ format: 'jwk' });
       // Neither the PEM text, nor the DER, nor the raw scalar d in any encoding.
@@ -94,9 +94,9 @@ describe('SQLite storage', () => {
     const h = await harness();
     await h.createApp('acme');
     const [k] = await h.tm.repo.listKeys('acme');
-    const master = masterKeyFromBytes(Buffer.from(h.env.TOKENMINT_MASTER_KEY!, 'base64'));
-    expect(() => unseal([masterKeyFromBytes(Buffer.alloc(32, 7))], k!.sealedPrivateKey!, `tokenmint:signing-key:acme:${k!.kid}`)).toThrow(/master key/);
-    expect(() => unseal([master], k!.sealedPrivateKey!, 'tokenmint:signing-key:other:X')).toThrow();
+    const master = openMasterKeyRing({ base64: h.env.TOKENMINT_MASTER_KEY, file: '' });
+    expect(() => unseal(openMasterKeyRing({ base64: Buffer.alloc(32, 7).toString('base64'), file: '' }), k!.sealedPrivateKey!, `tokenmint:signing-key:acme:${k!.kid}`)).toThrow(/master key/);
+    expect(() => unseal(master, k!.sealedPrivateKey!, 'tokenmint:signing-key:other:X')).toThrow();
   });
 
   it('keeps everything across a restart: apps, keys, sessions', async () => {
