@@ -5,8 +5,8 @@ import { readJson } from './json-body.js';
 import { issueBody, renewBody, revokeBody, revokeSubjectBody } from './schemas.js';
 
 /**
- * POST /app/:app_id/{issue,renew,revoke,revoke-subject}, each behind `auth` (the app key). Variables are read with
- * `c.get`: hono's `c.var` builds an object of all of them on every read.
+ * POST /app/:app_id/{issue,renew,revoke,revoke-subject}, each behind `auth` (the app key). Variables
+ * are read with `c.get`: hono's `c.var` builds an object of all of them on every read.
  */
 export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth: MiddlewareHandler<AppEnv> }) {
   return new Hono<AppEnv>()
