@@ -3,7 +3,7 @@ import { addMasterKey } from '../keyring/master-key.js';
 import type { WithContext } from './run.js';
 
 export function masterKeyCommands(withContext: WithContext): Command {
-  const masterKey = new Command('master-key').description('the master keys that seal the signing keys\' private halves (README: Security model)');
+  const masterKey = new Command('master-key').description('the master keys that seal the signing keys\' private halves (README: Operations, Rotating the master key)');
 
   masterKey
     .command('rotate')
@@ -32,7 +32,7 @@ export function masterKeyCommands(withContext: WithContext): Command {
         output(
           { master_key_id: masterKeyId, resealed, not_loaded: notLoaded.map((k) => ({ app_id: k.appId, kid: k.kid, sealed_under: k.sealedUnder })) },
           `${resealed} private key${resealed === 1 ? '' : 's'} re-sealed under master key ${masterKeyId}` +
-            (notLoaded.length ? '' : '; every stored private key of a key not revoked is now sealed under it, so the other master keys can be removed (then restart the server)'),
+            (notLoaded.length ? '' : '; every stored private key of a key not revoked is now sealed under it, so the other master keys can be removed'),
         );
       }),
     );
