@@ -187,8 +187,8 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
 
     /**
      * Seals every stored private key of a key that is not revoked (next and current, which sign, and
-     * retired ones, kept until pruned) under the first master key, so that the others can be dropped. A key sealed under a master key that is not loaded is left as
-     * it is and named in `notLoaded`.
+     * retired ones, kept until pruned) under the first master key, so that the others can be dropped.
+     * A key sealed under a master key that is not loaded is left as it is and named in `notLoaded`.
      */
     async reseal(): Promise<{ masterKeyId: string; resealed: number; notLoaded: Array<{ appId: string; kid: string; sealedUnder: string }> }> {
       const sealing = masterKeys.sealing();
