@@ -54,6 +54,45 @@ export function addLiveSessions(dir: string, count: number, now: number): number
   return bytes;
 }
 
+const BACKLOG_CHAIN = 8;
+
+/**
+ * A backlog of expired refresh tokens, as after downtime: `count` live sessions, each a chain of
+ * BACKLOG_CHAIN tokens whose oldest all expired in the last hour (interleaved across sessions, in
+ * the order they were issued) and whose newest is unexpired. Resolves to the number of expired tokens.
+ */
+export function addExpiredBacklog(dir: string, count: number, now: number): number {
+  const db = new Database(tokenmintEnv(dir).DATABASE_URL);
+  const nowSeconds = Math.floor(now / 1000);
+  const last = BACKLOG_CHAIN - 1;
+  const exp = (i: number, j: number) => (j === last ? nowSeconds + 86_400 : nowSeconds - 60 - (last - j) * 450 - (i % 450));
+  const jid = (i: number, j: number) => `${String(exp(i, j)).padStart(12, '0')}${String(i).padStart(14, '0')}`;
+  db.function('backlog_exp', exp);
+  db.function('backlog_jid', jid);
+  const numbers = `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count), k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < ${last})`;
+  db.prepare(
+    `${numbers} INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at)
+       SELECT 'backlog-' || i, 'bench', 'backlog-user-' || i, NULL, :now, :end FROM n`,
+  ).run({ count, now, end: now + 30 * 86_400_000 });
+  db.prepare(
+    `${numbers} INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, issued_at, token_sha256)
+       SELECT backlog_jid(i, j), 'backlog-' || i, CASE j WHEN 0 THEN NULL ELSE backlog_jid(i, j - 1) END,
+              backlog_exp(i, j) - 3600, backlog_exp(i, j) - 3600, backlog_exp(i, j), :ip, :useragent, (backlog_exp(i, j) - 3600) * 1000, randomblob(32)
+       FROM n, k ORDER BY backlog_exp(i, j), i`,
+  ).run({ count, ...user });
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  db.close();
+  return count * last;
+}
+
+/** Refresh tokens in `dir`'s file that expired by `now`. */
+export function expiredTokens(dir: string, now: number): number {
+  const db = new Database(tokenmintEnv(dir).DATABASE_URL, { readonly: true });
+  const count = db.prepare('SELECT count(*) FROM refresh_tokens WHERE exp <= ?').pluck().get(Math.floor(now / 1000)) as number;
+  db.close();
+  return count;
+}
+
 // The few of tokenmint's exports used here (dist/, built by `npm run bench`).
 interface Built {
   loadConfig(env: NodeJS.ProcessEnv, cwd: string): unknown;

@@ -1,17 +1,20 @@
 // npm run bench: tokenmint against oidc-provider, a bare renew and the ceiling, same load generator, same run.
 // BENCH_SECONDS (default 10) per measurement, BENCH_CONCURRENCY (default 16,64), BENCH_ROUNDS
-// (default 3), BENCH_GROWTH_SESSIONS (default 1000000; 0 skips the growth measurement).
+// (default 3), BENCH_GROWTH_SESSIONS (default 1000000; 0 skips the growth measurement),
+// BENCH_PRUNE_BACKLOG (sessions of the pruning row's backlog, default 150000; 0 skips it).
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import { chainedRenews, type LoadResult } from './load.js';
 import { cpuSeconds, peakRssMb } from './proc.js';
-import { addLiveSessions, liveRefreshTokens, type RenewOrder } from './population.js';
+import { addExpiredBacklog, addLiveSessions, expiredTokens, liveRefreshTokens, type RenewOrder } from './population.js';
 import { startBare, startCeiling, startOidcProvider, startTokenmint, type Started } from './targets.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '16,64').split(',').map(Number);
 const GROWTH_SESSIONS = Number(process.env.BENCH_GROWTH_SESSIONS ?? 1_000_000);
+/** Sessions whose expired tokens make the pruning row's backlog (7 each): enough to outlast its run. */
+const PRUNE_BACKLOG = Number(process.env.BENCH_PRUNE_BACKLOG ?? 150_000);
 /**
  * The compared servers are measured in rounds, each server once per round, and every ratio is taken
  * within one round and then the median of the rounds: this machine's speed drifts by a third within
@@ -71,6 +74,34 @@ async function measure(start: () => Promise<Started>, round: number, name?: stri
   }
 }
 
+const PRUNING = 'tokenmint, pruning a backlog';
+
+/**
+ * tokenmint renewing fresh sessions while its maintenance prunes a backlog of expired tokens (as after
+ * downtime, or a wave of expiries), which it starts on at once; and how many it pruned meanwhile.
+ */
+async function whilePruning(concurrency: number, round: number) {
+  const first = await startTokenmint();
+  await first.server.stop();
+  const expired = addExpiredBacklog(first.dir, PRUNE_BACKLOG, Date.now());
+  const started = performance.now();
+  const s = await startTokenmint({}, first.dir);
+  try {
+    log(`  ${PRUNING} (${fmt(expired)} expired tokens), concurrency ${concurrency} ...`);
+    let row: Row;
+    try {
+      row = { ...(await measureOnce(s, concurrency, round)), target: PRUNING };
+    } finally {
+      await s.server.stop();
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const left = expiredTokens(s.dir, Date.now());
+    return { row, expired, left, prunedPerSecond: (expired - left) / seconds };
+  } finally {
+    fs.rmSync(s.dir, { recursive: true, force: true });
+  }
+}
+
 /** ES256 operations per second on one core with node:crypto. */
 function es256Rates() {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -123,12 +154,17 @@ const rounds = Array.from({ length: ROUNDS }, (_, i) => i + 1);
 log(`tokenmint bench: ${SECONDS} s per measurement, concurrency ${CONCURRENCY.join(', ')}, ${ROUNDS} rounds, ${os.availableParallelism()} cores`);
 const compared = [() => startTokenmint(), startOidcProvider, startBare, startCeiling];
 const rows: Row[] = [];
+let pruning: Awaited<ReturnType<typeof whilePruning>> | undefined;
 for (const round of rounds) {
   log(`round ${round} of ${ROUNDS}`);
   // Each round starts one server further on, so that none is always the first (or the last) measured.
   for (const i of compared.keys()) rows.push(...(await measure(compared[(i + round - 1) % compared.length]!, round)));
   // In no ratio: once is enough.
   if (round === 1) rows.push(...(await measure(() => startTokenmint({ WORKERS: '1' }), round, 'tokenmint, WORKERS=1')));
+  if (round === 1 && PRUNE_BACKLOG > 0) {
+    pruning = await whilePruning(CONCURRENCY.at(-1)!, round);
+    rows.push(pruning.row);
+  }
 }
 const crypto = es256Rates();
 type Growth = Awaited<ReturnType<typeof growth>>;
@@ -158,7 +194,7 @@ const growthRatios = (order: RenewOrder) =>
     return large!.row.perSecond / small!.row.perSecond;
   });
 
-const servers = ['tokenmint', 'tokenmint, WORKERS=1', 'oidc-provider', 'bare renew', 'ceiling'];
+const servers = ['tokenmint', 'tokenmint, WORKERS=1', PRUNING, 'oidc-provider', 'bare renew', 'ceiling'];
 rows.sort((a, b) => servers.indexOf(a.target) - servers.indexOf(b.target) || a.concurrency - b.concurrency || a.round - b.round);
 console.log(`\n## Renew: closed-loop chained renews, ${SECONDS} s each, load generator on the same machine (${os.availableParallelism()} cores, ${os.cpus()[0]?.model.trim()})\n`);
 console.log(`tokenmint runs as \`npm start\` does: WORKERS defaults to the number of cores (${os.availableParallelism()}). Each compared server is measured once per round (${ROUNDS} rounds); WORKERS=1 in the first round only.\n`);
@@ -167,6 +203,15 @@ console.log('| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |
 for (const r of rows) {
   console.log(
     `| ${r.target} | ${r.concurrency} | ${r.round} | ${fmt(r.perSecond)} | ${fmt(r.p50Ms, 1)} | ${fmt(r.p95Ms, 1)} | ${fmt(r.p99Ms, 1)} | ${r.non200} | ${r.checked} | ${fmt(r.peakRssMb)} | ${fmt(r.serverCpuSeconds, 1)} | ${fmt(r.loadCpuSeconds, 1)} |`,
+  );
+}
+
+if (pruning) {
+  const { row, expired, left, prunedPerSecond } = pruning;
+  const plain = rows.find((r) => r.target === 'tokenmint' && r.concurrency === row.concurrency && r.round === row.round)!;
+  console.log(
+    `\n${PRUNING}: its maintenance pruned ${fmt(expired - left)} of ${fmt(expired)} expired tokens (${fmt(prunedPerSecond)} a second) between its start and its stop` +
+      `${left === 0 ? ' (**the backlog was gone before the end: the row measured less than a prune**)' : ''}; renews/s ÷ tokenmint's at c${row.concurrency} in round ${row.round}: ${fmt(row.perSecond / plain.perSecond, 2)}; p99 ${fmt(row.p99Ms, 1)} ms against ${fmt(plain.p99Ms, 1)} ms.`,
   );
 }
 

@@ -37,6 +37,52 @@ describe('several processes on one database file', () => {
     expect((await post(`${b.url}/app/acme/issue`, { sub: 'u', ...client }, String(appKey))).status).toBe(403);
   });
 
+  it('`tokenmint prune` of a backlog leaves the write lock to other processes most of the time', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir);
+    await cliProcess(env, dir, 'app', 'create', 'acme');
+    // A backlog, as after downtime: 1,500 sessions, each a chain of 8 tokens of which 7 have expired.
+    const sessionCount = 1500;
+    const chain = 8;
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const db = new Database(env.DATABASE_URL!, { timeout: 0 }); // busy at once, never waiting
+    const exp = (i: number, j: number) => (j === chain - 1 ? nowSeconds + 86_400 : nowSeconds - 60 - (chain - 1 - j) * 600 - (i % 600));
+    const jid = (i: number, j: number) => `${String(exp(i, j)).padStart(12, '0')}${String(i).padStart(14, '0')}`;
+    const addSession = db.prepare("INSERT INTO sessions (session_id, app_id, sub, created_at, expires_at) VALUES (?, 'acme', ?, ?, ?)");
+    const addToken = db.prepare(
+      "INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, issued_at) VALUES (?, ?, ?, ?, ?, ?, '203.0.113.7', 'test', ?)",
+    );
+    db.transaction(() => {
+      for (let i = 0; i < sessionCount; i++) {
+        addSession.run(`s${i}`, `u${i}`, Date.now(), Date.now() + 86_400_000);
+        for (let j = 0; j < chain; j++) addToken.run(jid(i, j), `s${i}`, j === 0 ? null : jid(i, j - 1), exp(i, j) - 600, exp(i, j) - 600, exp(i, j), (exp(i, j) - 600) * 1000);
+      }
+    })();
+
+    // Meanwhile this process tries to take the write lock every millisecond or so.
+    let pruning = true;
+    const pruned = cliProcess(env, dir, 'prune').finally(() => (pruning = false));
+    const lockFree: boolean[] = [];
+    while (pruning) {
+      try {
+        db.exec('BEGIN IMMEDIATE');
+        db.exec('ROLLBACK');
+        lockFree.push(true);
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
+        lockFree.push(false);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    db.close();
+    expect(await pruned).toEqual({ pruned_refresh_tokens: sessionCount * (chain - 1), pruned_sessions: 0, pruned_keys: 0 });
+    // From the first try that found the lock taken to the last: while the prune ran, the lock was free
+    // to others at most tries (run back to back, its batches held it nearly all the time).
+    const during = lockFree.slice(lockFree.indexOf(false), lockFree.lastIndexOf(false) + 1);
+    expect(during.length).toBeGreaterThan(0);
+    expect(during.filter(Boolean).length / during.length).toBeGreaterThan(0.5);
+  });
+
   it('SIGTERM closes cleanly (exit 0) and a restarted server renews what the old one issued', async () => {
     const dir = tempDir();
     const env = testEnv(dir, { DATABASE_URL: path.join(dir, 'data', 'tm.db') });

@@ -193,9 +193,10 @@ export interface Repository {
    * its parent, so that a used token is never left without the child that says it was used; one whose
    * parent is kept goes in a later call), sessions whose newest (never used) refresh token is among
    * them, and sessions past their absolute end. A revoked session is kept while its newest token is
-   * unexpired, so a replayed token is still refused as revoked. Works in small batches, with other work
-   * let in between them, so that neither the write lock nor the caller's event loop is held for long;
-   * once `signal` is aborted it stops after the batch in hand (a later call takes up the rest).
+   * unexpired, so a replayed token is still refused as revoked. Works in small batches, resting between
+   * them, so that neither the write lock nor the caller's event loop is held for long, and a backlog
+   * leaves the lock to other writers most of the time; once `signal` is aborted it stops after the
+   * batch in hand (a later call takes up the rest).
    * Resolves to how many rows went.
    */
   pruneExpired(now: number, signal?: AbortSignal): Promise<{ refreshTokens: number; sessions: number }>;
