@@ -2,6 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import cluster from 'node:cluster';
 import { clusterMetricsOf } from './cluster.js';
 import type { AuditEventName, AuditFields } from './audit.js';
+import type { MaintenanceOutcome } from './maintenance.js';
 import type { Repository } from './storage/repository.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -44,6 +45,30 @@ export function createMetrics(repo: Repository) {
     labelNames: ['event'] as const,
     registers: [registry],
   });
+  const maintenanceRuns = new Counter({
+    name: 'tokenmint_maintenance_runs_total',
+    help: 'Scheduled maintenance runs (due key rotations, then pruning) by result',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  const maintenanceDuration = new Histogram({
+    name: 'tokenmint_maintenance_duration_seconds',
+    help: 'Time a scheduled maintenance run took, pruning included',
+    buckets: [0.01, 0.1, 1, 10, 60, 300],
+    registers: [registry],
+  });
+  const lastMaintenance = new Gauge({
+    name: 'tokenmint_maintenance_last_success_timestamp_seconds',
+    help: 'When the last scheduled maintenance run that succeeded ended (0: none yet)',
+    registers: [registry],
+    aggregator: 'max', // one worker runs maintenance; the others report 0
+  });
+  const pruned = new Counter({
+    name: 'tokenmint_pruned_total',
+    help: 'Rows deleted by scheduled maintenance: expired refresh tokens, finished sessions, expired private keys',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  });
   new Gauge({
     name: 'tokenmint_signing_keys',
     help: 'Signing keys in the keyring by app and state (pruned keys not counted)',
@@ -68,6 +93,16 @@ export function createMetrics(repo: Repository) {
     observeRequest(route: string, method: string, status: number, seconds: number): void {
       requests.inc({ route, method, status: String(status) });
       if (route === '/app/:app_id/renew') renewDuration.observe(seconds);
+    },
+    /** A scheduled maintenance run has ended (its rotations are counted as audit events). */
+    observeMaintenance(outcome: MaintenanceOutcome, seconds: number): void {
+      maintenanceRuns.inc({ result: 'result' in outcome ? 'ok' : 'failed' });
+      maintenanceDuration.observe(seconds);
+      if (!('result' in outcome)) return;
+      lastMaintenance.set(Date.now() / 1000);
+      pruned.inc({ kind: 'refresh_token' }, outcome.result.prunedRefreshTokens);
+      pruned.inc({ kind: 'session' }, outcome.result.prunedSessions);
+      pruned.inc({ kind: 'key' }, outcome.result.prunedKeys);
     },
     /** An audit listener: counts the events that have a metric. */
     onAuditEvent(event: AuditEventName, fields: AuditFields): void {

@@ -31,7 +31,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   });
   const app = createApp({ ...tm, limiter, logger, metrics, config });
 
-  const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds) : undefined;
+  const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance) : undefined;
   const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
     if (cluster.isWorker) return; // the primary announces the cluster once
     process.stderr.write(`tokenmint listening on http://${info.address}:${info.port} (database ${config.databasePath})\n`);

@@ -156,6 +156,38 @@ describe('a real server process', () => {
   });
 });
 
+describe('scheduled maintenance in a server process', () => {
+  it('prunes on its own and says so in /metrics: rows pruned by kind, runs by result, the last success', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir, { MAINTENANCE_INTERVAL_SECONDS: '0.25' });
+    const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--refresh-ttl', '1', '--refresh-nbf', '0');
+    const server = await startServer(env, dir);
+    const started = Date.now() / 1000;
+    expect((await post(`${server.url}/app/acme/issue`, { sub: 'u', ...client }, String(appKey))).status).toBe(200);
+
+    // The token expires a second or two later (exp is in whole seconds); a run after that prunes it
+    // and its session, which nothing can renew any more.
+    const metric = (text: string, name: string) => Number(new RegExp(`^${name.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    let text = '';
+    for (let waited = 0; waited < 20_000 && !(metric(text, 'tokenmint_pruned_total{kind="refresh_token"}') >= 1); waited += 250) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      text = await (await fetch(`${server.url}/metrics`)).text();
+    }
+    expect(metric(text, 'tokenmint_pruned_total{kind="refresh_token"}')).toBe(1);
+    expect(metric(text, 'tokenmint_pruned_total{kind="session"}')).toBe(1);
+    expect(metric(text, 'tokenmint_pruned_total{kind="key"}')).toBe(0);
+    expect(metric(text, 'tokenmint_maintenance_runs_total{result="ok"}')).toBeGreaterThanOrEqual(2);
+    expect(text).not.toContain('tokenmint_maintenance_runs_total{result="failed"}');
+    expect(metric(text, 'tokenmint_maintenance_duration_seconds_count')).toBeGreaterThanOrEqual(2);
+    const lastSuccess = metric(text, 'tokenmint_maintenance_last_success_timestamp_seconds');
+    expect(lastSuccess).toBeGreaterThan(started);
+    expect(lastSuccess).toBeLessThanOrEqual(Date.now() / 1000);
+    const db = new Database(env.DATABASE_URL!, { readonly: true });
+    expect(db.prepare('SELECT (SELECT count(*) FROM sessions) + (SELECT count(*) FROM refresh_tokens)').pluck().get()).toBe(0);
+    db.close();
+  });
+});
+
 describe('scheduled key rotation across processes', () => {
   it('`key rotate --due` from two processes at once rotates exactly once', async () => {
     const dir = tempDir();

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { runCli } from '../src/cli/run.js';
+import { Writable } from 'node:stream';
 import { createLogger } from '../src/log.js';
+import { createMetrics } from '../src/metrics.js';
 import { runMaintenance, startMaintenance } from '../src/maintenance.js';
 import { client, harness, type Harness, type Pair } from './helpers.js';
 
@@ -104,6 +106,24 @@ describe('GET /metrics', () => {
     expect(text).toMatch(/tokenmint_signing_keys\{app_id="acme",state="retired"\} 1/);
     expect(text).toMatch(/tokenmint_signing_keys\{app_id="acme",state="current"\} 1/);
     expect(text).toContain('tokenmint_process_resident_memory_bytes');
+  });
+
+  it('counts a failed maintenance run as failed, with no last success, and logs it', async () => {
+    const h = await harness();
+    const metrics = createMetrics(h.tm.repo);
+    let logged = '';
+    const sink = new Writable({ write: (chunk, _enc, done) => ((logged += String(chunk)), done()) });
+    await h.tm.close(); // every run now fails on the closed database
+    const maintenance = startMaintenance(h.tm, createLogger('info', sink), 60, metrics.observeMaintenance);
+    await maintenance.stop();
+    // Not registry.metrics(): the signing-keys gauge reads the (closed) database at scrape time.
+    const names = ['runs_total', 'last_success_timestamp_seconds', 'duration_seconds'].map((n) => `tokenmint_maintenance_${n}`);
+    const text = (await Promise.all(names.map((n) => metrics.registry.getSingleMetricAsString(n)))).join('\n');
+    expect(text).toContain('tokenmint_maintenance_runs_total{result="failed"} 1');
+    expect(text).not.toContain('tokenmint_maintenance_runs_total{result="ok"}');
+    expect(text).toContain('tokenmint_maintenance_last_success_timestamp_seconds 0');
+    expect(text).toContain('tokenmint_maintenance_duration_seconds_count 1');
+    expect(JSON.parse(logged)).toMatchObject({ level: 50, msg: 'maintenance failed' }) // pino's error;
   });
 
   it('wants the bearer token when METRICS_TOKEN is set', async () => {
