@@ -197,7 +197,7 @@ const growthRatios = (order: RenewOrder) =>
 const servers = ['tokenmint', 'tokenmint, WORKERS=1', PRUNING, 'oidc-provider', 'bare renew', 'ceiling'];
 rows.sort((a, b) => servers.indexOf(a.target) - servers.indexOf(b.target) || a.concurrency - b.concurrency || a.round - b.round);
 console.log(`\n## Renew: closed-loop chained renews, ${SECONDS} s each, load generator on the same machine (${os.availableParallelism()} cores, ${os.cpus()[0]?.model.trim()})\n`);
-console.log(`tokenmint runs as \`npm start\` does: WORKERS defaults to the number of cores (${os.availableParallelism()}). Each compared server is measured once per round (${ROUNDS} rounds); WORKERS=1 in the first round only.\n`);
+console.log(`tokenmint runs as \`npm start\` does: WORKERS defaults to the number of cores (${os.availableParallelism()}). Each compared server is measured once per round (${ROUNDS} rounds); WORKERS=1 and the pruning row in the first round only.\n`);
 console.log('| server | concurrency | round | renews/s | p50 ms | p95 ms | p99 ms | non-200 | answers checked | server peak RSS MB | server CPU s | load generator CPU s |');
 console.log('| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |');
 for (const r of rows) {
