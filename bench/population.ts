@@ -41,9 +41,9 @@ export function addLiveSessions(dir: string, count: number, now: number): number
   db.function('token_jid', tokenJid);
   const numbers = `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count)`;
   db.prepare(
-    `${numbers} INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at)
-       SELECT session_id(i), 'bench', 'user-' || i, NULL, :now, :end FROM n`,
-  ).run({ count, now, end });
+    `${numbers} INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at, ip, useragent)
+       SELECT session_id(i), 'bench', 'user-' || i, NULL, :now, :end, :ip, :useragent FROM n`,
+  ).run({ count, now, end, ...user });
   db.prepare(
     `${numbers} INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, issued_at, token_sha256)
        SELECT token_jid(i), owner_session_id(i), NULL, :iat, :iat, :exp, :ip, :useragent, :now, randomblob(32) FROM n`,
@@ -71,9 +71,9 @@ export function addExpiredBacklog(dir: string, count: number, now: number): numb
   db.function('backlog_jid', jid);
   const numbers = `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :count), k(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM k WHERE j < ${last})`;
   db.prepare(
-    `${numbers} INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at)
-       SELECT 'backlog-' || i, 'bench', 'backlog-user-' || i, NULL, :now, :end FROM n`,
-  ).run({ count, now, end: now + 30 * 86_400_000 });
+    `${numbers} INSERT INTO sessions (session_id, app_id, sub, personal, created_at, expires_at, ip, useragent)
+       SELECT 'backlog-' || i, 'bench', 'backlog-user-' || i, NULL, :now, :end, :ip, :useragent FROM n`,
+  ).run({ count, now, end: now + 30 * 86_400_000, ...user });
   db.prepare(
     `${numbers} INSERT INTO refresh_tokens (jid, session_id, parent_jid, iat, nbf, exp, ip, useragent, issued_at, token_sha256)
        SELECT backlog_jid(i, j), 'backlog-' || i, CASE j WHEN 0 THEN NULL ELSE backlog_jid(i, j - 1) END,

@@ -70,7 +70,7 @@ describe('tokenmint app', () => {
       [['app', 'rotate-secret', 'acme', '--grace', '-1'], /--grace/],
       [['key', 'list', 'nope'], /no app "nope"/],
       [['key', 'revoke', 'acme', '01ARZ3NDEKTSV4RRFFQ69G5FAV'], /has no key/],
-      [['session', 'revoke', 'acme'], /exactly one of --sub <sub> or --all/],
+      [['session', 'revoke', 'acme'], /exactly one of --sub <sub>, --session <session_id> or --all/],
       [['session', 'revoke', 'acme', '--sub', 'u', '--all'], /exactly one of/],
       [['nonsense'], /unknown command/],
     ];
@@ -145,7 +145,7 @@ describe('tokenmint key', () => {
   });
 });
 
-describe('tokenmint session revoke', () => {
+describe('tokenmint session', () => {
   it('--sub ends that subject\'s sessions, --all every session of the app', async () => {
     const h = await harness();
     const { app_key: appKey } = (await cli(h, 'app', 'create', 'acme', '--refresh-nbf', '0', '--json')).json();
@@ -158,6 +158,46 @@ describe('tokenmint session revoke', () => {
     expect((await renew(tokens.b)).status).toBe(200);
     expect((await cli(h, 'session', 'revoke', 'acme', '--all', '--json')).json()).toEqual({ revoked: 2 });
     expect((await renew(tokens.c)).status).toBe(401);
+  });
+
+  it('list shows a subject\'s sessions, newest first, with the client that logged in; --session ends that one alone', async () => {
+    const h = await harness();
+    const { app_key: appKey } = (await cli(h, 'app', 'create', 'acme', '--refresh-nbf', '0', '--json')).json();
+    await cli(h, 'app', 'create', 'other', '--json');
+    const issue = async (sub: string, ip: string, useragent: string) =>
+      ((await (await h.post('/app/acme/issue', { sub, ip, useragent }, String(appKey))).json()) as Pair).refresh_token;
+    const laptop = await issue('a', '198.51.100.1', 'Firefox on the laptop');
+    h.clock.advance(60);
+    const phone = await issue('a', '2001:db8::7', 'Safari on the phone');
+    await issue('b', '203.0.113.9', 'someone else');
+    const renew = (t: string) => h.post('/app/acme/renew', { refresh_token: t, ip: '192.0.2.50', useragent: 'later' }, String(appKey));
+    expect((await renew(laptop)).status).toBe(200); // a renew does not change what the session shows
+
+    const listed = (await cli(h, 'session', 'list', 'acme', '--sub', 'a', '--json')).json();
+    const created = h.clock() - 60_000;
+    expect(listed).toEqual([
+      { session_id: expect.any(String), created_at: new Date(created + 60_000).toISOString(), expires_at: new Date(created + 60_000 + 2_592_000_000).toISOString(), revoked_at: null, revoke_reason: null, ip: '2001:db8::7', useragent: 'Safari on the phone' },
+      { session_id: expect.any(String), created_at: new Date(created).toISOString(), expires_at: new Date(created + 2_592_000_000).toISOString(), revoked_at: null, revoke_reason: null, ip: '198.51.100.1', useragent: 'Firefox on the laptop' },
+    ]);
+    const [phoneSession, laptopSession] = listed.map((s) => String(s.session_id));
+
+    // Another app's id, or a session of another app, ends nothing.
+    expect((await cli(h, 'session', 'revoke', 'other', '--session', laptopSession!, '--json')).json()).toEqual({ revoked: 0 });
+    expect((await cli(h, 'session', 'revoke', 'acme', '--session', laptopSession!, '--json')).json()).toEqual({ revoked: 1 });
+    expect((await cli(h, 'session', 'revoke', 'acme', '--session', laptopSession!, '--json')).json()).toEqual({ revoked: 0 });
+    expect((await renew(phone)).status).toBe(200);
+    const after = (await cli(h, 'session', 'list', 'acme', '--sub', 'a', '--json')).json();
+    expect(after.map((s) => [s.session_id, s.revoke_reason])).toEqual([[phoneSession, null], [laptopSession, 'admin']]);
+    expect(after[1]!.revoked_at).toBe(new Date(h.clock()).toISOString());
+    // Newest first: the repeat, which ended nothing, then the one that did.
+    const events = (await cli(h, 'audit', 'list', '--app', 'acme', '--json')).json().slice(0, 2);
+    expect(events).toMatchObject([0, 1].map((count) => ({ event: 'session.revoked', actor: 'cli', session_id: laptopSession, detail: { all: false, count } })));
+
+    expect((await cli(h, 'session', 'list', 'acme', '--sub', 'nobody', '--json')).json()).toEqual([]);
+    expect((await cli(h, 'session', 'list', 'acme', '--sub', 'a')).stdout).toMatch(/ 2001:db8::7  Safari on the phone\n.*revoked .* \(admin\)  198\.51\.100\.1  Firefox on the laptop\n$/);
+    const both = await cli(h, 'session', 'revoke', 'acme', '--sub', 'a', '--session', phoneSession!);
+    expect([both.code, both.stderr]).toEqual([1, expect.stringContaining('give exactly one of --sub <sub>, --session <session_id> or --all')]);
+    expect((await cli(h, 'session', 'list', 'nope', '--sub', 'a')).code).toBe(1);
   });
 });
 

@@ -3,9 +3,8 @@ import { keyVerifiesUntil } from '../keyring/keyring.js';
 import { sealedUnder } from '../keyring/master-key.js';
 import type { AppRecord, SigningKeyRecord } from '../storage/repository.js';
 import { invalidRequest } from '../errors.js';
+import { toIso as iso } from '../clock.js';
 import type { WithContext } from './run.js';
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 function publicKey(app: AppRecord, key: SigningKeyRecord) {
   return {

@@ -97,6 +97,12 @@ export interface RefreshToken {
 
 export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all';
 
+/** A session as `session list` shows it: with the client that logged in (null for sessions older than that record). */
+export interface SessionListing extends SessionRecord {
+  ip: string | null;
+  useragent: string | null;
+}
+
 /** An admin action or security event. Never holds a secret. */
 export interface AuditEvent {
   id: string;
@@ -165,8 +171,10 @@ export interface Repository {
     now: number,
   ): Promise<SigningKeyRecord | undefined>;
 
-  /** Stores a new session and its first refresh token, atomically. */
+  /** Stores a new session and its first refresh token, atomically; the session keeps the token's ip and user agent as its login's. */
   createSession(session: SessionRecord, first: RefreshTokenRecord): Promise<void>;
+  /** The stored sessions of one subject of an app (live, revoked, or ended but not yet pruned), newest first. */
+  listSessions(appId: string, sub: string): Promise<SessionListing[]>;
   /** A refresh token with its session and its child, the token it was renewed into: a token is used exactly when it has one. */
   findRefreshToken(jid: string): Promise<RefreshToken | undefined>;
   /**
@@ -185,8 +193,8 @@ export interface Repository {
 
   /** Revokes one session (idempotent: an already revoked session keeps its first reason). */
   revokeSession(sessionId: string, reason: RevokeReason, now: number): Promise<void>;
-  /** Revokes the app's live sessions, of one subject or all; resolves to how many were live. */
-  revokeSessions(appId: string, filter: { sub?: string }, reason: RevokeReason, now: number): Promise<number>;
+  /** Revokes the app's live sessions, of one subject, one session, or all; resolves to how many were live. */
+  revokeSessions(appId: string, filter: { sub?: string; sessionId?: string }, reason: RevokeReason, now: number): Promise<number>;
 
   /**
    * Deletes what can never be used again: refresh tokens past their `exp` (a token only with or after

@@ -131,11 +131,17 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
       return revoked;
     },
 
-    /** `session revoke`: every live session of one subject, or of the whole app. */
-    async revokeSessions(appId: string, filter: { sub?: string }): Promise<number> {
-      const revoked = await repo.revokeSessions(appId, filter, filter.sub === undefined ? 'admin-all' : 'admin', clock());
-      await audit.record('session.revoked', { appId, sub: filter.sub, detail: { all: filter.sub === undefined, count: revoked } });
+    /** `session revoke`: every live session of one subject, one session, or every session of the app. */
+    async revokeSessions(appId: string, filter: { sub?: string; sessionId?: string }): Promise<number> {
+      const all = filter.sub === undefined && filter.sessionId === undefined;
+      const revoked = await repo.revokeSessions(appId, filter, all ? 'admin-all' : 'admin', clock());
+      await audit.record('session.revoked', { appId, sub: filter.sub, sessionId: filter.sessionId, detail: { all, count: revoked } });
       return revoked;
+    },
+
+    /** `session list`: the stored sessions of one subject, newest first. */
+    listSessions(appId: string, sub: string) {
+      return repo.listSessions(appId, sub);
     },
   };
 }

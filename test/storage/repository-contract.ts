@@ -247,6 +247,32 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect(await repo.revokeSessions('acme', {}, 'admin-all', NOW)).toBe(1);
     });
 
+    it('listSessions: a subject\'s sessions of one app, newest first, with the client of the first token; revokeSessions ends one by id', async () => {
+      const { repo } = await withApp();
+      await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);
+      const first = session('acme', 'a');
+      await repo.createSession(first, { ...token(first), ip: '198.51.100.1', useragent: 'laptop' });
+      const second = { ...session('acme', 'a'), createdAt: NOW + 1000 };
+      const secondToken = { ...token(second), ip: '2001:db8::7', useragent: 'phone' };
+      await repo.createSession(second, secondToken);
+      // A renew from elsewhere does not change what the session shows.
+      expect(await repo.consumeRefreshToken({ ...child(second, secondToken), ip: '192.0.2.1', useragent: 'later' })).toBe(true);
+      for (const [appId, sub] of [['acme', 'b'], ['other', 'a']] as const) {
+        const s = session(appId, sub);
+        await repo.createSession(s, token(s));
+      }
+      expect(await repo.listSessions('acme', 'a')).toEqual([
+        { ...second, ip: '2001:db8::7', useragent: 'phone' },
+        { ...first, ip: '198.51.100.1', useragent: 'laptop' },
+      ]);
+      expect(await repo.listSessions('acme', 'nobody')).toEqual([]);
+
+      expect(await repo.revokeSessions('other', { sessionId: first.sessionId }, 'admin', NOW)).toBe(0);
+      expect(await repo.revokeSessions('acme', { sessionId: first.sessionId }, 'admin', NOW)).toBe(1);
+      expect(await repo.revokeSessions('acme', { sessionId: first.sessionId }, 'admin', NOW)).toBe(0);
+      expect((await repo.listSessions('acme', 'a')).map((s) => [s.sessionId, s.revokeReason])).toEqual([[second.sessionId, null], [first.sessionId, 'admin']]);
+    });
+
     it('pruneExpired: expired tokens go; a session goes with its newest token, or at its absolute end', async () => {
       const { repo } = await withApp();
       const hour = 3600;

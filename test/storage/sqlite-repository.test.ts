@@ -18,6 +18,18 @@ repositoryContract('sqlite', async () => {
   return repo;
 });
 
+/** A folder of the migrations before number `idx`, as a file made by an older version went through them. */
+function migrationsBefore(idx: number): string {
+  const migrations = fileURLToPath(new URL('../../migrations', import.meta.url));
+  const before = path.join(tempDir(), 'migrations');
+  fs.mkdirSync(path.join(before, 'meta'), { recursive: true });
+  const journal = JSON.parse(fs.readFileSync(path.join(migrations, 'meta/_journal.json'), 'utf8')) as { entries: Array<{ idx: number; tag: string }> };
+  journal.entries = journal.entries.filter((e) => e.idx < idx);
+  fs.writeFileSync(path.join(before, 'meta/_journal.json'), JSON.stringify(journal));
+  for (const { tag } of journal.entries) fs.copyFileSync(path.join(migrations, `${tag}.sql`), path.join(before, `${tag}.sql`));
+  return before;
+}
+
 describe('SQLite storage', () => {
   it('builds the schema from migrations/ in WAL mode, in files of its user\'s alone', async () => {
     const dir = tempDir();
@@ -32,13 +44,7 @@ describe('SQLite storage', () => {
 
   it('upgrades a file of the schema before migration 0004: every refresh token kept, used_at now the child\'s issued_at, no index or foreign key on the session', async () => {
     // The migrations as they were before 0004, applied to a new file that then gets a session.
-    const migrations = fileURLToPath(new URL('../../migrations', import.meta.url));
-    const before = path.join(tempDir(), 'migrations');
-    fs.mkdirSync(path.join(before, 'meta'), { recursive: true });
-    const journal = JSON.parse(fs.readFileSync(path.join(migrations, 'meta/_journal.json'), 'utf8')) as { entries: Array<{ idx: number; tag: string }> };
-    journal.entries = journal.entries.filter((e) => e.idx < 4);
-    fs.writeFileSync(path.join(before, 'meta/_journal.json'), JSON.stringify(journal));
-    for (const { tag } of journal.entries) fs.copyFileSync(path.join(migrations, `${tag}.sql`), path.join(before, `${tag}.sql`));
+    const before = migrationsBefore(4);
     const file = path.join(tempDir(), 'old.db');
     const old = new Database(file);
     old.pragma('foreign_keys = ON');
@@ -68,6 +74,28 @@ describe('SQLite storage', () => {
     const repo = createSqliteRepository(db);
     expect(await repo.findRefreshToken('J1')).toMatchObject({ token: { jid: 'J1', issuedAt: 1000 }, session: { sessionId: 'S1', sub: 'u' }, child: { jid: 'J2', issuedAt: 5000 } });
     expect(await repo.findRefreshToken('J2')).toMatchObject({ token: { jid: 'J2', parentJid: 'J1', sessionId: 'S1' }, child: null });
+  });
+
+  it('upgrades a file from before migration 0009: its sessions list with no login client; a renew never reads the client', async () => {
+    const before = migrationsBefore(9);
+    const file = path.join(tempDir(), 'old.db');
+    const old = new Database(file);
+    migrate(drizzle({ client: old }), { migrationsFolder: before });
+    old.exec(`INSERT INTO apps (app_id, app_key_hash, audience, access_ttl_seconds, refresh_ttl_seconds, refresh_nbf_seconds, session_ttl_seconds, reuse_grace_seconds, rotate_every_seconds, created_at, updated_at)
+        VALUES ('acme', 'h', 'web', 3600, 604800, 0, 2592000, 10, 2592000, 1, 1);
+      INSERT INTO sessions VALUES ('S1', 'acme', 'u', NULL, 1, 9999999999999, NULL, NULL);
+      INSERT INTO refresh_tokens (jid, session_id, iat, nbf, exp, ip, useragent, issued_at) VALUES ('J1', 'S1', 1, 1, 9999999999, '203.0.113.7', 'ua', 1000);`);
+    old.close();
+
+    const db = openSqlite(file);
+    onCleanup(() => db.$client.close());
+    const repo = createSqliteRepository(db);
+    expect(await repo.listSessions('acme', 'u')).toEqual([expect.objectContaining({ sessionId: 'S1', ip: null, useragent: null })]);
+    const s = { ...session('acme', 'u'), createdAt: 2 };
+    await repo.createSession(s, { ...token(s), ip: '198.51.100.1', useragent: 'new' });
+    expect((await repo.listSessions('acme', 'u')).map((l) => [l.sessionId, l.ip, l.useragent])).toEqual([[s.sessionId, '198.51.100.1', 'new'], ['S1', null, null]]);
+    const found = await repo.findRefreshToken('J1');
+    expect(found?.session).toEqual({ sessionId: 'S1', appId: 'acme', sub: 'u', personal: null, createdAt: 1, expiresAt: 9999999999999, revokedAt: null, revokeReason: null });
   });
 
   it('never holds a private key in clear: the file has only sealed envelopes', async () => {

@@ -63,6 +63,10 @@ export const sessions = sqliteTable(
     expiresAt: integer('expires_at').notNull(), // absolute end: created + session-ttl
     revokedAt: integer('revoked_at'),
     revokeReason: text('revoke_reason'),
+    // The client that logged in (its first refresh token's), for `session list`; null for sessions
+    // started before migration 0009. Never read by a renew (sqlite-repository's hot path leaves them out).
+    ip: text('ip'),
+    useragent: text('useragent'),
   },
   (t) => [index('sessions_app_sub_idx').on(t.appId, t.sub), index('sessions_expires_idx').on(t.expiresAt)],
 );

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { and, asc, desc, eq, gt, gte, exists, inArray, isNull, lte, ne, sql, type Placeholder, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, gt, gte, exists, inArray, isNull, lte, ne, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import { alias } from 'drizzle-orm/sqlite-core';
 import { toSeconds } from '../../clock.js';
 import { conflict } from '../../errors.js';
@@ -85,6 +85,9 @@ function tokensThatMayGo<T extends { jid: string; parentJid: string | null; pare
   return batch.filter(mayGo);
 }
 
+/** A session's columns but the login's client, which only `session list` reads. */
+const { ip: _ip, useragent: _useragent, ...sessionColumns } = getTableColumns(sessions);
+
 /** Statements of the request path, prepared once: building and preparing SQL per request costs more than running it. */
 function prepareHotPath(db: SqliteDb) {
   const tokenValues = {
@@ -104,7 +107,7 @@ function prepareHotPath(db: SqliteDb) {
     findApp: db.select().from(apps).where(eq(apps.appId, p('appId'))).prepare(),
     listKeys: db.select().from(signingKeys).where(eq(signingKeys.appId, p('appId'))).orderBy(asc(signingKeys.kid)).prepare(),
     findRefreshToken: db
-      .select({ token: refreshTokens, session: sessions, child: children })
+      .select({ token: refreshTokens, session: sessionColumns, child: children })
       .from(refreshTokens)
       .innerJoin(sessions, eq(sessions.sessionId, refreshTokens.sessionId))
       .leftJoin(children, eq(children.parentJid, refreshTokens.jid))
@@ -121,6 +124,8 @@ function prepareHotPath(db: SqliteDb) {
         expiresAt: p('expiresAt'),
         revokedAt: p('revokedAt'),
         revokeReason: p('revokeReason'),
+        ip: p('ip'),
+        useragent: p('useragent'),
       })
       .prepare(),
     insertToken: db.insert(refreshTokens).values(tokenValues).prepare(),
@@ -148,7 +153,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
   // event-loop turn, a savepoint each), which also waits out another process's lock itself.
   const commit = groupCommit(db.$client);
   const insertSession = (session: SessionRecord, first: RefreshTokenRecord) => {
-    hot.insertSession.run(asParams(session));
+    hot.insertSession.run({ ...session, ip: first.ip, useragent: first.useragent });
     hot.insertToken.run(asParams(first));
   };
   const consume = (child: RefreshTokenRecord) => hot.consume.run(asParams(child)).changes === 1;
@@ -298,6 +303,15 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       await commit(() => insertSession(session, first));
     },
 
+    async listSessions(appId, sub) {
+      return db
+        .select()
+        .from(sessions)
+        .where(and(eq(sessions.appId, appId), eq(sessions.sub, sub)))
+        .orderBy(desc(sessions.createdAt), desc(sessions.sessionId))
+        .all();
+    },
+
     async findRefreshToken(jid) {
       return hot.findRefreshToken.get({ jid });
     },
@@ -324,6 +338,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
             and(
               eq(sessions.appId, appId),
               filter.sub === undefined ? undefined : eq(sessions.sub, filter.sub),
+              filter.sessionId === undefined ? undefined : eq(sessions.sessionId, filter.sessionId),
               isNull(sessions.revokedAt),
               gt(sessions.expiresAt, now),
             ),
