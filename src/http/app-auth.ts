@@ -4,7 +4,7 @@ import type { AppService } from '../apps/app-service.js';
 import type { AuditLog } from '../audit.js';
 import { invalidAppKey, tooManyRequests, TokenmintError } from '../errors.js';
 import { isAppId } from '../apps/app-settings.js';
-import type { AppKeyLimiter } from './app-key-limiter.js';
+import { RECORDED_BLOCKS_PER_WINDOW, type AppKeyLimiter } from './app-key-limiter.js';
 import { clientAddress } from './client-address.js';
 import type { AppEnv } from './env.js';
 
@@ -24,8 +24,13 @@ export function appAuth({ apps, audit, limiter, trustProxyHeader }: { apps: AppS
     try {
       c.set('app', await apps.authenticate(appId, appKeyFromAuthorization(c.req.header('authorization'))));
     } catch (error) {
-      if (error instanceof TokenmintError && error.code === 'ERR_INVALID_APP_KEY' && limiter.recordFailure(appId, client)) {
-        await audit.record('security.app_key_blocked', { appId: appId.slice(0, 63), clientAddress: client, detail: { reason: error.reason } });
+      // Every wrong key counts. A block goes to the audit log, which is kept forever, only for an app
+      // that exists (app ids are the caller's to invent) and only the first RECORDED_BLOCKS_PER_WINDOW
+      // of an app in a window; the last of those says so.
+      if (error instanceof TokenmintError && error.code === 'ERR_INVALID_APP_KEY' && limiter.recordFailure(appId, client) && error.reason !== 'unknown app') {
+        const number = limiter.blockNumber(appId);
+        const last = number === RECORDED_BLOCKS_PER_WINDOW ? { later_blocks_not_recorded: true } : {};
+        if (number <= RECORDED_BLOCKS_PER_WINDOW) await audit.record('security.app_key_blocked', { appId, clientAddress: client, detail: { reason: error.reason, ...last } });
       }
       throw error;
     }

@@ -1,7 +1,15 @@
 import type { Clock } from '../clock.js';
+import { clientNetwork } from './client-address.js';
 
 /** Longer than any textual IPv6 address (45), with room for a zone. */
 const MAX_ADDRESS_CHARS = 64;
+
+/**
+ * Blocks of one app recorded in the audit log per window, at most: each block of a new network is
+ * otherwise a row, kept forever, and an attacker holding many networks (a /48 is 65,536 /64s) could
+ * grow the log without end. Blocks past it are enforced all the same.
+ */
+export const RECORDED_BLOCKS_PER_WINDOW = 100;
 
 export type AppKeyLimiter = ReturnType<typeof createAppKeyLimiter>;
 
@@ -12,16 +20,18 @@ interface Entry {
 }
 
 /**
- * Counts wrong app keys per (app, client address) in fixed windows. After `limit` failures within
- * `windowSeconds`, that pair is blocked for `windowSeconds` — even with the right key — while other
- * apps and addresses go on untouched. At most `maxClients` pairs are remembered: the oldest is
+ * Counts wrong app keys per (app, client network: an IPv4 address or an IPv6 /64) in fixed windows.
+ * After `limit` failures within `windowSeconds`, that pair is blocked for `windowSeconds` — even with
+ * the right key — while other apps and networks go on untouched. At most `maxClients` pairs are remembered: the oldest is
  * forgotten first, so memory stays bounded whatever an attacker sends.
  */
 export function createAppKeyLimiter({ limit, windowSeconds, maxClients, clock }: { limit: number; windowSeconds: number; maxClients: number; clock: Clock }) {
   const entries = new Map<string, Entry>();
   const windowMs = windowSeconds * 1000;
+  const recordedBlocks = new Map<string, { windowStart: number; count: number }>();
   // An address longer than any IP can only come from a forged proxy header: cut, it still counts.
-  const keyOf = (appId: string, client: string) => `${appId}\u0000${client.slice(0, MAX_ADDRESS_CHARS)}`;
+  // An IPv6 client may use any address of its /64, so the /64 is what counts.
+  const keyOf = (appId: string, client: string) => `${appId}\u0000${clientNetwork(client.slice(0, MAX_ADDRESS_CHARS))}`;
 
   return {
     /** Seconds until the pair may try again, or 0 when it is not blocked. */
@@ -47,6 +57,17 @@ export function createAppKeyLimiter({ limit, windowSeconds, maxClients, clock }:
       const started = entry.blockedUntil <= now;
       entry.blockedUntil = now + windowMs;
       return started;
+    },
+
+    /**
+     * Numbers a block that has just started on `appId`, an app that exists (so the map holds one entry
+     * per app at most): 1 for its first in the current window, and so on.
+     */
+    blockNumber(appId: string): number {
+      const now = clock();
+      let window = recordedBlocks.get(appId);
+      if (!window || now - window.windowStart >= windowMs) recordedBlocks.set(appId, (window = { windowStart: now, count: 0 }));
+      return ++window.count;
     },
 
     get size(): number {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createAppKeyLimiter } from '../../src/http/app-key-limiter.js';
+import { createAppKeyLimiter, RECORDED_BLOCKS_PER_WINDOW } from '../../src/http/app-key-limiter.js';
+import { clientNetwork } from '../../src/http/client-address.js';
 import { client, harness, manualClock, type Harness } from '../helpers.js';
 
 /** A request from a given socket address, as @hono/node-server would pass it. */
@@ -58,6 +59,44 @@ describe('app key brute force (429)', () => {
     expect(h.limiter.size).toBe(1);
     expect((await h.post('/app/acme/issue', body, acme.appKey, { 'x-forwarded-for': forged })).status).toBe(429); // still counted
     expect((await h.post('/app/acme/issue', body, acme.appKey, { 'x-forwarded-for': `${forged}1` })).status).toBe(429); // kept as its first 64 characters
+  });
+
+  it('counts an IPv6 client by its /64, whichever of its addresses it sends from, and an IPv4-mapped one by its IPv4 address', async () => {
+    const h = await harness({ env: { APP_KEY_FAILURE_LIMIT: '3' } });
+    const acme = await h.createApp('acme');
+    for (const address of ['2001:db8:a:b::1', '2001:db8:a:b:ffff:1:2:3', '2001:0db8:000a:000b::99%eth0']) expect((await from(h, address, 'acme', 'tmk_guess')).status).toBe(403);
+    expect((await from(h, '2001:db8:a:b::4242', 'acme', acme.appKey)).status).toBe(429);
+    expect((await from(h, '2001:db8:a:c::1', 'acme', acme.appKey)).status).toBe(200); // the next /64
+    for (const address of ['198.51.100.7', '::ffff:198.51.100.7', '::FFFF:198.51.100.7']) await from(h, address, 'acme', 'tmk_guess');
+    expect((await from(h, '198.51.100.7', 'acme', acme.appKey)).status).toBe(429);
+    expect((await from(h, '198.51.100.8', 'acme', acme.appKey)).status).toBe(200);
+
+    expect(['2001:db8::', '::', '::1', '1:2:3:4:5:6:7:8', '1:2:3::5.6.7.8', '::5.6.7.8', '1:2:3:4:5:6:5.6.7.8', 'fe80::1%lo', '203.0.113.7', 'unknown', '::ffff:1.2.3.4'].map(clientNetwork)).toEqual([
+      '2001:db8:0:0::/64', '0:0:0:0::/64', '0:0:0:0::/64', '1:2:3:4::/64', '1:2:3:0::/64', '0:0:0:0::/64', '1:2:3:4::/64', 'fe80:0:0:0::/64', '203.0.113.7', 'unknown', '1.2.3.4',
+    ]);
+  });
+
+  it('records a block in the audit log only for an app that exists, and at most RECORDED_BLOCKS_PER_WINDOW of an app per window', async () => {
+    const h = await harness({ env: { APP_KEY_FAILURE_LIMIT: '1', APP_KEY_FAILURE_WINDOW_SECONDS: '60' } });
+    const acme = await h.createApp('acme');
+    const blocks = async () => (await h.tm.repo.listAudit({ limit: 1000 })).filter((e) => e.event === 'security.app_key_blocked');
+    // Invented app ids: each address is blocked on each, and nothing is written.
+    for (let i = 0; i < 50; i++) expect((await from(h, '192.0.2.1', `nope${i}`, 'tmk_guess')).status).toBe(403);
+    expect((await from(h, '192.0.2.1', 'nope0', 'tmk_guess')).status).toBe(429);
+    expect(await blocks()).toEqual([]);
+
+    // One network after another blocked on acme: the first 100 are recorded, the last of them saying so.
+    const networks = RECORDED_BLOCKS_PER_WINDOW + 20;
+    for (let i = 0; i < networks; i++) expect((await from(h, `2001:db8:${i.toString(16)}::1`, 'acme', 'tmk_guess')).status).toBe(403);
+    for (let i = 0; i < networks; i++) expect((await from(h, `2001:db8:${i.toString(16)}::2`, 'acme', acme.appKey)).status).toBe(429);
+    const recorded = await blocks();
+    expect(recorded).toHaveLength(RECORDED_BLOCKS_PER_WINDOW);
+    expect(recorded.map((e) => JSON.parse(e.detail!) as Record<string, unknown>).filter((d) => d.later_blocks_not_recorded)).toEqual([{ reason: 'wrong app key', later_blocks_not_recorded: true }]);
+    expect(recorded[0]!.clientAddress).toBe(`2001:db8:${(RECORDED_BLOCKS_PER_WINDOW - 1).toString(16)}::1`); // newest first
+
+    h.clock.advance(60); // a new window
+    expect((await from(h, '198.51.100.1', 'acme', 'tmk_guess')).status).toBe(403);
+    expect(await blocks()).toHaveLength(RECORDED_BLOCKS_PER_WINDOW + 1);
   });
 
   it('remembers a bounded number of clients, forgetting the oldest first', () => {
