@@ -5,9 +5,9 @@ import { clientNetwork } from './client-address.js';
 const MAX_ADDRESS_CHARS = 64;
 
 /**
- * Blocks of one app recorded in the audit log per window, at most: each block of a new network is
- * otherwise a row, kept forever, and an attacker holding many networks (a /48 is 65,536 /64s) could
- * grow the log without end. Blocks past it are enforced all the same.
+ * Blocks of one app recorded in the audit log per window by one process, at most: each block of a
+ * new network is otherwise a row, kept forever, and an attacker holding many networks (a /48 is
+ * 65,536 /64s) could grow the log without end. Blocks past it are enforced all the same.
  */
 export const RECORDED_BLOCKS_PER_WINDOW = 100;
 
@@ -22,8 +22,9 @@ interface Entry {
 /**
  * Counts wrong app keys per (app, client network: an IPv4 address or an IPv6 /64) in fixed windows.
  * After `limit` failures within `windowSeconds`, that pair is blocked for `windowSeconds` — even with
- * the right key — while other apps and networks go on untouched. At most `maxClients` pairs are remembered: the oldest is
- * forgotten first, so memory stays bounded whatever an attacker sends.
+ * the right key — while other apps and networks go on untouched. At most `maxClients` pairs are
+ * remembered: the oldest is forgotten first, so memory stays bounded whatever an attacker sends.
+ * Each server process has its own.
  */
 export function createAppKeyLimiter({ limit, windowSeconds, maxClients, clock }: { limit: number; windowSeconds: number; maxClients: number; clock: Clock }) {
   const entries = new Map<string, Entry>();
