@@ -26,6 +26,7 @@ export type AuditEventName =
   | 'master_key.added'
   | 'master_key.resealed'
   | 'session.revoked'
+  | 'audit.pruned'
   | 'security.refresh_reuse'
   | 'security.revoked_key_presented'
   | 'security.app_key_blocked';
@@ -35,24 +36,33 @@ export type AuditListener = (event: AuditEventName, fields: AuditFields) => void
 
 /** Writes admin actions and security events to the audit table, stamped with time and actor. */
 export function createAuditLog({ repo, clock, actor, onEvent }: { repo: Repository; clock: Clock; actor: AuditEvent['actor']; onEvent?: AuditListener }) {
+  async function record(event: AuditEventName, fields: AuditFields = {}): Promise<void> {
+    const at = clock();
+    onEvent?.(event, fields);
+    await repo.recordAudit({
+      id: newUlid(at),
+      at,
+      actor,
+      event,
+      appId: fields.appId ?? null,
+      sub: fields.sub ?? null,
+      sessionId: fields.sessionId ?? null,
+      kid: fields.kid ?? null,
+      clientAddress: fields.clientAddress ?? null,
+      detail: fields.detail === undefined ? null : JSON.stringify(fields.detail),
+    });
+  }
+
   return {
-    async record(event: AuditEventName, fields: AuditFields = {}): Promise<void> {
-      const at = clock();
-      onEvent?.(event, fields);
-      await repo.recordAudit({
-        id: newUlid(at),
-        at,
-        actor,
-        event,
-        appId: fields.appId ?? null,
-        sub: fields.sub ?? null,
-        sessionId: fields.sessionId ?? null,
-        kid: fields.kid ?? null,
-        clientAddress: fields.clientAddress ?? null,
-        detail: fields.detail === undefined ? null : JSON.stringify(fields.detail),
-      });
-    },
+    record,
 
     list: (filter: { appId?: string; since?: number; limit: number }) => repo.listAudit(filter),
+
+    /** Deletes the events from before `before` (ms), then records that it did. Resolves to how many went. */
+    async prune(before: number): Promise<number> {
+      const pruned = await repo.pruneAudit(before);
+      await record('audit.pruned', { detail: { before: new Date(before).toISOString(), count: pruned } });
+      return pruned;
+    },
   };
 }

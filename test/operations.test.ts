@@ -82,6 +82,26 @@ describe('audit log', () => {
     expect((await cli(h, 'audit', 'list', '--since', new Date(h.clock() - 7200_000).toISOString())).map((e) => e.app_id)).toEqual(['b', 'a']);
     expect(await cli(h, 'audit', 'list', '--limit', '1')).toHaveLength(1);
   });
+
+  it('audit prune --before deletes older events only, in batches, and records that it did', async () => {
+    const h = await harness();
+    await cli(h, 'app', 'create', 'a');
+    // More events than one batch deletes, a day ago.
+    for (let i = 0; i < 1200; i++) await h.tm.audit.record('session.revoked', { appId: 'a', sub: `u${i}`, detail: { all: false, count: 0 } });
+    h.clock.advance(86_400);
+    await cli(h, 'app', 'create', 'b');
+    const refused = async (...args: string[]) => expect(cli(h, 'audit', 'prune', ...args)).rejects.toThrow();
+    await refused(); // --before is required
+    await refused('--before', 'soon');
+    await refused('--before', new Date(h.clock() + 60_000).toISOString()); // not in the future
+    expect(rowCount(h, 'audit_events')).toBe(1202);
+
+    expect(await cli(h, 'audit', 'prune', '--before', '12h')).toEqual({ pruned: 1201 });
+    const left = await cli(h, 'audit', 'list');
+    expect(left.map((e) => [e.event, e.app_id])).toEqual([['audit.pruned', null], ['app.created', 'b']]);
+    expect(left[0]).toMatchObject({ actor: 'cli', detail: { before: new Date(h.clock() - 43_200_000).toISOString(), count: 1201 } });
+    expect(await cli(h, 'audit', 'prune', '--before', '12h')).toEqual({ pruned: 0 });
+  });
 });
 
 describe('GET /metrics', () => {

@@ -6,12 +6,12 @@ import type { WithContext } from './run.js';
 
 const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
-/** `--since`: an ISO 8601 time, or a duration back from now such as 90m, 24h, 7d. */
-function parseSince(value: string, now: number): number {
+/** `--since` or `--before`: an ISO 8601 time, or a duration back from now such as 90m, 24h, 7d. */
+function parseTime(option: string, value: string, now: number): number {
   const relative = /^(\d+)([smhd])$/.exec(value);
   if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS];
   const absolute = Date.parse(value);
-  if (Number.isNaN(absolute)) throw invalidRequest([{ path: '--since', message: 'give an ISO 8601 time (2026-01-31T12:00:00Z) or a duration back from now (90m, 24h, 7d)' }]);
+  if (Number.isNaN(absolute)) throw invalidRequest([{ path: option, message: 'give an ISO 8601 time (2026-01-31T12:00:00Z) or a duration back from now (90m, 24h, 7d)' }]);
   return absolute;
 }
 
@@ -57,7 +57,7 @@ export function auditCommands(withContext: WithContext): Command {
       withContext(async ({ tm, output }, opts: { app?: string; since?: string; limit: string }) => {
         const limit = Number(opts.limit);
         if (!Number.isSafeInteger(limit) || limit < 1) throw invalidRequest([{ path: '--limit', message: 'must be a whole number, 1 or more' }]);
-        const since = opts.since === undefined ? undefined : parseSince(opts.since, tm.clock());
+        const since = opts.since === undefined ? undefined : parseTime('--since', opts.since, tm.clock());
         const events = (await tm.audit.list({ appId: opts.app, since, limit })).map((e) => ({
           id: e.id,
           at: new Date(e.at).toISOString(),
@@ -76,6 +76,20 @@ export function auditCommands(withContext: WithContext): Command {
             .map((e) => [e.at, e.actor.padEnd(6), e.event.padEnd(32), e.app_id ?? '-', e.sub ? `sub=${e.sub}` : '', e.kid ? `kid=${e.kid}` : '', e.client_address ? `from=${e.client_address}` : ''].filter(Boolean).join(' '))
             .join('\n') || 'no events',
         );
+      }),
+    );
+  audit
+    .command('prune')
+    .description('delete the events from before a time, for a retention policy (nothing else deletes them); records that it did')
+    .requiredOption('--before <time>', 'ISO 8601 time or a duration back from now (365d)')
+    .option('--json', 'print JSON')
+    .action(
+      withContext(async ({ tm, output }, opts: { before: string }) => {
+        const now = tm.clock();
+        const before = parseTime('--before', opts.before, now);
+        if (before > now) throw invalidRequest([{ path: '--before', message: 'must not be in the future' }]);
+        const pruned = await tm.audit.prune(before);
+        output({ pruned }, `deleted ${pruned} audit events from before ${new Date(before).toISOString()}`);
       }),
     );
   return audit;

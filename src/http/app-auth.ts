@@ -24,9 +24,9 @@ export function appAuth({ apps, audit, limiter, trustProxyHeader }: { apps: AppS
     try {
       c.set('app', await apps.authenticate(appId, appKeyFromAuthorization(c.req.header('authorization'))));
     } catch (error) {
-      // Every wrong key counts. A block goes to the audit log, which is kept forever, only for an app
-      // that exists (app ids are the caller's to invent) and only the first RECORDED_BLOCKS_PER_WINDOW
-      // of an app in a window; the last of those says so.
+      // Every wrong key counts. A block goes to the audit log (kept until an admin prunes it) only for
+      // an app that exists (app ids are the caller's to invent) and only the first
+      // RECORDED_BLOCKS_PER_WINDOW of an app in a window; the last of those says so.
       if (error instanceof TokenmintError && error.code === 'ERR_INVALID_APP_KEY' && limiter.recordFailure(appId, client) && error.reason !== 'unknown app') {
         const number = limiter.blockNumber(appId);
         const last = number === RECORDED_BLOCKS_PER_WINDOW ? { later_blocks_not_recorded: true } : {};

@@ -6,8 +6,8 @@ const MAX_ADDRESS_CHARS = 64;
 
 /**
  * Blocks of one app recorded in the audit log per window by one process, at most: each block of a
- * new network is otherwise a row, kept forever, and an attacker holding many networks (a /48 is
- * 65,536 /64s) could grow the log without end. Blocks past it are enforced all the same.
+ * new network is otherwise a row, kept until an admin prunes the log, and an attacker holding many
+ * networks (a /48 is 65,536 /64s) could grow it without end. Blocks past it are enforced all the same.
  */
 export const RECORDED_BLOCKS_PER_WINDOW = 100;
 

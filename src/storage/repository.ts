@@ -212,6 +212,8 @@ export interface Repository {
   recordAudit(event: AuditEvent): Promise<void>;
   /** Newest first. */
   listAudit(filter: { appId?: string; since?: number; limit: number }): Promise<AuditEvent[]>;
+  /** Deletes the audit events from before `before` (ms), in small batches like pruneExpired; resolves to how many went. */
+  pruneAudit(before: number): Promise<number>;
 
   /**
    * Writes a consistent copy of the whole store to `file`, a new file readable by its user only, while

@@ -273,6 +273,15 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.listSessions('acme', 'a')).map((s) => [s.sessionId, s.revokeReason])).toEqual([[second.sessionId, null], [first.sessionId, 'admin']]);
     });
 
+    it('pruneAudit deletes the events from before a time, and only those', async () => {
+      const { repo } = await withApp();
+      const event = (id: string, at: number) => ({ id, at, actor: 'cli' as const, event: 'app.created', appId: 'acme', sub: null, sessionId: null, kid: null, clientAddress: null, detail: null });
+      for (const [id, at] of [['E1', NOW - 2], ['E2', NOW - 1], ['E3', NOW], ['E4', NOW + 1]] as const) await repo.recordAudit(event(id, at));
+      expect(await repo.pruneAudit(NOW)).toBe(2);
+      expect((await repo.listAudit({ limit: 10 })).map((e) => e.id)).toEqual(['E4', 'E3']);
+      expect(await repo.pruneAudit(NOW)).toBe(0);
+    });
+
     it('pruneExpired: expired tokens go; a session goes with its newest token, or at its absolute end', async () => {
       const { repo } = await withApp();
       const hour = 3600;

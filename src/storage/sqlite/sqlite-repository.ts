@@ -406,6 +406,20 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       db.insert(auditEvents).values(event).run();
     },
 
+    async pruneAudit(before) {
+      let deleted = 0;
+      const batch = () => {
+        const { changes } = db
+          .delete(auditEvents)
+          .where(sql`${auditEvents.id} IN (SELECT ${auditEvents.id} FROM ${auditEvents} WHERE ${auditEvents.at} < ${before} LIMIT ${PRUNE_BATCH})`)
+          .run();
+        deleted += changes;
+        return changes;
+      };
+      await inPacedBatches(batch, undefined);
+      return deleted;
+    },
+
     async listAudit({ appId, since, limit }) {
       return db
         .select()
