@@ -3,7 +3,7 @@ import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
 import { invalidRefreshToken, TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
-import type { AppRecord, RefreshToken, RefreshTokenRecord, Repository, SessionRecord } from '../storage/repository.js';
+import type { AppRecord, RefreshToken, RefreshTokenRecord, Repository, RevokeReason, SessionRecord } from '../storage/repository.js';
 import { newRefreshToken, pairClaims, type NewRefreshToken } from './claims.js';
 import { checkRefreshClaims, decodeRefreshToken, isAuthentic, signJwt, tokenDigest } from './jwt.js';
 
@@ -20,6 +20,10 @@ export interface Client {
 }
 
 export type SessionService = ReturnType<typeof createSessionService>;
+
+type SessionFilter = { sub?: string; sessionId?: string };
+/** A filter that names no subject and no session: every session of the app. */
+const namesAll = (filter: SessionFilter) => filter.sub === undefined && filter.sessionId === undefined;
 
 /** `token`, signed as `signed`, made the row to store by adding its digest in place (a spread would cost a new hidden class per call: see newRefreshToken). */
 const withDigest = <T extends NewRefreshToken>(token: T, signed: string): T & RefreshTokenRecord => Object.assign(token, { tokenSha256: tokenDigest(signed) });
@@ -41,6 +45,13 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     if (!isAuthentic(jws, key, found?.token.tokenSha256)) throw invalidRefreshToken('bad signature');
     checkRefreshClaims(jws.payload, app, options);
     return found;
+  }
+
+  /** Revokes the live sessions `filter` names (all of the app's when it names none) and records it. */
+  async function revokeSessions(appId: string, filter: SessionFilter, reason: RevokeReason): Promise<number> {
+    const revoked = await repo.revokeSessions(appId, filter, reason, clock());
+    await audit.record('session.revoked', { appId, sub: filter.sub, sessionId: filter.sessionId, detail: { all: namesAll(filter), count: revoked } });
+    return revoked;
   }
 
   /** Signs both tokens for a refresh token row with the app's current key. */
@@ -125,18 +136,13 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
      * Every live session of one subject, for the app's backend (a password change, "log out
      * everywhere"); the same as `session revoke --sub`, recorded as the client's.
      */
-    async revokeSubject(app: AppRecord, sub: string): Promise<number> {
-      const revoked = await repo.revokeSessions(app.appId, { sub }, 'client', clock());
-      await audit.record('session.revoked', { appId: app.appId, sub, detail: { all: false, count: revoked } });
-      return revoked;
+    revokeSubject(app: AppRecord, sub: string): Promise<number> {
+      return revokeSessions(app.appId, { sub }, 'client');
     },
 
     /** `session revoke`: every live session of one subject, one session, or every session of the app. */
-    async revokeSessions(appId: string, filter: { sub?: string; sessionId?: string }): Promise<number> {
-      const all = filter.sub === undefined && filter.sessionId === undefined;
-      const revoked = await repo.revokeSessions(appId, filter, all ? 'admin-all' : 'admin', clock());
-      await audit.record('session.revoked', { appId, sub: filter.sub, sessionId: filter.sessionId, detail: { all, count: revoked } });
-      return revoked;
+    revokeSessions(appId: string, filter: SessionFilter): Promise<number> {
+      return revokeSessions(appId, filter, namesAll(filter) ? 'admin-all' : 'admin');
     },
 
     /** `session list`: the stored sessions of one subject, newest first. */

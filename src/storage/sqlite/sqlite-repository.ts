@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { and, asc, desc, eq, getTableColumns, gt, gte, exists, inArray, isNull, lte, ne, sql, type Placeholder, type SQL } from 'drizzle-orm';
-import { alias } from 'drizzle-orm/sqlite-core';
+import { alias, type SQLiteColumn } from 'drizzle-orm/sqlite-core';
 import { toSeconds } from '../../clock.js';
 import { conflict } from '../../errors.js';
 import { createPrivateFile, syncToDisk } from '../../files.js';
@@ -157,6 +157,9 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     hot.insertToken.run(asParams(first));
   };
   const consume = (child: RefreshTokenRecord) => hot.consume.run(asParams(child)).changes === 1;
+  /** Deletes up to PRUNE_BATCH rows of `table` matching `where`, found by their key `id`; resolves to how many. */
+  const deleteBatch = (table: typeof sessions | typeof auditEvents, id: SQLiteColumn, where: SQL) =>
+    db.delete(table).where(sql`${id} IN (SELECT ${id} FROM ${table} WHERE ${where} LIMIT ${PRUNE_BATCH})`).run().changes;
   // Admin changes and revocations are on disk before they return: their commit syncs the WAL
   // (synchronous=FULL, 0.3–0.5 ms here), so a power cut cannot bring back an ended session or a
   // revoked key, or lose an app key already shown. Issues and renews keep the connection's NORMAL
@@ -387,10 +390,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       // A session past its absolute end has no unexpired token (exp is capped at the end): the pass
       // above has taken them all.
       const pruneSessions = () => {
-        const { changes } = db
-          .delete(sessions)
-          .where(sql`${sessions.sessionId} IN (SELECT ${sessions.sessionId} FROM ${sessions} WHERE ${sessions.expiresAt} <= ${now} LIMIT ${PRUNE_BATCH})`)
-          .run();
+        const changes = deleteBatch(sessions, sessions.sessionId, sql`${sessions.expiresAt} <= ${now}`);
         sessionsDeleted += changes;
         return changes;
       };
@@ -409,10 +409,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     async pruneAudit(before) {
       let deleted = 0;
       const batch = () => {
-        const { changes } = db
-          .delete(auditEvents)
-          .where(sql`${auditEvents.id} IN (SELECT ${auditEvents.id} FROM ${auditEvents} WHERE ${auditEvents.at} < ${before} LIMIT ${PRUNE_BATCH})`)
-          .run();
+        const changes = deleteBatch(auditEvents, auditEvents.id, sql`${auditEvents.at} < ${before}`);
         deleted += changes;
         return changes;
       };
