@@ -33,3 +33,15 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
  * allocated (README, Performance) for a line that has no nested object to redact.
  */
 export const requestLineLogger = (logger: Logger): Logger => logger.child({}, { redact: { paths: SECRET_KEYS, censor: CENSOR } });
+
+/**
+ * What a log line says of an unexpected error: its class, SQLite's (or Node's) code — SQLITE_BUSY,
+ * SQLITE_FULL and SQLITE_IOERR call for different fixes — message and stack. Picked field by field:
+ * an error's other properties may carry request data. (Not under `err`, where pino's serializer
+ * would name the class of this plain object.)
+ */
+export function describeError(error: unknown): { type: string; code?: string; message: string; stack?: string } {
+  if (!(error instanceof Error)) return { type: typeof error, message: String(error) };
+  const code = (error as { code?: unknown }).code;
+  return { type: error.name, ...(typeof code === 'string' ? { code } : {}), message: error.message, stack: error.stack };
+}

@@ -1,4 +1,4 @@
-import type { Logger } from './log.js';
+import { describeError, type Logger } from './log.js';
 import type { Tokenmint } from './tokenmint.js';
 
 export interface MaintenanceResult {
@@ -42,7 +42,7 @@ export function startMaintenance(tm: Tokenmint, logger: Logger, intervalSeconds:
         onRun?.({ result }, (performance.now() - started) / 1000);
       })
       .catch((error: Error) => {
-        logger.error({ err: { message: error.message } }, 'maintenance failed');
+        logger.error({ error: describeError(error) }, 'maintenance failed');
         onRun?.({ error }, (performance.now() - started) / 1000);
       })
       .finally(() => (running = undefined));

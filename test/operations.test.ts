@@ -143,7 +143,7 @@ describe('GET /metrics', () => {
     expect(text).not.toContain('tokenmint_maintenance_runs_total{result="ok"}');
     expect(text).toContain('tokenmint_maintenance_last_success_timestamp_seconds 0');
     expect(text).toContain('tokenmint_maintenance_duration_seconds_count 1');
-    expect(JSON.parse(logged)).toMatchObject({ level: 50, msg: 'maintenance failed' }) // pino's error;
+    expect(JSON.parse(logged)).toMatchObject({ level: 50, msg: 'maintenance failed', error: { type: 'TypeError', message: 'The database connection is not open' } });
   });
 
   it('wants the bearer token when METRICS_TOKEN is set', async () => {

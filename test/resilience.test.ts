@@ -81,4 +81,27 @@ describe('contention with other processes', () => {
     await Promise.all([...chains, admin]);
     expect(tokens).toBeGreaterThan(100);
   });
+
+  it('a write lock held past the 5 s wait: issue and renew answer 500 "internal error" and write nothing; the same token renews afterwards', async () => {
+    const { server, post, issue, holdWriteLock } = await setup();
+    const pair = await issue('u');
+    const release = holdWriteLock();
+    const started = Date.now();
+    const [renew, newSession] = await Promise.all([post('renew', { refresh_token: pair.refresh_token, ...client }), post('issue', { sub: 'v', ...client })]);
+    release();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(5000);
+    for (const res of [renew, newSession]) {
+      expect(res.status).toBe(500);
+      expect(await res.json()).toEqual({ message: 'internal error' });
+    }
+    // The renew that failed used nothing: its token renews now, once, and is not taken for reuse.
+    const renewed = await post('renew', { refresh_token: pair.refresh_token, ...client });
+    expect(renewed.status).toBe(200);
+    const next = (await renewed.json()) as Pair;
+    expect((await post('renew', { refresh_token: next.refresh_token, ...client })).status).toBe(200);
+    // Logged as an error, with no token in it.
+    const errors = server.stdout().split('\n').filter((line) => line.includes('"unhandled error"')).map((line) => JSON.parse(line).error);
+    expect(errors).toEqual([0, 1].map(() => expect.objectContaining({ type: 'SqliteError', code: 'SQLITE_BUSY', message: 'database is locked' })));
+    expect(server.stdout()).not.toContain(pair.refresh_token.split('.')[1]);
+  });
 });

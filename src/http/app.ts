@@ -9,7 +9,7 @@ import type { AuditLog } from '../audit.js';
 import type { Config } from '../config.js';
 import { TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
-import { requestLineLogger, type Logger } from '../log.js';
+import { describeError, requestLineLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import { hashSecret, secretMatches } from '../secret.js';
 import type { Repository } from '../storage/repository.js';
@@ -110,7 +110,7 @@ export function createApp(deps: AppDeps) {
       if (error.options.retryAfterSeconds !== undefined) c.header('Retry-After', String(error.options.retryAfterSeconds));
       return c.json(error.toBody(), error.status);
     }
-    deps.logger.error({ err: { type: error.name, message: error.message, stack: error.stack } }, 'unhandled error');
+    deps.logger.error({ error: describeError(error) }, 'unhandled error');
     return c.json({ message: 'internal error' }, 500);
   });
   return app;

@@ -55,6 +55,23 @@ describe('group commit', () => {
     expect(committed()).toEqual(['a', 'a-2', 'b', 'b-2']);
   });
 
+  it('a write that makes SQLite roll back the whole transaction (database full): every write of the batch rejects, and none commits on its own', async () => {
+    const { writer, committed } = setup();
+    writer.prepare('INSERT INTO t (v) VALUES (?)').run('seed');
+    // A full disk, as SQLite sees it: no page can be added to the file.
+    writer.pragma(`max_page_count = ${writer.pragma('page_count', { simple: true })}`);
+    const commit = groupCommit(writer);
+    const write = (v: string) => commit(() => writer.prepare('INSERT INTO t (v) VALUES (?)').run(v).changes);
+    // The middle write needs new pages; SQLITE_FULL then rolls back the transaction, not just its savepoint.
+    const results = await Promise.allSettled([write('a'), write('x'.repeat(20_000)), write('b')]);
+    expect(results.map((r) => r.status === 'rejected' && (r.reason as { code: string }).code)).toEqual(['SQLITE_FULL', 'SQLITE_FULL', 'SQLITE_FULL']);
+    expect(committed()).toEqual(['seed']); // 'b' did not commit by itself after the rollback
+    expect(writer.inTransaction).toBe(false);
+    // What fits still goes through, in the next batch.
+    expect(await Promise.all([write('a'), write('b')])).toEqual([1, 1]);
+    expect(committed()).toEqual(['seed', 'a', 'b']);
+  });
+
   it('while another connection holds the write lock the batch waits, without blocking the event loop, then commits', async () => {
     const { writer, outsider, committed } = setup();
     const commit = groupCommit(writer);

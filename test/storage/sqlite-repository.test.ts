@@ -142,6 +142,41 @@ describe('SQLite storage', () => {
     expect(verifyIndependently(renewed.auth_token, renewed.public_key).payload.sub).toBe('u');
   });
 
+  it('a full disk fails writes without writing: a renew that failed left its token unused, one that answered is stored', async () => {
+    const file = path.join(tempDir(), 'full.db');
+    const db = openSqlite(file);
+    const repo = createSqliteRepository(db);
+    onCleanup(() => repo.close());
+    await repo.createApp(appRecord('acme'), [key('acme', 'current')]);
+    const sessions = Array.from({ length: 20 }, () => session('acme'));
+    const firsts = sessions.map((s) => token(s));
+    for (const [i, s] of sessions.entries()) await repo.createSession(s, firsts[i]!);
+    // SQLite's view of a full disk: no free page left, and none can be added to the file (per
+    // connection: the repository's).
+    db.$client.exec('VACUUM');
+    db.$client.pragma(`max_page_count = ${db.$client.pragma('page_count', { simple: true })}`);
+    // One batch: renews around an issue whose 4 KB `personal` needs an overflow page. SQLITE_FULL
+    // there rolls back the whole transaction, not just the issue's savepoint.
+    const children = sessions.map((s, i) => child(s, firsts[i]!, 1000));
+    const big = { ...session('acme'), personal: JSON.stringify({ bio: 'x'.repeat(4000) }) };
+    const renew = (i: number) => repo.consumeRefreshToken(children[i]!);
+    const results = await Promise.allSettled([...[...Array(10).keys()].map(renew), repo.createSession(big, token(big)), ...[...Array(10).keys()].map((i) => renew(10 + i))]);
+    const renews = [...results.slice(0, 10), ...results.slice(11)];
+    const outsider = new Database(file, { readonly: true });
+    onCleanup(() => outsider.close());
+    const stored = new Set(outsider.prepare('SELECT parent_jid FROM refresh_tokens WHERE parent_jid IS NOT NULL').pluck().all());
+    expect(results[10]!.status).toBe('rejected');
+    expect(outsider.prepare('SELECT count(*) FROM sessions WHERE session_id = ?').pluck().get(big.sessionId)).toBe(0);
+    // Each renew answered if and only if it is stored: never refused yet written.
+    expect(firsts.map((t) => stored.has(t.jid))).toEqual(renews.map((r) => r.status === 'fulfilled'));
+    for (const r of renews) if (r.status === 'rejected') expect((r.reason as { code: string }).code).toBe('SQLITE_FULL');
+    // With room again, every token a failure left unused renews (once).
+    db.$client.pragma('max_page_count = 1073741823');
+    const retried = await Promise.all(renews.map((r, i) => (r.status === 'rejected' ? renew(i) : true)));
+    expect(retried).toEqual(Array(20).fill(true));
+    expect(outsider.prepare('SELECT count(*) FROM refresh_tokens WHERE parent_jid IS NOT NULL').pluck().get()).toBe(20);
+  });
+
   it('syncs admin changes and revocations to disk before they resolve (synchronous=FULL); issues and renews commit at NORMAL', async () => {
     const db = openSqlite(path.join(tempDir(), 'sync.db'));
     const repo = createSqliteRepository(db);

@@ -5,7 +5,8 @@ import { BUSY_RETRY_MS, isBusy, pauseAfterBusy } from './busy-retry.js';
  * Group commit, one per connection: the writes that arrive during one event-loop turn run in one
  * BEGIN IMMEDIATE transaction, so they share one commit — one append to the WAL of the pages they
  * touch — instead of paying one each (the commit is most of a renew's SQLite cost). Each write runs
- * in its own SAVEPOINT: a write that throws is rolled back alone and rejects alone; the others commit.
+ * in its own SAVEPOINT: a write that throws is rolled back alone and rejects alone; the others commit
+ * (unless the error made SQLite roll back the whole transaction: then every write of the batch rejects).
  *
  * While another process holds the write lock (SQLITE_BUSY), nothing of the batch is written and it
  * waits without blocking the event loop — next turn, then backing off to a few ms — taking in the
@@ -28,6 +29,10 @@ export function groupCommit(db: Database, { busyRetryMs = BUSY_RETRY_MS } = {}) 
       try {
         item.outcome = { ok: true, value: inSavepoint(item.write) };
       } catch (error) {
+        // SQLITE_FULL, _IOERR or _NOMEM may roll back the whole transaction, not just the savepoint:
+        // the writes before this one are gone, and the next would each commit on their own. So the
+        // whole batch fails, and nothing of it is written.
+        if (!db.inTransaction) throw error;
         item.outcome = { ok: false, error };
       }
     }
