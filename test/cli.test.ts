@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/run.js';
 import { client, harness, tempDir, verifyIndependently, type Harness, type Pair } from './helpers.js';
-import { startServer } from './processes.js';
+import { serverEntry, startServer } from './processes.js';
 
 const run = promisify(execFile);
 const cliEntry = path.resolve('dist/cli/main.js');
@@ -217,6 +217,23 @@ describe('the tokenmint bin', () => {
     const listed = await run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env });
     expect(JSON.parse(listed.stdout)).toHaveLength(1);
     expect(fs.readFileSync(path.join(cwd, 'keys/master.key'), 'utf8')).toBe(masterKey);
+  });
+
+  it('refuses a master key file other users may read or write, the CLI and the server alike, until it is 0600 again', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH };
+    await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd, env });
+    const keyFile = path.join(cwd, 'keys/master.key');
+    for (const mode of [0o644, 0o640, 0o602]) {
+      fs.chmodSync(keyFile, mode);
+      for (const entry of [[cliEntry, 'app', 'list'], [serverEntry]]) {
+        const failed = await run('node', entry, { cwd, env: { ...env, PORT: '0', WORKERS: '1' } }).catch((e: { code: number; stderr: string }) => e);
+        expect('code' in failed && failed.code).toBe(1);
+        expect(failed.stderr).toContain(`tokenmint: ${keyFile} is open to other users (mode 0${mode.toString(8)}); it opens every private key: make it this user's alone with \`chmod 600 ${keyFile}\``);
+      }
+    }
+    fs.chmodSync(keyFile, 0o600);
+    expect(JSON.parse((await run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env })).stdout)).toHaveLength(1);
   });
 
   it('processes started at once in a new folder agree on one master key and one database', async () => {

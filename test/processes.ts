@@ -3,7 +3,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { onCleanup } from './helpers.js';
 
-const serverEntry = path.resolve('dist/server.js');
+export const serverEntry = path.resolve('dist/server.js');
 const cliEntry = path.resolve('dist/cli/main.js');
 
 export interface ServerProcess {

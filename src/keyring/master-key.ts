@@ -51,7 +51,21 @@ function loadMasterKeys(options: { base64: string | undefined; file: string }): 
   if (options.base64 !== undefined) return parseKeys(options.base64.split(',').map((k) => k.trim()), 'TOKENMINT_MASTER_KEY');
   fs.mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
   if (!fs.existsSync(options.file)) writeKeyFile(options.file, [randomKeyText()], { replace: false });
+  refuseSharedKeyFile(options.file);
   return parseKeys(keysOfFile(options.file), options.file);
+}
+
+/**
+ * Refuses a key file other users may read or write, as sshd and PostgreSQL refuse such a private
+ * key: one `cp` or restore that left it 0644 would otherwise pass unnoticed. tokenmint writes it 0600.
+ */
+function refuseSharedKeyFile(file: string): void {
+  const mode = fs.statSync(file).mode & 0o777;
+  if (mode & 0o077) {
+    throw new ConfigError(
+      `${file} is open to other users (mode ${mode.toString(8).padStart(4, '0')}); it opens every private key: make it this user's alone with \`chmod 600 ${file}\``,
+    );
+  }
 }
 
 /**
