@@ -91,7 +91,20 @@ export function createApp(deps: AppDeps) {
   const app = new Hono<AppEnv>();
   app.use(requestLog(deps.logger, deps.metrics));
   app.use('/app/*', limitBody(MAX_BODY_BYTES));
+  // Liveness: the process serves HTTP. Nothing else, so that a database problem does not get every
+  // process restarted in a loop; /readyz says whether to send it traffic.
   app.get('/healthz', function health(c) {
+    return c.json({ status: 'ok' });
+  });
+  // Readiness: the database answers a read (the catalog version, a few µs).
+  app.get('/readyz', async function ready(c) {
+    try {
+      await deps.repo.catalogVersion();
+    } catch (error) {
+      c.set('reason', 'database unreadable');
+      deps.logger.error({ error: describeError(error) }, 'not ready');
+      return c.json({ message: 'not ready' }, 503);
+    }
     return c.json({ status: 'ok' });
   });
   if (deps.metrics) app.get('/metrics', metricsHandler(deps.metrics, deps.config.metricsToken));

@@ -69,7 +69,7 @@ const hostileToken = (token: string) =>
 describe('hostile input never breaks the contract (fast-check)', () => {
   it('arbitrary methods, paths, headers and bodies: never a 500, always a contract body', async () => {
     const path = fc.oneof(
-      fc.constantFrom('/app/acme/issue', '/app/acme/renew', '/app/acme/revoke', '/app/acme/jwks.json', '/healthz', '/metrics', '/app/other/renew'),
+      fc.constantFrom('/app/acme/issue', '/app/acme/renew', '/app/acme/revoke', '/app/acme/jwks.json', '/healthz', '/readyz', '/metrics', '/app/other/renew'),
       fc.tuple(fc.string({ unit: 'grapheme', maxLength: 80 }), fc.constantFrom('issue', 'renew', 'revoke', 'jwks.json', '')).map(([id, r]) => `/app/${encodeURIComponent(id)}/${r}`),
       fc.webPath(),
       fc.constantFrom('/app/%2e%2e/renew', '/app/acme/../acme/renew', '/app//renew', '/app/acme/renew?x=%ff', '/%', '/app/%00/issue'),

@@ -250,6 +250,18 @@ describe('public routes', () => {
     expect(await res.json()).toEqual({ status: 'ok' });
   });
 
+  it('GET /readyz: 200 while the database answers, 503 "not ready" when it does not (while /healthz still answers 200)', async () => {
+    const h = await harness();
+    let res = await h.app.request('/readyz');
+    expect([res.status, await res.json()]).toEqual([200, { status: 'ok' }]);
+    await h.tm.close();
+    res = await h.app.request('/readyz');
+    expect([res.status, await res.json()]).toEqual([503, { message: 'not ready' }]);
+    expect((await h.app.request('/healthz')).status).toBe(200);
+    expect(h.logs).toContainEqual(expect.objectContaining({ msg: 'not ready', error: expect.objectContaining({ message: 'The database connection is not open' }) }));
+    expect(h.logs).toContainEqual(expect.objectContaining({ route: '/readyz', status: 503, reason: 'database unreadable' }));
+  });
+
   it('GET /app/:app_id/jwks.json publishes current and next with public fields only; 404 for an unknown app', async () => {
     const h = await harness();
     const { appId, kid } = await h.createApp();
