@@ -378,6 +378,41 @@ describe('the tokenmint bin', () => {
     expect(await tokenmint(a, 'master-key', 'reseal')).toEqual({ master_key_id: idA, resealed: 0, not_loaded: [{ app_id: 'acme', kid: next.kid, sealed_under: next.sealed_under }] });
   });
 
+  it('a backup killed halfway leaves no file under the name asked for: whatever is there is a whole copy', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    await run('node', [cliEntry, 'app', 'create', 'acme', '--json'], { cwd, env });
+    // ~40 MB of audit events, so that writing the copy takes a while.
+    const db = new Database(path.join(cwd, 'data/tokenmint.db'));
+    const insert = db.prepare("INSERT INTO audit_events (id, at, actor, event, detail) VALUES (?, 0, 'cli', 'filler', ?)");
+    db.transaction(() => {
+      for (let i = 0; i < 100_000; i++) insert.run(String(i).padStart(10, '0'), 'x'.repeat(400));
+    })();
+    const events = db.prepare('SELECT count(*) FROM audit_events').pluck().get();
+    db.close();
+    const backup = (file: string) => execFile(process.execPath, [cliEntry, 'backup', file, '--json'], { cwd, env });
+    const started = Date.now();
+    await new Promise((resolve, reject) => backup('backups/whole.db').on('exit', (code) => (code === 0 ? resolve(code) : reject(new Error(`exit ${code}`)))));
+    const whole = Date.now() - started;
+    // Killed at moments spread over a backup's run, most of them while it writes the copy.
+    for (let i = 0; i < 8; i++) {
+      const file = path.join(cwd, `backups/killed-${i}.db`);
+      const child = backup(file);
+      const exited = new Promise((resolve) => child.on('exit', resolve));
+      await new Promise((resolve) => setTimeout(resolve, whole * (0.3 + 0.09 * i)));
+      child.kill('SIGKILL');
+      await exited;
+      if (!fs.existsSync(file)) continue;
+      const copy = new Database(file, { readonly: true });
+      try {
+        expect(copy.pragma('integrity_check', { simple: true })).toBe('ok');
+        expect(copy.prepare('SELECT count(*) FROM audit_events').pluck().get()).toBe(events);
+      } finally {
+        copy.close();
+      }
+    }
+  });
+
   it('backup copies the live database while the server renews; the copy, its user\'s alone, serves the sessions it holds', async () => {
     const cwd = tempDir();
     const env = { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };

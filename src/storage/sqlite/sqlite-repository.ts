@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -429,15 +430,22 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     },
 
     async backup(file) {
-      if (!createPrivateFile(file)) throw conflict(`${file} already exists; back up to a new file`);
+      const exists = () => conflict(`${file} already exists; back up to a new file`);
+      if (fs.existsSync(file)) throw exists();
+      // Written under a name of its own and renamed into place once whole and on disk: a backup
+      // killed halfway (a cron timeout, a reboot) leaves `<file>.partial-…`, never a file under the
+      // name asked for that looks like a backup and is not one.
+      const partial = `${file}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+      if (!createPrivateFile(partial)) throw conflict(`${partial} already exists`);
       try {
         // One statement, one read transaction: a snapshot of the file as of its start, written compactly.
-        db.$client.prepare('VACUUM INTO ?').run(file);
-        syncToDisk(file);
+        db.$client.prepare('VACUUM INTO ?').run(partial);
+        syncToDisk(partial);
+        if (fs.existsSync(file)) throw exists(); // made by someone else meanwhile: never over it
+        fs.renameSync(partial, file);
         syncToDisk(path.dirname(file));
-      } catch (error) {
-        fs.rmSync(file, { force: true });
-        throw error;
+      } finally {
+        fs.rmSync(partial, { force: true });
       }
       return fs.statSync(file).size;
     },
