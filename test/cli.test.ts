@@ -219,6 +219,14 @@ describe('the tokenmint bin', () => {
     expect(fs.readFileSync(path.join(cwd, 'keys/master.key'), 'utf8')).toBe(masterKey);
   });
 
+  it('is executable as built: npx runs it through a link to dist/cli/main.js, not through node', async () => {
+    // npx links the package's bin once, into its own cache, and marks the file executable then; a
+    // later build (a fresh clone at the same path, `rm -rf dist`) must not leave it 0644.
+    expect(fs.statSync(cliEntry).mode & 0o111).toBe(0o111);
+    const { stdout } = await run(cliEntry, ['--help'], { cwd: tempDir(), env: { PATH: process.env.PATH } });
+    expect(stdout).toMatch(/^Usage: tokenmint /);
+  });
+
   it('refuses a master key file other users may read or write, the CLI and the server alike, until it is 0600 again', async () => {
     const cwd = tempDir();
     const env = { PATH: process.env.PATH };
