@@ -34,7 +34,9 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   };
 
   let announced = false;
-  cluster.on('listening', (_worker, address) => {
+  const listened = new Set<Worker>();
+  cluster.on('listening', (worker, address) => {
+    listened.add(worker);
     if (announced) return;
     announced = true;
     const host = address.address ?? config.host;
@@ -45,6 +47,12 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   let failed = false;
   cluster.on('exit', (worker, code, signal) => {
     if (worker === maintenanceWorker) maintenanceWorker = undefined;
+    if (!closing && !listened.delete(worker)) {
+      // It failed before it listened (the port taken, say; it said why on stderr): another would too.
+      logger.error({ pid: worker.process.pid, code, signal }, 'a worker could not start; stopping');
+      failed = true;
+      shutdown('worker could not start');
+    }
     if (closing) {
       failed ||= code !== 0;
       if (Object.keys(cluster.workers ?? {}).length === 0) {
@@ -67,7 +75,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       .catch((error: Error) => worker.send({ type: METRICS_ANSWER, id: message.id, error: error.message }));
   });
 
-  const shutdown = (signal: NodeJS.Signals) => {
+  const shutdown = (signal: NodeJS.Signals | 'worker could not start') => {
     if (closing) return;
     closing = true;
     logger.info({ signal }, 'shutting down');

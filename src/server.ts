@@ -33,10 +33,19 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
 
   const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance) : undefined;
   const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
+    server.off('error', cannotListen);
     if (cluster.isWorker) return; // the primary announces the cluster once
     process.stderr.write(`tokenmint listening on http://${info.address}:${info.port} (database ${config.databasePath})\n`);
     logger.info({ address: info.address, port: info.port, database: config.databasePath }, 'listening');
   });
+  // A port taken or not ours to bind is the operator's to fix: a sentence and exit 1 (in a worker,
+  // the primary then stops too rather than start another that fails the same way).
+  function cannotListen(error: NodeJS.ErrnoException) {
+    const why = error.code === 'EADDRINUSE' ? 'the address is in use (by another tokenmint, or another server)' : error.code === 'EACCES' ? 'permission denied' : error.message;
+    process.stderr.write(`tokenmint: cannot listen on ${config.host}:${config.port}: ${why}\n`);
+    process.exit(1);
+  }
+  server.on('error', cannotListen);
 
   // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close the database, exit 0.
   let closing = false;

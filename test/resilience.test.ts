@@ -1,7 +1,11 @@
+import { execFile } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { client, tempDir, testEnv, type Pair } from './helpers.js';
-import { cliProcess, startServer } from './processes.js';
+import { client, onCleanup, tempDir, testEnv, type Pair } from './helpers.js';
+import { cliProcess, serverEntry, startServer } from './processes.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -46,6 +50,22 @@ describe('graceful shutdown', () => {
     const db = new Database(String(env.DATABASE_URL), { readonly: true });
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
     db.close();
+  });
+});
+
+describe('start-up', () => {
+  it('a port already taken: exits 1 with a sentence, one process or a cluster (whose primary does not start worker after worker)', async () => {
+    const taken = net.createServer().listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    onCleanup(() => taken.close());
+    const port = (taken.address() as net.AddressInfo).port;
+    for (const workers of ['1', '2']) {
+      const dir = tempDir();
+      const env = { PATH: process.env.PATH, ...testEnv(dir, { WORKERS: workers }), PORT: String(port) };
+      const failed = await promisify(execFile)(process.execPath, [serverEntry], { cwd: dir, env, timeout: 15_000 }).catch((e: { code: number; stderr: string; killed: boolean }) => e);
+      expect('code' in failed && [failed.code, failed.killed]).toEqual([1, false]);
+      expect(failed.stderr).toContain(`tokenmint: cannot listen on 127.0.0.1:${port}: the address is in use (by another tokenmint, or another server)`);
+    }
   });
 });
 
