@@ -227,6 +227,20 @@ describe('the tokenmint bin', () => {
     expect(stdout).toMatch(/^Usage: tokenmint /);
   });
 
+  it('a DATABASE_URL that is not a database: the CLI and the server say which file, in a sentence, and exit 1', async () => {
+    const cwd = tempDir();
+    const notADatabase = path.join(cwd, 'notes.txt');
+    fs.writeFileSync(notADatabase, 'x'.repeat(4096));
+    const env = { PATH: process.env.PATH, DATABASE_URL: notADatabase, PORT: '0', WORKERS: '1' };
+    for (const entry of [[cliEntry, 'app', 'list'], [serverEntry]]) {
+      const failed = await run('node', entry, { cwd, env }).catch((e: { code: number; stderr: string }) => e);
+      expect('code' in failed && failed.code).toBe(1);
+      expect(failed.stderr).toContain(`tokenmint: cannot open the database ${notADatabase}: file is not a database\n`);
+      expect(failed.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    }
+    expect(fs.readFileSync(notADatabase, 'utf8')).toBe('x'.repeat(4096)); // and left as it was
+  });
+
   it('refuses a master key file other users may read or write, the CLI and the server alike, until it is 0600 again', async () => {
     const cwd = tempDir();
     const env = { PATH: process.env.PATH };

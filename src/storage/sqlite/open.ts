@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import { ConfigError } from '../../config.js';
 import { createPrivateFile } from '../../files.js';
 import * as schema from './schema.js';
 
@@ -20,6 +21,16 @@ const BUSY_TIMEOUT_MS = 5000;
  * repository syncs admin writes and revocations itself).
  */
 export function openSqlite(file: string): SqliteDb {
+  try {
+    return openAndMigrate(file);
+  } catch (error) {
+    // Not a bug report but the operator's to fix (a wrong DATABASE_URL, a folder, someone else's file):
+    // a sentence that names the file, which the server and the CLI print without a stack.
+    throw new ConfigError(`cannot open the database ${file}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+function openAndMigrate(file: string): SqliteDb {
   // Sessions hold personal data (sub, personal, addresses) and the keyring its sealed keys: a file
   // this process creates is its user's alone, and SQLite gives the -wal and -shm files the same mode.
   createPrivateFile(file);
@@ -44,8 +55,11 @@ function retryAtStartUp(step: () => void, attempts = 20): void {
       step();
       return;
     } catch (error) {
-      if (attempt >= attempts) throw error;
+      if (attempt >= attempts || isNotADatabase(error)) throw error;
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10 * attempt); // at start-up only
     }
   }
 }
+
+/** A file that is not a database, or a damaged one, stays so: no use trying again. */
+const isNotADatabase = (error: unknown) => /^SQLITE_(NOTADB|CORRUPT)/.test(String((error as { code?: unknown })?.code));
