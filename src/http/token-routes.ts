@@ -10,6 +10,11 @@ import { issueBody, renewBody, revokeBody, revokeSubjectBody } from './schemas.j
  */
 export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth: MiddlewareHandler<AppEnv> }) {
   return new Hono<AppEnv>()
+    .use(async function noStore(c, next) {
+      // Answers carry tokens: no cache on the way may keep one (RFC 6749 §5.1), errors included.
+      c.header('Cache-Control', 'no-store');
+      await next();
+    })
     .post('/issue', auth, async function issue(c) {
       const body = await readJson(c, issueBody);
       return c.json(await sessions.issue(c.get('app'), body));

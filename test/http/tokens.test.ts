@@ -242,6 +242,26 @@ describe('POST /app/:app_id/revoke-subject', () => {
   });
 });
 
+describe('answers that carry tokens', () => {
+  it('say Cache-Control: no-store on every app-key route, errors included (RFC 6749 §5.1)', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp('acme', { refreshNbfSeconds: 0 });
+    const issued = await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, appKey);
+    const pair = (await issued.clone().json()) as Pair;
+    const answers = [
+      issued,
+      await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey),
+      await h.post(`/app/${appId}/revoke`, { refresh_token: pair.refresh_token }, appKey),
+      await h.post(`/app/${appId}/revoke-subject`, { sub: 'u' }, appKey),
+      await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey), // 401
+      await h.post(`/app/${appId}/issue`, { sub: '' }, appKey), // 400
+      await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, 'tmk_wrong'), // 403
+    ];
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 401, 400, 403]);
+    for (const res of answers) expect(res.headers.get('cache-control')).toBe('no-store');
+  });
+});
+
 describe('public routes', () => {
   it('GET /healthz', async () => {
     const h = await harness();
