@@ -5,31 +5,36 @@ import { readJson } from './json-body.js';
 import { issueBody, renewBody, revokeBody, revokeSubjectBody } from './schemas.js';
 
 /**
+ * Answers carry tokens: no cache on the way may keep one (RFC 6749 §5.1), errors included. Per route,
+ * not `use()`: a sub-app's `use()` would also match /app/:app_id/jwks.json and name its route
+ * `/app/:app_id/*` in logs and metrics.
+ */
+const noStore: MiddlewareHandler<AppEnv> = async (c, next) => {
+  c.header('Cache-Control', 'no-store');
+  await next();
+};
+
+/**
  * POST /app/:app_id/{issue,renew,revoke,revoke-subject}, each behind `auth` (the app key). Variables
  * are read with `c.get`: hono's `c.var` builds an object of all of them on every read.
  */
 export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth: MiddlewareHandler<AppEnv> }) {
   return new Hono<AppEnv>()
-    .use(async function noStore(c, next) {
-      // Answers carry tokens: no cache on the way may keep one (RFC 6749 §5.1), errors included.
-      c.header('Cache-Control', 'no-store');
-      await next();
-    })
-    .post('/issue', auth, async function issue(c) {
+    .post('/issue', noStore, auth, async function issue(c) {
       const body = await readJson(c, issueBody);
       return c.json(await sessions.issue(c.get('app'), body));
     })
-    .post('/renew', auth, async function renew(c) {
+    .post('/renew', noStore, auth, async function renew(c) {
       const body = await readJson(c, renewBody);
       return c.json(await sessions.renew(c.get('app'), body));
     })
-    .post('/revoke', auth, async function revoke(c) {
+    .post('/revoke', noStore, auth, async function revoke(c) {
       const body = await readJson(c, revokeBody);
       const result = await sessions.revoke(c.get('app'), body.refresh_token);
       c.set('reason', result.reason);
       return c.json({ message: 'revoked' });
     })
-    .post('/revoke-subject', auth, async function revokeSubject(c) {
+    .post('/revoke-subject', noStore, auth, async function revokeSubject(c) {
       const body = await readJson(c, revokeSubjectBody);
       return c.json({ message: 'revoked', revoked: await sessions.revokeSubject(c.get('app'), body.sub) });
     });

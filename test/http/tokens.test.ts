@@ -259,6 +259,12 @@ describe('answers that carry tokens', () => {
     ];
     expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 401, 400, 403]);
     for (const res of answers) expect(res.headers.get('cache-control')).toBe('no-store');
+    // Not the JWKS, which caches may keep; and every route keeps its own name in logs and metrics.
+    expect((await h.app.request(`/app/${appId}/jwks.json`)).headers.get('cache-control')).toMatch(/^public, max-age=/);
+    expect(h.logs.map((l) => l.route).filter(Boolean)).toEqual([
+      ...['issue', 'renew', 'revoke', 'revoke-subject', 'renew', 'issue', 'issue'].map((r) => `/app/:app_id/${r}`),
+      '/app/:app_id/jwks.json',
+    ]);
   });
 });
 
