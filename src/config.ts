@@ -19,6 +19,9 @@ const envSchema = z.object({
   APP_KEY_LIMITER_MAX_CLIENTS: positiveInt.default(10_000),
   JWKS_MAX_AGE_SECONDS: positiveInt.default(300),
   SHUTDOWN_TIMEOUT_SECONDS: positiveInt.default(10),
+  // A request's headers and body must all arrive within this (else 408): a client trickling bytes
+  // cannot hold a connection for Node's default of five minutes.
+  REQUEST_TIMEOUT_SECONDS: positiveInt.max(3600).default(30),
   MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().default(60),
   // When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
   METRICS_TOKEN: z.string().min(16).optional(),
@@ -43,6 +46,7 @@ export interface Config {
   readonly appKeyLimiterMaxClients: number;
   readonly jwksMaxAgeSeconds: number;
   readonly shutdownTimeoutSeconds: number;
+  readonly requestTimeoutSeconds: number;
   /** How often the server runs due key rotations and pruning. */
   readonly maintenanceIntervalSeconds: number;
   readonly metricsToken: string | undefined;
@@ -76,6 +80,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     appKeyLimiterMaxClients: e.APP_KEY_LIMITER_MAX_CLIENTS,
     jwksMaxAgeSeconds: e.JWKS_MAX_AGE_SECONDS,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
+    requestTimeoutSeconds: e.REQUEST_TIMEOUT_SECONDS,
     maintenanceIntervalSeconds: e.MAINTENANCE_INTERVAL_SECONDS,
     metricsToken: e.METRICS_TOKEN,
     workers: e.WORKERS,

@@ -3,6 +3,7 @@ import { serve } from '@hono/node-server';
 import { runPrimary } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
+import { answerClientErrors } from './http/client-errors.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
@@ -32,7 +33,13 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   const app = createApp({ ...tm, limiter, logger, metrics, config });
 
   const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance) : undefined;
-  const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, (info) => {
+  const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
+  const serverOptions = {
+    requestTimeout: requestTimeoutMs,
+    headersTimeout: requestTimeoutMs,
+    connectionsCheckingInterval: Math.min(requestTimeoutMs, 1000), // Node's default checks every 30 s
+  };
+  const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port, serverOptions }, (info) => {
     server.off('error', cannotListen);
     if (cluster.isWorker) return; // the primary announces the cluster once
     process.stderr.write(`tokenmint listening on http://${info.address}:${info.port} (database ${config.databasePath})\n`);
@@ -46,6 +53,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     process.exit(1);
   }
   server.on('error', cannotListen);
+  answerClientErrors(server, logger, metrics);
 
   // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close the database, exit 0.
   let closing = false;

@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { client, decodePart, tempDir, testEnv, verifyIndependently, type Pair } from './helpers.js';
@@ -153,6 +154,58 @@ describe('a real server process', () => {
     const smallChunked = new ReadableStream({ start: (c) => (c.enqueue(new TextEncoder().encode(small)), c.close()) });
     expect((await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers, body: smallChunked, duplex: 'half' } as RequestInit)).status).toBe(200);
     expect((await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers, body: small })).status).toBe(200);
+  });
+});
+
+/** Writes `request` on a raw connection and resolves to all the server sent before it closed. */
+function rawExchange(port: number, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(request));
+    let answer = '';
+    socket.on('data', (d) => (answer += d));
+    socket.on('close', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
+
+describe('requests Node refuses before routing', () => {
+  it('a request not all received within REQUEST_TIMEOUT_SECONDS gets 408, malformed HTTP 400, huge headers 431, each as JSON, and the connection closes; others are served meanwhile', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir, { REQUEST_TIMEOUT_SECONDS: '1' });
+    const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme');
+    const server = await startServer(env, dir);
+    const port = Number(new URL(server.url).port);
+
+    const started = performance.now();
+    const stalledBody = rawExchange(port, `POST /app/acme/renew HTTP/1.1\r\nHost: x\r\nAuthorization: ${String(appKey)}\r\nContent-Length: 200\r\n\r\n{"refresh_token":"eyJsecret`);
+    const stalledHeaders = rawExchange(port, 'POST /app/acme/renew HTTP/1.1\r\nHost: x\r\nAuthorization: tmk_');
+    // Served while those two hold their connections.
+    expect((await post(`${server.url}/app/acme/issue`, { sub: 'u', ...client }, String(appKey))).status).toBe(200);
+    const timedOut = await Promise.all([stalledBody, stalledHeaders]);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(900);
+    const malformed = await rawExchange(port, 'HELLO /\r\n\r\n');
+    const hugeHeaders = await rawExchange(port, `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ${'a'.repeat(20_000)}\r\n\r\n`);
+
+    const parse = (answer: string) => ({ status: Number(answer.split(' ')[1]), body: JSON.parse(answer.split('\r\n\r\n')[1]!) as unknown });
+    expect(timedOut.map(parse)).toEqual([
+      { status: 408, body: { message: 'request timeout' } },
+      { status: 408, body: { message: 'request timeout' } },
+    ]);
+    expect(parse(malformed)).toEqual({ status: 400, body: { message: 'malformed request' } });
+    expect(parse(hugeHeaders)).toEqual({ status: 431, body: { message: 'request headers too large' } });
+    expect(hugeHeaders).toMatch(/\r\nContent-Type: application\/json\r\n/);
+
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toContain('tokenmint_http_requests_total{route="(unparsed)",method="unknown",status="408"} 2');
+    expect(metrics).toContain('tokenmint_http_requests_total{route="(unparsed)",method="unknown",status="431"} 1');
+    // Logged by code; nothing the clients sent (the token and key prefixes above), and no 500.
+    const lines = server.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const refused = lines.filter((l) => l.route === '(unparsed)').map((l) => [l.status, l.reason]);
+    expect(refused).toEqual(expect.arrayContaining([[408, 'ERR_HTTP_REQUEST_TIMEOUT'], [400, 'HPE_INVALID_METHOD'], [431, 'HPE_HEADER_OVERFLOW']]));
+    // The renew whose body never came says so, not "bad JSON".
+    expect(lines.find((l) => l.route === '/app/:app_id/renew')).toMatchObject({ status: 400, reason: 'body not received: connection closed' });
+    expect(server.stdout()).not.toMatch(/eyJsecret|tmk_|"level":50/);
+    expect(server.stdout()).not.toContain(String(appKey));
   });
 });
 

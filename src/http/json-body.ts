@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import type { z } from 'zod';
-import { invalidRequest, type FieldError } from '../errors.js';
+import { invalidRequest, TokenmintError, type FieldError } from '../errors.js';
 
 const toFieldErrors = (issues: z.core.$ZodIssue[]): FieldError[] =>
   issues.map((issue) => ({ path: issue.path.map(String).join('.'), message: issue.message }));
@@ -10,9 +10,17 @@ const toFieldErrors = (issues: z.core.$ZodIssue[]): FieldError[] =>
  * client that forgot the header gets a body error, not a confusing "field missing").
  */
 export async function readJson<T>(c: Context, schema: z.ZodType<T>): Promise<T> {
+  let text: string;
+  try {
+    text = await c.req.text();
+  } catch {
+    // The connection broke mid-body (or Node closed it with a 408): no one reads this answer; the
+    // log line says why it is not a client's bad JSON.
+    throw new TokenmintError('ERR_INVALID_REQUEST', 'invalid request', { reason: 'body not received: connection closed' });
+  }
   let value: unknown;
   try {
-    value = JSON.parse(await c.req.text());
+    value = JSON.parse(text);
   } catch {
     throw invalidRequest([{ path: '', message: 'body is not valid JSON' }]);
   }
