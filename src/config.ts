@@ -22,6 +22,9 @@ const envSchema = z.object({
   // A request's headers and body must all arrive within this (else 408): a client trickling bytes
   // cannot hold a connection for Node's default of five minutes.
   REQUEST_TIMEOUT_SECONDS: positiveInt.max(3600).default(30),
+  // How long an idle keep-alive connection stays open. Behind a load balancer that reuses
+  // connections, make it longer than the balancer's idle timeout, or it may send on a closing one (502).
+  KEEP_ALIVE_TIMEOUT_SECONDS: positiveInt.max(3600).default(5),
   MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().default(60),
   // When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
   METRICS_TOKEN: z.string().min(16).optional(),
@@ -47,6 +50,7 @@ export interface Config {
   readonly jwksMaxAgeSeconds: number;
   readonly shutdownTimeoutSeconds: number;
   readonly requestTimeoutSeconds: number;
+  readonly keepAliveTimeoutSeconds: number;
   /** How often the server runs due key rotations and pruning. */
   readonly maintenanceIntervalSeconds: number;
   readonly metricsToken: string | undefined;
@@ -81,6 +85,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     jwksMaxAgeSeconds: e.JWKS_MAX_AGE_SECONDS,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
     requestTimeoutSeconds: e.REQUEST_TIMEOUT_SECONDS,
+    keepAliveTimeoutSeconds: e.KEEP_ALIVE_TIMEOUT_SECONDS,
     maintenanceIntervalSeconds: e.MAINTENANCE_INTERVAL_SECONDS,
     metricsToken: e.METRICS_TOKEN,
     workers: e.WORKERS,

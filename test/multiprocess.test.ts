@@ -209,6 +209,20 @@ describe('requests Node refuses before routing', () => {
   });
 });
 
+describe('keep-alive', () => {
+  it('an idle keep-alive connection is closed after KEEP_ALIVE_TIMEOUT_SECONDS, not Node\'s 5 s', async () => {
+    const dir = tempDir();
+    const server = await startServer(testEnv(dir, { KEEP_ALIVE_TIMEOUT_SECONDS: '1' }), dir);
+    const socket = net.connect(Number(new URL(server.url).port), '127.0.0.1');
+    const answered = new Promise<number>((resolve) => socket.once('data', () => resolve(performance.now())));
+    const closed = new Promise<number>((resolve) => socket.on('close', () => resolve(performance.now())));
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    const idle = (await closed) - (await answered);
+    expect(idle).toBeGreaterThanOrEqual(900);
+    expect(idle).toBeLessThan(4000);
+  });
+});
+
 describe('scheduled maintenance in a server process', () => {
   it('prunes on its own and says so in /metrics: rows pruned by kind, runs by result, the last success', async () => {
     const dir = tempDir();
