@@ -18,9 +18,10 @@ const STATUS_OF_CODE: Record<string, [number, string]> = {
  * route `(unparsed)`. The connection is closed either way.
  */
 export function answerClientErrors(server: ServerType, logger: Logger, metrics: Metrics | undefined): void {
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex & { bytesWritten?: number }) => {
-    // A reset, or an answer already begun: nothing can be said on this connection.
-    if (error.code === 'ECONNRESET' || !socket.writable || (socket.bytesWritten ?? 0) > 0) {
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: { headersSent: boolean } | null }) => {
+    // A reset, or an answer to this request already begun (the check Node's own handler makes):
+    // nothing more can be said on this connection. Earlier answers on a keep-alive one do not count.
+    if (error.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) {
       socket.destroy();
       return;
     }
