@@ -21,26 +21,35 @@ async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
     .post('/login', async (c) => c.json(await auth.login(c, { sub: 'user-1', personal: { name: 'Ada' } })))
     .post('/login-big', (c) => auth.login(c, { sub: 'user-1', personal: { bio: 'x'.repeat(3000) } }).then((claims) => c.json(claims), (e: Error) => c.json({ error: e.message }, 500)))
     .post('/logout', async (c) => (await auth.logout(c), c.json({ ok: true })))
+    // A password change: every other session ends, this browser stays logged in with a fresh pair.
+    .post('/password-changed', auth.session(), async (c) => {
+      const { sub } = c.get('session');
+      await client.revokeSubject(sub);
+      return c.json(await auth.login(c, { sub }));
+    })
     .get('/api/me', auth.session(), (c) => c.json(c.get('session')))
     // The browser-driven flow: the API answers 401, the page calls the refresh route (fetchWithRefresh).
     .get('/api/strict', auth.session({ renew: false }), (c) => c.json(c.get('session')))
     .post('/refresh', async (c) => ((await auth.refresh(c)) ? c.body(null, 204) : c.json({ message: 'not logged in' }, 401)));
 
-  // A tiny cookie jar, as a browser would keep it.
-  const jar = new Map<string, string>();
-  const request = async (method: string, path: string, { userAgent = 'test-browser/1.0', forwardedFor = '203.0.113.9' } = {}) => {
-    const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
-    const res = await app.request(path, { method, headers: { cookie, 'x-forwarded-for': forwardedFor, 'user-agent': userAgent } });
-    const setCookies = res.headers.getSetCookie();
-    for (const line of setCookies) {
-      const [pair] = line.split(';');
-      const [name, value] = pair!.split('=') as [string, string];
-      if (/Max-Age=0/.test(line) || value === '') jar.delete(name);
-      else jar.set(name, value);
-    }
-    return { res, setCookies };
+  // A browser: a tiny cookie jar, kept as a browser would keep it.
+  const browser = () => {
+    const jar = new Map<string, string>();
+    const request = async (method: string, path: string, { userAgent = 'test-browser/1.0', forwardedFor = '203.0.113.9' } = {}) => {
+      const cookie = [...jar].map(([k, v]) => `${k}=${v}`).join('; ');
+      const res = await app.request(path, { method, headers: { cookie, 'x-forwarded-for': forwardedFor, 'user-agent': userAgent } });
+      const setCookies = res.headers.getSetCookie();
+      for (const line of setCookies) {
+        const [pair] = line.split(';');
+        const [name, value] = pair!.split('=') as [string, string];
+        if (/Max-Age=0/.test(line) || value === '') jar.delete(name);
+        else jar.set(name, value);
+      }
+      return { res, setCookies };
+    };
+    return { request, jar };
   };
-  return { request, jar };
+  return { ...browser(), browser };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -98,6 +107,24 @@ describe('tokenmint/hono session middleware', () => {
     await request('POST', '/logout');
     expect(jar.size).toBe(0);
     expect((await request('GET', '/api/me')).res.status).toBe(401);
+  });
+
+  it('a password change ends every other session (revokeSubject, then login): this browser renews on, the other is logged out at its next renew', async () => {
+    const { request, jar, browser } = await setup();
+    const other = browser();
+    await request('POST', '/login');
+    await other.request('POST', '/login');
+    const before = jar.get('refresh_token');
+    expect((await request('POST', '/password-changed')).res.status).toBe(200);
+    expect(jar.get('refresh_token')).not.toBe(before);
+
+    const expiry = Math.max(...[jar, other.jar].map((j) => decodePart(j.get('access_token')!, 1).exp as number));
+    await sleep(expiry * 1000 + 100 - Date.now()); // both access tokens have expired
+    const here = await request('GET', '/api/me');
+    expect(here.res.status).toBe(200);
+    expect(here.setCookies.some((l) => l.startsWith('refresh_token='))).toBe(true); // it renewed
+    expect((await other.request('GET', '/api/me')).res.status).toBe(401);
+    expect(other.jar.size).toBe(0);
   });
 
   it('an invalid refresh cookie clears both cookies and answers 401; no cookies at all is 401', async () => {
