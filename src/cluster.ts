@@ -45,6 +45,12 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   });
 
   let failed = false;
+  const restarts = new Set<NodeJS.Timeout>();
+  const exitWhenNoWorkers = () => {
+    if (Object.keys(cluster.workers ?? {}).length > 0) return;
+    logger.info('closed');
+    process.exit(failed ? 1 : 0);
+  };
   cluster.on('exit', (worker, code, signal) => {
     if (worker === maintenanceWorker) maintenanceWorker = undefined;
     if (!closing && !listened.delete(worker)) {
@@ -55,14 +61,17 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     }
     if (closing) {
       failed ||= code !== 0;
-      if (Object.keys(cluster.workers ?? {}).length === 0) {
-        logger.info('closed');
-        process.exit(failed ? 1 : 0);
-      }
+      exitWhenNoWorkers();
       return;
     }
     logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
-    setTimeout(fork, RESTART_DELAY_MS).unref();
+    // Not unref'd: with every worker gone it is all that keeps the primary alive (unref'd, a
+    // primary whose workers all died at once exited 0, and a supervisor saw a clean stop).
+    const restart = setTimeout(() => {
+      restarts.delete(restart);
+      fork();
+    }, RESTART_DELAY_MS);
+    restarts.add(restart);
   });
 
   // A worker answering GET /metrics asks here for the sum over all workers.
@@ -79,7 +88,10 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     if (closing) return;
     closing = true;
     logger.info({ signal }, 'shutting down');
+    for (const restart of restarts) clearTimeout(restart);
+    restarts.clear();
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+    exitWhenNoWorkers(); // every worker already gone (all killed at once, between restarts): no exit event will come
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

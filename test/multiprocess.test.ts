@@ -1,10 +1,11 @@
 import Database from 'better-sqlite3';
+import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { client, decodePart, tempDir, testEnv, verifyIndependently, type Pair } from './helpers.js';
-import { cliProcess, startServer } from './processes.js';
+import { cliProcess, serverEntry, startProcess, startServer } from './processes.js';
 
 const post = (url: string, body: unknown, appKey: string) =>
   fetch(url, { method: 'POST', headers: { authorization: appKey, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -130,6 +131,83 @@ describe('WORKERS=3: a cluster on one port and one file', () => {
     const db = new Database(env.DATABASE_URL!, { readonly: true });
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
     db.close();
+  });
+});
+
+/** A port nothing listens on now. */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+    probe.on('error', reject);
+  });
+}
+
+/** The pids of `pid`'s child processes, from /proc (no ps or pgrep needed). */
+function childPids(pid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => {
+      try {
+        // stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after its closing parenthesis.
+        const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
+}
+
+describe('a cluster whose workers die', () => {
+  it('the primary starts new workers, one killed or all at once, and serves again on the same port; SIGTERM between a death and its restart exits 0', async () => {
+    const dir = tempDir();
+    // A fixed port: with port 0, workers that all die before a new one listens give up the port the
+    // primary announced, and their successors get another.
+    const port = await freePort();
+    const server = await startProcess(serverEntry, {
+      env: { PATH: process.env.PATH, ...testEnv(dir, { WORKERS: '2' }), PORT: String(port) },
+      cwd: dir,
+      ready: /listening on (http:\/\/\S+)/,
+      on: 'stderr',
+    });
+    const primary = server.child.pid!;
+    const healthy = async () => {
+      for (let i = 0; i < 100; i++) {
+        if (await fetch(`${server.url}/healthz`).then((r) => r.status === 200, () => false)) return true;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return false;
+    };
+    const workersUp = async (n: number) => {
+      for (let i = 0; i < 100 && childPids(primary).length !== n; i++) await new Promise((resolve) => setTimeout(resolve, 100));
+      return childPids(primary);
+    };
+
+    const [first] = await workersUp(2);
+    process.kill(first!, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // the restart delay is 1 s
+    expect(await healthy()).toBe(true);
+    expect(await workersUp(2)).not.toContain(first);
+
+    // Both at once: nothing but the pending restarts keeps the primary alive.
+    const both = childPids(primary);
+    for (const pid of both) process.kill(pid, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(server.child.exitCode).toBeNull();
+    expect(await healthy()).toBe(true);
+    const again = await workersUp(2);
+    expect(again.filter((pid) => both.includes(pid))).toEqual([]);
+    expect(server.stdout().match(/worker exited; starting another/g)).toHaveLength(3);
+
+    // SIGTERM while every worker is gone and their restarts are pending: no new worker, exit 0.
+    for (const pid of again) process.kill(pid, 'SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await server.stop('SIGTERM')).toBe(0);
+    expect(server.stdout()).toMatch(/"msg":"closed"/);
   });
 });
 
