@@ -227,6 +227,21 @@ describe('the tokenmint bin', () => {
     expect(stdout).toMatch(/^Usage: tokenmint /);
   });
 
+  it('installed without the dev dependencies (built, then npm prune --omit=dev): npx\'s prepare and npm start keep the built dist/ instead of failing on a missing tsc; with no dist/ either, a sentence', async () => {
+    // The package's own scripts, in a folder with no node_modules/typescript, as after a prune.
+    const cwd = tempDir();
+    fs.copyFileSync('package.json', path.join(cwd, 'package.json'));
+    const env = { PATH: process.env.PATH, HOME: cwd };
+    const unbuilt = await run('npm', ['run', '--silent', 'build:if-possible'], { cwd, env }).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in unbuilt && unbuilt.code).toBe(1);
+    expect(unbuilt.stderr).toContain('tokenmint: dist/ is not built and TypeScript is not installed: install with the dev dependencies (npm ci)');
+    fs.mkdirSync(path.join(cwd, 'dist'));
+    fs.writeFileSync(path.join(cwd, 'dist/server.js'), '');
+    const built = await run('npm', ['run', '--silent', 'build:if-possible'], { cwd, env });
+    expect(built.stderr).toBe('');
+    expect(fs.readdirSync(path.join(cwd, 'dist'))).toEqual(['server.js']); // nothing was built over it
+  });
+
   it('a DATABASE_URL that is not a database: the CLI and the server say which file, in a sentence, and exit 1', async () => {
     const cwd = tempDir();
     const notADatabase = path.join(cwd, 'notes.txt');
