@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 /**
@@ -23,5 +24,41 @@ export function syncToDisk(target: string): void {
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/** An error of a file this process may not read or write (Node's, or SQLite's on opening). */
+export const isAccessDenied = (error: unknown): boolean =>
+  /^(EACCES|EPERM|SQLITE_CANTOPEN|SQLITE_READONLY)/.test(String((error as { code?: unknown })?.code));
+
+/**
+ * For a message about `file` that this process may not use: which user owns it (or its folder, when
+ * the file cannot even be looked at) against the user tokenmint runs as. The usual cause is a CLI
+ * run as one user (root, with sudo) and a server as another.
+ */
+export function accessHint(file: string): string {
+  const uid = process.getuid?.();
+  for (const target of uid === undefined ? [] : [file, path.dirname(file)]) {
+    let owner: number;
+    try {
+      owner = fs.statSync(target).uid;
+    } catch {
+      continue; // not there, or not ours to look at: try its folder
+    }
+    if (owner !== uid) {
+      const name = userName();
+      const me = name === undefined ? `uid ${uid}` : `${name} (uid ${uid})`;
+      return `${target} belongs to uid ${owner}, and tokenmint runs as ${me}: run the server and the CLI as the same user, or give the files to this one (chown -R)`;
+    }
+  }
+  return 'check its permissions and those of its folder';
+}
+
+/** This process's user name, if the system has one for its uid. */
+function userName(): string | undefined {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return undefined; // a uid with no passwd entry (containers)
   }
 }

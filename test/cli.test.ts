@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -240,6 +240,39 @@ describe('the tokenmint bin', () => {
     const built = await run('npm', ['run', '--silent', 'build:if-possible'], { cwd, env });
     expect(built.stderr).toBe('');
     expect(fs.readdirSync(path.join(cwd, 'dist'))).toEqual(['server.js']); // nothing was built over it
+  });
+
+  // As root only (CI is): the server is run as another user, nobody, and must be able to read this checkout.
+  const NOBODY = 65534;
+  const nobodyCanRun = (() => {
+    if (process.getuid?.() !== 0) return false;
+    try {
+      execFileSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(serverEntry)}); require.resolve('better-sqlite3')`], { uid: NOBODY, gid: NOBODY, stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  it.skipIf(!nobodyCanRun)('files made by the CLI as one user, a server run as another: a sentence that names the owner, not a stack trace', async () => {
+    const cwd = tempDir();
+    fs.chmodSync(cwd, 0o755);
+    await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd, env: { PATH: process.env.PATH } }); // keys/ and data/, 0700, root's
+    const asNobody = (env: NodeJS.ProcessEnv) =>
+      run('node', [serverEntry], { cwd, env: { PATH: process.env.PATH, PORT: '0', WORKERS: '1', ...env }, uid: NOBODY, gid: NOBODY }).catch((e: { code: number; stderr: string }) => e);
+
+    const keyFile = await asNobody({});
+    expect('code' in keyFile && keyFile.code).toBe(1);
+    expect(keyFile.stderr).toContain(`tokenmint: cannot read or create the master key file ${path.join(cwd, 'keys/master.key')}: EACCES`);
+    expect(keyFile.stderr).toContain(`${path.join(cwd, 'keys')} belongs to uid 0, and tokenmint runs as `);
+    expect(keyFile.stderr).toContain('run the server and the CLI as the same user');
+    expect(keyFile.stderr).not.toMatch(/\n\s+at /);
+
+    const database = await asNobody({ TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') });
+    expect('code' in database && database.code).toBe(1);
+    expect(database.stderr).toContain(`tokenmint: cannot open the database ${path.join(cwd, 'data/tokenmint.db')}: EACCES`);
+    expect(database.stderr).toContain(`${path.join(cwd, 'data')} belongs to uid 0`);
+    // Nothing was created in their place.
+    expect(fs.readdirSync(path.join(cwd, 'keys'))).toEqual(['master.key']);
   });
 
   it('a DATABASE_URL that is not a database: the CLI and the server say which file, in a sentence, and exit 1', async () => {

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, hash, randomBytes } from 'node:crypto
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../config.js';
-import { syncToDisk } from '../files.js';
+import { accessHint, isAccessDenied, syncToDisk } from '../files.js';
 
 export interface MasterKey {
   /** Names the key inside every envelope, so a later master key can sit beside this one. */
@@ -49,10 +49,27 @@ const keysOfFile = (file: string) =>
  */
 function loadMasterKeys(options: { base64: string | undefined; file: string }): MasterKeys {
   if (options.base64 !== undefined) return parseKeys(options.base64.split(',').map((k) => k.trim()), 'TOKENMINT_MASTER_KEY');
-  fs.mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
-  if (!fs.existsSync(options.file)) writeKeyFile(options.file, [randomKeyText()], { replace: false });
-  refuseSharedKeyFile(options.file);
-  return parseKeys(keysOfFile(options.file), options.file);
+  const { file } = options;
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    if (!keyFileExists(file)) writeKeyFile(file, [randomKeyText()], { replace: false });
+    refuseSharedKeyFile(file);
+    return parseKeys(keysOfFile(file), file);
+  } catch (error) {
+    if (!isAccessDenied(error)) throw error;
+    throw new ConfigError(`cannot read or create the master key file ${file}: ${(error as Error).message}; ${accessHint(file)}`);
+  }
+}
+
+/** Whether the key file exists; a file this user may not look at throws, rather than count as missing and get a new key. */
+function keyFileExists(file: string): boolean {
+  try {
+    fs.statSync(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
 }
 
 /**
