@@ -5,10 +5,12 @@
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { chainedRenews, type LoadResult } from './load.js';
 import { cpuSeconds, peakRssMb } from './proc.js';
 import { addExpiredBacklog, addLiveSessions, expiredTokens, liveRefreshTokens, type RenewOrder } from './population.js';
-import { startBare, startCeiling, startOidcProvider, startTokenmint, type Started } from './targets.js';
+import { root, startBare, startCeiling, startOidcProvider, startTokenmint, type Started } from './targets.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '16,64').split(',').map(Number);
@@ -197,7 +199,8 @@ const growthRatios = (order: RenewOrder) =>
 const servers = ['tokenmint', 'tokenmint, WORKERS=1', PRUNING, 'oidc-provider', 'bare renew', 'ceiling'];
 rows.sort((a, b) => servers.indexOf(a.target) - servers.indexOf(b.target) || a.concurrency - b.concurrency || a.round - b.round);
 console.log(`\n## Renew: closed-loop chained renews, ${SECONDS} s each, load generator on the same machine (${os.availableParallelism()} cores, ${os.cpus()[0]?.model.trim()})\n`);
-console.log(`tokenmint runs as \`npm start\` does: WORKERS defaults to the number of cores (${os.availableParallelism()}). Each compared server is measured once per round (${ROUNDS} rounds); WORKERS=1 and the pruning row in the first round only.\n`);
+const { loadConfig } = (await import(pathToFileURL(path.join(root, 'dist/config.js')).href)) as { loadConfig: (env: NodeJS.ProcessEnv) => { workers: number } };
+console.log(`tokenmint runs as \`npm start\` does: WORKERS defaults to the CPUs it may use, at most 8 (here ${loadConfig({}).workers}). Each compared server is measured once per round (${ROUNDS} rounds); WORKERS=1 and the pruning row in the first round only.\n`);
 console.log('| server | concurrency | round | renews/s | p50 ms | p95 ms | p99 ms | non-200 | answers checked | server peak RSS MB | server CPU s | load generator CPU s |');
 console.log('| --- | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |');
 for (const r of rows) {

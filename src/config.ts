@@ -1,9 +1,16 @@
-import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { usableCpus } from './cpus.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+
+/**
+ * Every worker is ~100 MB and one more writer of the one SQLite file, whose commits empty the other
+ * workers' page caches (README, Performance): past a few, more workers cost more than they bring.
+ * Measured on 2 cores only; WORKERS overrides it.
+ */
+const DEFAULT_MAX_WORKERS = 8;
 
 // The only reader of process.env. Every default is here, with its unit in the name.
 const envSchema = z.object({
@@ -28,8 +35,9 @@ const envSchema = z.object({
   MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().default(60),
   // When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
   METRICS_TOKEN: z.string().min(16).optional(),
-  // Server processes sharing the port and the database (node:cluster); default one per core.
-  WORKERS: positiveInt.max(64).default(availableParallelism()),
+  // Server processes sharing the port and the database (node:cluster): by default one per CPU this
+  // process may use (a container's CPU limit counts), at most DEFAULT_MAX_WORKERS.
+  WORKERS: positiveInt.max(64).default(Math.min(usableCpus(), DEFAULT_MAX_WORKERS)),
   // Set by the cluster primary: "0" in every worker but the one that runs maintenance.
   TOKENMINT_MAINTENANCE: z.enum(['0', '1']).default('1'),
 });
