@@ -4,6 +4,7 @@ import { runPrimary } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
 import { answerClientErrors } from './http/client-errors.js';
+import { trackConnections } from './http/connections.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
@@ -55,6 +56,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   }
   server.on('error', cannotListen);
   answerClientErrors(server, logger, metrics);
+  const connections = trackConnections(server);
 
   // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close the database, exit 0.
   let closing = false;
@@ -73,12 +75,11 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
       logger.info('closed');
       process.exit(0);
     });
-    // Keep-alive connections that turn idle after their last answer would hold close() open until
-    // their timeout: close them as they go idle.
-    if ('closeIdleConnections' in server) {
-      server.closeIdleConnections();
-      setInterval(() => server.closeIdleConnections(), 50).unref();
-    }
+    // Connections with no request being answered would hold close() open: keep-alive ones until
+    // their timeout, half-sent requests for ever (close() stops the request timeouts). Close them
+    // now, and the others as their last answer goes out.
+    connections.closeUnanswered();
+    setInterval(() => connections.closeUnanswered(), 50).unref();
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

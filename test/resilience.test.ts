@@ -53,6 +53,31 @@ describe('graceful shutdown', () => {
   });
 });
 
+describe('graceful shutdown with connections that hold no request being answered', () => {
+  it('a client halfway through its request, or idle on keep-alive, does not hold SIGTERM: closed at once, exit 0, while a request being answered still gets its answer', async () => {
+    const { server, post, issue, holdWriteLock } = await setup({ WORKERS: '2' });
+    const pair = await issue('u');
+    const { port } = new URL(server.url);
+    const connect = (text: string) => {
+      const socket = net.connect(Number(port), '127.0.0.1', () => socket.write(text));
+      socket.on('error', () => {}).resume(); // read what comes, so that its end is seen
+      return once(socket, 'close');
+    };
+    const halfHeaders = connect('POST /app/acme/renew HTTP/1.1\r\nHost: x\r\n');
+    const idle = connect('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    const release = holdWriteLock();
+    const inFlight = post('renew', { refresh_token: pair.refresh_token, ...client });
+    await sleep(200);
+
+    const exited = server.stop('SIGTERM');
+    await Promise.all([halfHeaders, idle]); // closed by the server, not by this test
+    release();
+    expect((await inFlight).status).toBe(200);
+    expect(await exited).toBe(0);
+    expect(server.stdout()).not.toContain('did not finish in time');
+  });
+});
+
 describe('start-up', () => {
   it('a port already taken: exits 1 with a sentence, one process or a cluster (whose primary does not start worker after worker)', async () => {
     const taken = net.createServer().listen(0, '127.0.0.1');
