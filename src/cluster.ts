@@ -53,8 +53,9 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   };
   cluster.on('exit', (worker, code, signal) => {
     if (worker === maintenanceWorker) maintenanceWorker = undefined;
-    if (!closing && !listened.delete(worker)) {
+    if (!closing && !listened.delete(worker) && signal !== 'SIGKILL') {
       // It failed before it listened (the port taken, say; it said why on stderr): another would too.
+      // Killed (the OOM killer, an operator) says nothing of the next one: that one is restarted.
       logger.error({ pid: worker.process.pid, code, signal }, 'a worker could not start; stopping');
       failed = true;
       shutdown('worker could not start');

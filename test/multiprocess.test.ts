@@ -190,7 +190,7 @@ describe('a cluster whose workers die', () => {
     const [first] = await workersUp(2);
     process.kill(first!, 'SIGKILL');
     await new Promise((resolve) => setTimeout(resolve, 1500)); // the restart delay is 1 s
-    expect(await healthy()).toBe(true);
+    expect(await healthy(), server.stdout() + server.stderr()).toBe(true);
     expect(await workersUp(2)).not.toContain(first);
 
     // Both at once: nothing but the pending restarts keeps the primary alive.
@@ -198,7 +198,7 @@ describe('a cluster whose workers die', () => {
     for (const pid of both) process.kill(pid, 'SIGKILL');
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(server.child.exitCode).toBeNull();
-    expect(await healthy()).toBe(true);
+    expect(await healthy(), server.stdout() + server.stderr()).toBe(true);
     const again = await workersUp(2);
     expect(again.filter((pid) => both.includes(pid))).toEqual([]);
     expect(server.stdout().match(/worker exited; starting another/g)).toHaveLength(3);
