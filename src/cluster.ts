@@ -61,7 +61,10 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       shutdown('worker could not start');
     }
     if (closing) {
-      failed ||= code !== 0;
+      // A worker still starting when the stop came dies of the SIGTERM itself, before its handler
+      // is set: it served nothing, so that is a clean stop too.
+      const stoppedWhileStarting = signal === 'SIGTERM' && !listened.has(worker);
+      failed ||= code !== 0 && !stoppedWhileStarting;
       exitWhenNoWorkers();
       return;
     }

@@ -211,6 +211,16 @@ describe('a cluster whose workers die', () => {
   });
 });
 
+describe('a cluster stopped as it starts', () => {
+  it('SIGTERM the moment it says it listens (a worker still starting dies of the signal itself): exit 0, three times out of three', async () => {
+    for (let i = 0; i < 3; i++) {
+      const dir = tempDir();
+      const server = await startServer(testEnv(dir, { WORKERS: '2' }), dir);
+      expect(await server.stop('SIGTERM'), server.stdout()).toBe(0);
+    }
+  });
+});
+
 describe('a real server process', () => {
   it('answers 413 for a body over 64 KiB, whether its length is declared or it comes chunked', async () => {
     const dir = tempDir();
