@@ -13,6 +13,8 @@ import { openTokenmint } from './tokenmint.js';
 const METRICS_REQUEST = 'tokenmint:metrics-request';
 const METRICS_ANSWER = 'tokenmint:metrics';
 const RESTART_DELAY_MS = 1000;
+/** How much longer than SHUTDOWN_TIMEOUT_SECONDS the primary waits for a worker to exit before killing it. */
+const WORKER_EXIT_GRACE_MS = 2000;
 
 /** The primary: prepares the database and master key, forks and supervises workers, forwards shutdown. */
 export async function runPrimary(config: Config, logger: Logger): Promise<void> {
@@ -96,6 +98,13 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     restarts.clear();
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
     exitWhenNoWorkers(); // every worker already gone (all killed at once, between restarts): no exit event will come
+    // Each worker gives up on its requests after SHUTDOWN_TIMEOUT_SECONDS; one that has not exited
+    // a little after that cannot act on its own timer (stuck, stopped): kill it rather than wait for ever.
+    setTimeout(() => {
+      logger.error('workers did not exit in time; killing them');
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
+      failed = true;
+    }, config.shutdownTimeoutSeconds * 1000 + WORKER_EXIT_GRACE_MS).unref();
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));

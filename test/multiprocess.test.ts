@@ -211,6 +211,24 @@ describe('a cluster whose workers die', () => {
   });
 });
 
+describe('a cluster with a worker that cannot act', () => {
+  it('SIGTERM with one worker stopped (SIGSTOP, as a stuck one): the primary kills it a little after SHUTDOWN_TIMEOUT_SECONDS and exits 1', async () => {
+    const dir = tempDir();
+    const server = await startServer(testEnv(dir, { WORKERS: '2', SHUTDOWN_TIMEOUT_SECONDS: '1' }), dir);
+    let workers = childPids(server.child.pid!);
+    for (let i = 0; i < 100 && workers.length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      workers = childPids(server.child.pid!);
+    }
+    process.kill(workers[0]!, 'SIGSTOP');
+    const started = performance.now();
+    expect(await server.stop('SIGTERM')).toBe(1);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(2900); // 1 s, and the primary's 2 s more
+    expect(server.stdout()).toContain('workers did not exit in time; killing them');
+    expect(() => process.kill(workers[0]!, 0)).toThrow(); // gone
+  });
+});
+
 describe('a cluster stopped as it starts', () => {
   it('SIGTERM the moment it says it listens (a worker still starting dies of the signal itself): exit 0, three times out of three', async () => {
     for (let i = 0; i < 3; i++) {
