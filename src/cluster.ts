@@ -11,6 +11,8 @@ import { openTokenmint } from './tokenmint.js';
 // what a second server on the same file would need.
 
 const METRICS_REQUEST = 'tokenmint:metrics-request';
+const HEARTBEAT = 'tokenmint:heartbeat';
+const HEARTBEAT_INTERVAL_MS = 1000;
 const METRICS_ANSWER = 'tokenmint:metrics';
 const RESTART_DELAY_MS = 1000;
 /** How much longer than SHUTDOWN_TIMEOUT_SECONDS the primary waits for a worker to exit before killing it. */
@@ -29,10 +31,24 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
 
   let closing = false;
   let maintenanceWorker: Worker | undefined;
+  // A worker whose event loop is stuck (an endless loop, a stopped process) answers no one,
+  // yet would never exit: one that has sent no heartbeat for WORKER_STALL_TIMEOUT_SECONDS is killed,
+  // and restarted like any worker that dies.
+  const lastHeartbeat = new Map<Worker, number>();
+  setInterval(() => {
+    if (closing) return;
+    for (const [worker, at] of lastHeartbeat) {
+      if (Date.now() - at <= config.workerStallTimeoutSeconds * 1000) continue;
+      logger.error({ pid: worker.process.pid, silent_ms: Date.now() - at }, 'worker stopped answering; killing it');
+      lastHeartbeat.delete(worker);
+      worker.process.kill('SIGKILL');
+    }
+  }, HEARTBEAT_INTERVAL_MS).unref();
   const fork = () => {
     const runsMaintenance = maintenanceWorker === undefined;
     const worker = cluster.fork({ TOKENMINT_MAINTENANCE: runsMaintenance ? '1' : '0' });
     if (runsMaintenance) maintenanceWorker = worker;
+    lastHeartbeat.set(worker, Date.now()); // a worker stuck while starting is stuck too
   };
 
   let announced = false;
@@ -55,6 +71,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   };
   cluster.on('exit', (worker, code, signal) => {
     if (worker === maintenanceWorker) maintenanceWorker = undefined;
+    lastHeartbeat.delete(worker);
     if (!closing && !listened.delete(worker) && signal !== 'SIGKILL') {
       // It failed before it listened (the port taken, say; it said why on stderr): another would too.
       // Killed (the OOM killer, an operator) says nothing of the next one: that one is restarted.
@@ -83,6 +100,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   // A worker answering GET /metrics asks here for the sum over all workers.
   const aggregator = new AggregatorRegistry();
   cluster.on('message', (worker, message: { type?: string; id?: number }) => {
+    if (message?.type === HEARTBEAT && lastHeartbeat.has(worker)) lastHeartbeat.set(worker, Date.now());
     if (message?.type !== METRICS_REQUEST) return;
     aggregator
       .clusterMetrics()
@@ -110,6 +128,13 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   process.on('SIGINT', () => shutdown('SIGINT'));
 
   for (let i = 0; i < config.workers; i++) fork();
+}
+
+/** In a worker: tells the primary, every second, that its event loop still turns. */
+export function sendHeartbeats(): void {
+  const beat = () => process.send?.({ type: HEARTBEAT });
+  beat();
+  setInterval(beat, HEARTBEAT_INTERVAL_MS).unref();
 }
 
 /** In a worker: answer the primary's metric collection, and collect everyone's through it. */

@@ -38,6 +38,8 @@ const envSchema = z.object({
   // Server processes sharing the port and the database (node:cluster): by default one per CPU this
   // process may use (a container's CPU limit counts), at most DEFAULT_MAX_WORKERS.
   WORKERS: positiveInt.max(64).default(Math.min(usableCpus(), DEFAULT_MAX_WORKERS)),
+  // A worker that has not shown a turning event loop for this long is killed and restarted.
+  WORKER_STALL_TIMEOUT_SECONDS: positiveInt.max(3600).default(30),
   // Set by the cluster primary: "0" in every worker but the one that runs maintenance.
   TOKENMINT_MAINTENANCE: z.enum(['0', '1']).default('1'),
 });
@@ -63,6 +65,7 @@ export interface Config {
   readonly maintenanceIntervalSeconds: number;
   readonly metricsToken: string | undefined;
   readonly workers: number;
+  readonly workerStallTimeoutSeconds: number;
   /** Whether this process runs scheduled rotations and pruning (one worker of a cluster does). */
   readonly runsMaintenance: boolean;
 }
@@ -97,6 +100,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     maintenanceIntervalSeconds: e.MAINTENANCE_INTERVAL_SECONDS,
     metricsToken: e.METRICS_TOKEN,
     workers: e.WORKERS,
+    workerStallTimeoutSeconds: e.WORKER_STALL_TIMEOUT_SECONDS,
     runsMaintenance: e.TOKENMINT_MAINTENANCE === '1',
   });
 }

@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import { serve } from '@hono/node-server';
-import { runPrimary } from './cluster.js';
+import { runPrimary, sendHeartbeats } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
 import { answerClientErrors } from './http/client-errors.js';
@@ -21,6 +21,7 @@ async function main(): Promise<void> {
 
 /** One serving process: the whole server with WORKERS=1, else one worker of the cluster. */
 async function runServer(config: Config, logger: Logger): Promise<void> {
+  if (cluster.isWorker) sendHeartbeats();
   let metrics: ReturnType<typeof createMetrics> | undefined;
   const tm = openTokenmint(config, { logger, actor: 'server', onAuditEvent: (event, fields) => metrics?.onAuditEvent(event, fields) });
   await tm.keyring.checkMasterKey();

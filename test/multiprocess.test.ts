@@ -212,6 +212,30 @@ describe('a cluster whose workers die', () => {
 });
 
 describe('a cluster with a worker that cannot act', () => {
+  it('a worker that stops answering (SIGSTOP, as one stuck in a loop) is killed after WORKER_STALL_TIMEOUT_SECONDS and replaced', async () => {
+    const dir = tempDir();
+    const server = await startServer(testEnv(dir, { WORKERS: '2', WORKER_STALL_TIMEOUT_SECONDS: '3' }), dir);
+    const primary = server.child.pid!;
+    let workers = childPids(primary);
+    for (let i = 0; i < 100 && workers.length < 2; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      workers = childPids(primary);
+    }
+    const stuck = workers[0]!;
+    process.kill(stuck, 'SIGSTOP');
+    let now = childPids(primary);
+    for (let i = 0; i < 150 && (now.includes(stuck) || now.length < 2); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      now = childPids(primary);
+    }
+    expect(now, server.stdout()).not.toContain(stuck);
+    expect(now).toHaveLength(2);
+    expect(server.stdout()).toMatch(new RegExp(`"pid":${stuck},"silent_ms":\\d+,"msg":"worker stopped answering; killing it"`));
+    // The one left answered all along, and the new one answers too.
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+
   it('SIGTERM with one worker stopped (SIGSTOP, as a stuck one): the primary kills it a little after SHUTDOWN_TIMEOUT_SECONDS and exits 1', async () => {
     const dir = tempDir();
     const server = await startServer(testEnv(dir, { WORKERS: '2', SHUTDOWN_TIMEOUT_SECONDS: '1' }), dir);
