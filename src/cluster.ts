@@ -11,9 +11,9 @@ import { openTokenmint } from './tokenmint.js';
 // what a second server on the same file would need.
 
 const METRICS_REQUEST = 'tokenmint:metrics-request';
+const METRICS_ANSWER = 'tokenmint:metrics';
 const HEARTBEAT = 'tokenmint:heartbeat';
 const HEARTBEAT_INTERVAL_MS = 1000;
-const METRICS_ANSWER = 'tokenmint:metrics';
 const RESTART_DELAY_MS = 1000;
 /** How much longer than SHUTDOWN_TIMEOUT_SECONDS the primary waits for a worker to exit before killing it. */
 const WORKER_EXIT_GRACE_MS = 2000;
