@@ -39,7 +39,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   const serverOptions = {
     requestTimeout: requestTimeoutMs,
     headersTimeout: requestTimeoutMs,
-    connectionsCheckingInterval: Math.min(requestTimeoutMs, 1000), // Node's default checks every 30 s
+    connectionsCheckingInterval: 1000, // how often Node looks for timed-out requests (default 30 s)
     keepAliveTimeout: config.keepAliveTimeoutSeconds * 1000,
   };
   const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port, serverOptions }, (info) => {
