@@ -306,6 +306,21 @@ describe('the tokenmint bin', () => {
     expect(JSON.parse((await run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env })).stdout)).toHaveLength(1);
   });
 
+  it('a folder where the master key file should be (a Docker bind mount of a missing file): the CLI and the server say so, whatever its mode', async () => {
+    const cwd = tempDir();
+    const keyFile = path.join(cwd, 'keys/master.key');
+    for (const mode of [0o755, 0o700]) {
+      fs.mkdirSync(keyFile, { recursive: true, mode });
+      fs.chmodSync(keyFile, mode);
+      for (const entry of [[cliEntry, 'app', 'list'], [serverEntry]]) {
+        const failed = await run('node', entry, { cwd, env: { PATH: process.env.PATH, PORT: '0', WORKERS: '1' } }).catch((e: { code: number; stderr: string }) => e);
+        expect('code' in failed && failed.code).toBe(1);
+        expect(failed.stderr).toContain(`tokenmint: ${keyFile} is a folder, not a key file (a Docker bind mount of a file missing on the host makes a folder there)`);
+        expect(failed.stderr).not.toMatch(/\n\s+at /);
+      }
+    }
+  });
+
   it('processes started at once in a new folder agree on one master key and one database', async () => {
     // Each one creates keys/master.key, switches the new file to WAL and migrates it, or finds that
     // another did. Before all three were made safe, a scratch script that started four at once saw

@@ -61,15 +61,24 @@ function loadMasterKeys(options: { base64: string | undefined; file: string }): 
   }
 }
 
-/** Whether the key file exists; a file this user may not look at throws, rather than count as missing and get a new key. */
+/**
+ * Whether the key file exists; a file this user may not look at throws, rather than count as missing
+ * and get a new key, and so does anything there but a file.
+ */
 function keyFileExists(file: string): boolean {
+  let stat: fs.Stats;
   try {
-    fs.statSync(file);
-    return true;
+    stat = fs.statSync(file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw error;
   }
+  if (!stat.isFile()) {
+    throw new ConfigError(
+      `${file} is ${stat.isDirectory() ? 'a folder' : 'not a file'}, not a key file (a Docker bind mount of a file missing on the host makes a folder there): remove it, or mount the key file itself, or set TOKENMINT_MASTER_KEY`,
+    );
+  }
+  return true;
 }
 
 /**
