@@ -1,8 +1,8 @@
 import type { ServerType } from '@hono/node-server';
 import { STATUS_CODES } from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { HttpSocket } from './connections.js';
 
 /** Node's parser codes we answer with their own status; any other parse error is a 400. */
 const STATUS_OF_CODE: Record<string, [number, string]> = {
@@ -18,7 +18,7 @@ const STATUS_OF_CODE: Record<string, [number, string]> = {
  * route `(unparsed)`. The connection is closed either way.
  */
 export function answerClientErrors(server: ServerType, logger: Logger, metrics: Metrics | undefined): void {
-  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: { headersSent: boolean } | null }) => {
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: HttpSocket) => {
     // A reset, or an answer to this request already begun (the check Node's own handler makes):
     // nothing more can be said on this connection. Earlier answers on a keep-alive one do not count.
     if (error.code === 'ECONNRESET' || !socket.writable || socket._httpMessage?.headersSent) {

@@ -2,7 +2,7 @@ import type { ServerType } from '@hono/node-server';
 import type { Socket } from 'node:net';
 
 /** Node's own mark of a connection with an answer under way: the response it is writing, until it ends. */
-type HttpSocket = Socket & { _httpMessage?: unknown };
+export type HttpSocket = Socket & { _httpMessage?: { headersSent: boolean } | null };
 
 /**
  * The server's open connections, so that a shutdown can close at once every one with no answer

@@ -16,7 +16,10 @@ export async function readJson<T>(c: Context, schema: z.ZodType<T>): Promise<T> 
   } catch {
     // The connection broke mid-body (or Node closed it with a 408): no one reads this answer; the
     // log line says why it is not a client's bad JSON.
-    throw new TokenmintError('ERR_INVALID_REQUEST', 'invalid request', { reason: 'body not received: connection closed' });
+    throw new TokenmintError('ERR_INVALID_REQUEST', 'invalid request', {
+      errors: [{ path: '', message: 'body not received' }],
+      reason: 'body not received: connection closed',
+    });
   }
   let value: unknown;
   try {
