@@ -2,6 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import { databaseFileChangeMessage, watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
 
 // WORKERS > 1: a primary process that serves nothing itself forks the workers, which share the
@@ -108,7 +109,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       .catch((error: Error) => worker.send({ type: METRICS_ANSWER, id: message.id, error: error.message }));
   });
 
-  const shutdown = (signal: NodeJS.Signals | 'worker could not start') => {
+  const shutdown = (signal: NodeJS.Signals | 'worker could not start' | `database file ${DatabaseFileChange}`) => {
     if (closing) return;
     closing = true;
     logger.info({ signal }, 'shutting down');
@@ -126,6 +127,15 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+
+  // One watcher for the cluster: the workers open the file that is at the path now.
+  watchDatabaseFile(config.databasePath, (change) => {
+    if (closing) return;
+    process.stderr.write(`tokenmint: ${databaseFileChangeMessage(config.databasePath, change)}\n`);
+    logger.error({ database: config.databasePath, change }, 'database file gone from under the server');
+    failed = true;
+    shutdown(`database file ${change}`);
+  });
 
   for (let i = 0; i < config.workers; i++) fork();
 }

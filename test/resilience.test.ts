@@ -1,6 +1,8 @@
-import { execFile } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -148,5 +150,38 @@ describe('contention with other processes', () => {
     const errors = server.stdout().split('\n').filter((line) => line.includes('"unhandled error"')).map((line) => JSON.parse(line).error);
     expect(errors).toEqual([0, 1].map(() => expect.objectContaining({ type: 'SqliteError', code: 'SQLITE_BUSY', message: 'database is locked' })));
     expect(server.stdout()).not.toContain(pair.refresh_token.split('.')[1]);
+  });
+});
+
+describe('the database file taken from under a running server', () => {
+  /** The exit code once the process exits by itself, or 'still running' after `ms`. */
+  const exitWithin = (server: { child: ChildProcess }, ms: number) =>
+    new Promise<number | string | null>((resolve) => {
+      if (server.child.exitCode !== null) return resolve(server.child.exitCode);
+      server.child.on('exit', (code) => resolve(code));
+      setTimeout(() => resolve('still running'), ms);
+    });
+
+  it('a backup restored over it: the server stops (exit 1) and says which file, that its -wal and -shm belong to the old one, and what to do', async () => {
+    const { dir, env, server, issue } = await setup();
+    expect((await issue('u')).refresh_token).toBeTruthy();
+    const file = String(env.DATABASE_URL);
+    const copy = path.join(dir, 'restore.db');
+    await cliProcess(env, dir, 'backup', copy);
+    fs.renameSync(copy, file);
+    expect(await exitWithin(server, 8000)).toBe(1);
+    expect(server.stderr()).toContain(`tokenmint: the database file ${file} was replaced by another file while tokenmint had it open; stopping`);
+    expect(server.stderr()).toContain(`The ${file}-wal and -shm files beside it belong to the file that was there before`);
+    expect(server.stdout()).toContain('"change":"replaced"');
+  });
+
+  it('deleted, or its folder moved: a cluster stops as a whole (exit 1, no worker restarted), saying so once', async () => {
+    const { env, server, issue } = await setup({ WORKERS: '2' });
+    expect((await issue('u')).refresh_token).toBeTruthy();
+    const file = String(env.DATABASE_URL);
+    fs.rmSync(file);
+    expect(await exitWithin(server, 8000)).toBe(1);
+    expect(server.stderr().split(`the database file ${file} was deleted (or its folder moved)`)).toHaveLength(2);
+    expect(server.stdout()).not.toContain('starting another');
   });
 });
