@@ -219,6 +219,24 @@ describe('the tokenmint bin', () => {
     expect(fs.readFileSync(path.join(cwd, 'keys/master.key'), 'utf8')).toBe(masterKey);
   });
 
+  it('run in a folder with no database (not the server\'s), only `app create` makes one: every other command says where it looked, exit 1, and leaves nothing behind', async () => {
+    const cwd = tempDir();
+    for (const env of [{ PATH: process.env.PATH }, { PATH: process.env.PATH, DATABASE_URL: 'elsewhere/tokenmint.db' }]) {
+      for (const args of [['app', 'list', '--json'], ['audit', 'list'], ['key', 'rotate', '--due', '--json'], ['session', 'revoke', 'acme', '--all'], ['backup', 'copy.db'], ['master-key', 'rotate']]) {
+        const failed = await run('node', [cliEntry, ...args], { cwd, env }).catch((e: { code: number; stdout: string; stderr: string }) => e);
+        expect('code' in failed && [failed.code, failed.stdout]).toEqual([1, '']);
+        const file = path.join(cwd, env.DATABASE_URL ?? 'data/tokenmint.db');
+        const where = env.DATABASE_URL ? 'DATABASE_URL' : `DATABASE_URL is not set: data/tokenmint.db in the current folder, ${cwd}`;
+        expect(failed.stderr).toContain(`tokenmint: no database at ${file} (${where}), and this command does not make one. Run it in the folder the server runs in`);
+      }
+    }
+    // No empty database, no master key: until this version `app list` there left both, and printed [].
+    expect(fs.readdirSync(cwd)).toEqual([]);
+    const created = await run('node', [cliEntry, 'app', 'create', 'acme', '--json'], { cwd, env: { PATH: process.env.PATH } });
+    expect(JSON.parse(created.stdout)).toMatchObject({ app_id: 'acme' });
+    expect(fs.readdirSync(cwd).sort()).toEqual(['data', 'keys']);
+  });
+
   it('is executable as built: npx runs it through a link to dist/cli/main.js, not through node', async () => {
     // npx links the package's bin once, into its own cache, and marks the file executable then; a
     // later build (a fresh clone at the same path, `rm -rf dist`) must not leave it 0644.
@@ -296,7 +314,7 @@ describe('the tokenmint bin', () => {
     const keyFile = path.join(cwd, 'keys/master.key');
     for (const mode of [0o644, 0o640, 0o602]) {
       fs.chmodSync(keyFile, mode);
-      for (const entry of [[cliEntry, 'app', 'list'], [serverEntry]]) {
+      for (const entry of [[cliEntry, 'app', 'create', 'acme'], [serverEntry]]) {
         const failed = await run('node', entry, { cwd, env: { ...env, PORT: '0', WORKERS: '1' } }).catch((e: { code: number; stderr: string }) => e);
         expect('code' in failed && failed.code).toBe(1);
         expect(failed.stderr).toContain(`tokenmint: ${keyFile} is open to other users (mode 0${mode.toString(8)}); it opens every private key: make it this user's alone with \`chmod 600 ${keyFile}\``);
@@ -312,7 +330,7 @@ describe('the tokenmint bin', () => {
     for (const mode of [0o755, 0o700]) {
       fs.mkdirSync(keyFile, { recursive: true, mode });
       fs.chmodSync(keyFile, mode);
-      for (const entry of [[cliEntry, 'app', 'list'], [serverEntry]]) {
+      for (const entry of [[cliEntry, 'app', 'create', 'acme'], [serverEntry]]) {
         const failed = await run('node', entry, { cwd, env: { PATH: process.env.PATH, PORT: '0', WORKERS: '1' } }).catch((e: { code: number; stderr: string }) => e);
         expect('code' in failed && failed.code).toBe(1);
         expect(failed.stderr).toContain(`tokenmint: ${keyFile} is a folder, not a key file (a Docker bind mount of a file missing on the host makes a folder there)`);
@@ -328,8 +346,10 @@ describe('the tokenmint bin', () => {
     for (let round = 0; round < 3; round++) {
       const cwd = tempDir();
       const env = { PATH: process.env.PATH };
-      const started = await Promise.all(Array.from({ length: 4 }, () => run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env })));
-      for (const { stdout } of started) expect(JSON.parse(stdout)).toEqual([]);
+      const started = await Promise.all(Array.from({ length: 4 }, (_, i) => run('node', [cliEntry, 'app', 'create', `app${i}`, '--json'], { cwd, env })));
+      for (const [i, { stdout }] of started.entries()) expect(JSON.parse(stdout)).toMatchObject({ app_id: `app${i}` });
+      const listed = JSON.parse((await run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env })).stdout) as Array<{ app_id: string }>;
+      expect(listed.map((a) => a.app_id).sort()).toEqual(['app0', 'app1', 'app2', 'app3']);
       expect(fs.readdirSync(path.join(cwd, 'keys'))).toEqual(['master.key']);
       expect(Buffer.from(fs.readFileSync(path.join(cwd, 'keys/master.key'), 'utf8').trim(), 'base64')).toHaveLength(32);
     }
@@ -375,7 +395,7 @@ describe('the tokenmint bin', () => {
 
   it('exits non-zero with a sentence for a bad master key', async () => {
     const cwd = tempDir();
-    const failed = await run('node', [cliEntry, 'app', 'list'], { cwd, env: { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: 'c2hvcnQ=' } }).catch((e: { code: number; stderr: string }) => e);
+    const failed = await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd, env: { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: 'c2hvcnQ=' } }).catch((e: { code: number; stderr: string }) => e);
     expect('code' in failed && failed.code).toBe(1);
     expect(failed.stderr).toMatch(/master key must be 32 bytes/);
   });

@@ -49,7 +49,7 @@ export function appCommands(withContext: WithContext): Command {
           { app_id: created.appId, app_key: created.appKey, key_id: created.kid },
           `app ${created.appId} created\napp key (shown this once; store it now): ${created.appKey}\nsigning key: ${created.kid}`,
         );
-      }),
+      }, { createsDatabase: true }),
     );
 
   app

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { systemClock, type Clock } from '../clock.js';
 import { ConfigError, loadConfig, type Config } from '../config.js';
@@ -37,13 +38,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let exitCode = 0;
 
   // Wraps an action: opens the services, passes the context, turns errors into a sentence on stderr.
-  const withContext =
-    <A extends unknown[]>(action: (ctx: CliContext, ...args: A) => Promise<void>) =>
-    async (...args: A) => {
+  const withContext: WithContext =
+    (action, { createsDatabase = false } = {}) =>
+    async (...args) => {
       const command = args[args.length - 1] as Command;
       const json = Boolean(command.opts().json);
       const config = loadConfig(io.env, io.cwd);
       if (!json) io.stderr(`database: ${config.databasePath}\n`);
+      if (!createsDatabase && !fs.existsSync(config.databasePath)) throw new ConfigError(noDatabase(config, io));
       opened = openTokenmint(config, { clock: io.clock ?? systemClock, actor: 'cli' });
       await action(
         {
@@ -100,4 +102,15 @@ function reportError(error: unknown, io: CliIo): number {
 
 export type WithContext = <A extends unknown[]>(
   action: (ctx: CliContext, ...args: A) => Promise<void>,
+  options?: { createsDatabase?: boolean },
 ) => (...args: A) => Promise<void>;
+
+/**
+ * Only `app create` makes a database where there is none: any other command run in the wrong
+ * folder (relative paths resolve against it) would leave an empty database and a new master key
+ * there, and answer as if the server had no apps.
+ */
+function noDatabase(config: Config, io: CliIo): string {
+  const where = io.env.DATABASE_URL ? 'DATABASE_URL' : `DATABASE_URL is not set: data/tokenmint.db in the current folder, ${io.cwd}`;
+  return `no database at ${config.databasePath} (${where}), and this command does not make one. Run it in the folder the server runs in, or with the server's DATABASE_URL; \`tokenmint app create\` makes a new database`;
+}
