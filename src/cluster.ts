@@ -2,7 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { databaseFileChangeMessage, watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
+import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
 
 // WORKERS > 1: a primary process that serves nothing itself forks the workers, which share the
@@ -109,9 +109,15 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       .catch((error: Error) => worker.send({ type: METRICS_ANSWER, id: message.id, error: error.message }));
   });
 
+  // One watcher for the cluster: the workers open the file that is at the path now.
+  const stopWatching = watchDatabaseFile(config.databasePath, logger, (change) => {
+    failed = true;
+    shutdown(`database file ${change}`);
+  });
   const shutdown = (signal: NodeJS.Signals | 'worker could not start' | `database file ${DatabaseFileChange}`) => {
     if (closing) return;
     closing = true;
+    stopWatching();
     logger.info({ signal }, 'shutting down');
     for (const restart of restarts) clearTimeout(restart);
     restarts.clear();
@@ -128,14 +134,6 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 
-  // One watcher for the cluster: the workers open the file that is at the path now.
-  watchDatabaseFile(config.databasePath, (change) => {
-    if (closing) return;
-    process.stderr.write(`tokenmint: ${databaseFileChangeMessage(config.databasePath, change)}\n`);
-    logger.error({ database: config.databasePath, change }, 'database file gone from under the server');
-    failed = true;
-    shutdown(`database file ${change}`);
-  });
 
   for (let i = 0; i < config.workers; i++) fork();
 }

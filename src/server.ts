@@ -10,7 +10,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
-import { databaseFileChangeMessage, watchDatabaseFile } from './storage/sqlite/file-watch.js';
+import { watchDatabaseFile } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
 
 async function main(): Promise<void> {
@@ -25,14 +25,6 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   if (cluster.isWorker) sendHeartbeats();
   let metrics: ReturnType<typeof createMetrics> | undefined;
   const tm = openTokenmint(config, { logger, actor: 'server', onAuditEvent: (event, fields) => metrics?.onAuditEvent(event, fields) });
-  // In a cluster the primary watches the file, and stops every worker.
-  if (!cluster.isWorker) {
-    watchDatabaseFile(config.databasePath, (change) => {
-      process.stderr.write(`tokenmint: ${databaseFileChangeMessage(config.databasePath, change)}\n`);
-      logger.error({ database: config.databasePath, change }, 'database file gone from under the server');
-      shutdown(`database file ${change}`, 1);
-    });
-  }
   await tm.keyring.checkMasterKey();
   metrics = createMetrics(tm.repo);
   const limiter = createAppKeyLimiter({
@@ -68,11 +60,15 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   answerClientErrors(server, logger, metrics);
   const connections = trackConnections(server);
 
+  // In a cluster the primary watches the file, and stops every worker.
+  const stopWatching = cluster.isWorker ? undefined : watchDatabaseFile(config.databasePath, logger, (change) => shutdown(`database file ${change}`, 1));
+
   // SIGTERM/SIGINT: stop accepting, let in-flight requests finish, close the database, exit 0.
   let closing = false;
-  function shutdown(reason: string, exitCode = 0) {
+  const shutdown = (reason: string, exitCode = 0) => {
     if (closing) return;
     closing = true;
+    stopWatching?.();
     logger.info({ signal: reason }, 'shutting down');
     const force = setTimeout(() => {
       logger.error('in-flight requests did not finish in time; exiting');
@@ -90,7 +86,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     // now, and the others as their last answer goes out.
     connections.closeUnanswered();
     setInterval(() => connections.closeUnanswered(), 50).unref();
-  }
+  };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
   // A worker whose primary is gone (killed) must not linger holding the port.

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Logger } from '../../log.js';
 
 /** How a database file stopped being the one a process opened. */
 export type DatabaseFileChange = 'deleted' | 'replaced';
@@ -11,13 +12,14 @@ const identity = (stat: fs.Stats) => `${stat.dev}:${stat.ino}`;
 const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes(String((error as NodeJS.ErrnoException)?.code));
 
 /**
- * Calls `onChange` once when the file at `file` is no longer the one there at the call — deleted (or its
- * folder moved), or replaced by another file (a backup restored over it) — checking every second.
- * SQLite does not notice either: its open connections go on reading and writing the file they
- * opened, which no process opening the path sees any more (CLI changes stop reaching the server,
- * and what the server writes is lost with it).
+ * Stops the server when the file at `file` is no longer the one there at the call — deleted (or its
+ * folder moved), or replaced by another file (a backup restored over it) — checking every second:
+ * says why on stderr and in the log, then calls `stop`. SQLite does not notice either: its open
+ * connections go on reading and writing the file they opened, which no process opening the path
+ * sees any more (CLI changes stop reaching the server, and what the server writes is lost with it).
+ * Returns what ends the watch (a shutdown for another reason: its files may go next).
  */
-export function watchDatabaseFile(file: string, onChange: (change: DatabaseFileChange) => void): void {
+export function watchDatabaseFile(file: string, logger: Logger, stop: (change: DatabaseFileChange) => void): () => void {
   const opened = identity(fs.statSync(file));
   let checking = false;
   const timer = setInterval(() => {
@@ -35,15 +37,18 @@ export function watchDatabaseFile(file: string, onChange: (change: DatabaseFileC
       },
     );
   }, CHECK_INTERVAL_MS);
+  timer.unref();
   const found = (change: DatabaseFileChange) => {
     clearInterval(timer);
-    onChange(change);
+    process.stderr.write(`tokenmint: ${message(file, change)}\n`);
+    logger.error({ database: file, change }, 'database file gone from under the server');
+    stop(change);
   };
-  timer.unref();
+  return () => clearInterval(timer);
 }
 
-/** What a server that found its database file gone says, and what the operator should do. */
-export function databaseFileChangeMessage(file: string, change: DatabaseFileChange): string {
+/** What the operator reads: what happened, and what to do. */
+function message(file: string, change: DatabaseFileChange): string {
   const stopping = 'stopping: it would go on with the file it opened, which no other process sees (changes made with the CLI would not reach it, and what it writes would be lost)';
   return change === 'deleted'
     ? `the database file ${file} was deleted (or its folder moved) while tokenmint had it open; ${stopping}. To restore a backup, see README › Backups.`
