@@ -23,14 +23,20 @@ export function cpuSeconds(pid: number): number {
   }, 0);
 }
 
+const statusMb = (pid: number, field: 'VmHWM' | 'VmRSS') => {
+  const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return match ? Number(match[1]) / 1024 : 0;
+};
+
 /** Peak resident memory (VmHWM) of the largest process in the tree, in MB. */
 export function peakRssMb(pid: number): number {
-  return Math.max(
-    ...tree(pid).map((p) => {
-      const match = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${p}/status`, 'utf8'));
-      return match ? Number(match[1]) / 1024 : 0;
-    }),
-  );
+  return Math.max(...tree(pid).map((p) => statusMb(p, 'VmHWM')));
+}
+
+/** Resident memory (VmRSS) now of each process in the tree that serves (the cluster primary, which serves nothing, left out), in MB. */
+export function rssMbNow(pid: number): number[] {
+  const processes = tree(pid);
+  return (processes.length > 1 ? processes.slice(1) : processes).map((p) => statusMb(p, 'VmRSS'));
 }
 
 export interface Server {

@@ -60,3 +60,19 @@ it('npm run bench works end to end (tiny run of two rounds: every server answers
   ]);
   for (const row of targets) expect(row, row).toMatch(/\| (yes|\*\*no\*\*) \|$/);
 }, 270_000);
+
+it('npm run bench:soak works end to end (two tiny segments, two workers: every renew answered 200, the memory of each worker printed)', async () => {
+  const { stdout } = await promisify(execFile)(process.execPath, [path.resolve('dist-bench/soak.js')], {
+    env: { PATH: process.env.PATH, SOAK_MINUTES: '0.02', SOAK_SEGMENT_SECONDS: '0.5', SOAK_WORKERS: '2' },
+    timeout: 60_000,
+  });
+  const rows = stdout.split('\n').filter((l) => /^\| \d+ \| [\d.]+ \|/.test(l));
+  expect(rows).toHaveLength(2);
+  for (const row of rows) {
+    const cells = row.split('|').map((c) => c.trim());
+    expect(Number(cells[4]!.replace(/,/g, '')), row).toBeGreaterThan(0); // renews/s
+    expect(cells[6], row).toBe('0'); // non-200
+    expect(cells[7], row).toMatch(/^\d+ \/ \d+$/); // one figure per worker
+  }
+  expect(stdout).toMatch(/resident memory after the first quarter: \d+–\d+ MB per process/);
+});

@@ -38,13 +38,19 @@ export function watchDatabaseFile(file: string, logger: Logger, stop: (change: D
     );
   }, CHECK_INTERVAL_MS);
   timer.unref();
-  const found = (change: DatabaseFileChange) => {
+  let watching = true;
+  const end = () => {
+    watching = false;
     clearInterval(timer);
+  };
+  const found = (change: DatabaseFileChange) => {
+    if (!watching) return; // a stat that was under way when the watch ended
+    end();
     process.stderr.write(`tokenmint: ${message(file, change)}\n`);
     logger.error({ database: file, change }, 'database file gone from under the server');
     stop(change);
   };
-  return () => clearInterval(timer);
+  return end;
 }
 
 /** What the operator reads: what happened, and what to do. */
