@@ -175,6 +175,21 @@ describe('the database file taken from under a running server', () => {
     expect(server.stdout()).toContain('"change":"replaced"');
   });
 
+  it('a shutdown for another reason ends the watch: files removed while requests finish are not taken for a vanished database (exit 0)', async () => {
+    const { env, server, post, issue, holdWriteLock } = await setup();
+    const pair = await issue('u');
+    const release = holdWriteLock();
+    const inFlight = post('renew', { refresh_token: pair.refresh_token, ...client });
+    await sleep(150);
+    const exited = server.stop('SIGTERM');
+    fs.rmSync(String(env.DATABASE_URL)); // as a test's or a script's clean-up may, once it has asked for the stop
+    await sleep(1500); // more than the watch's second
+    release();
+    expect((await inFlight).status).toBe(200);
+    expect(await exited).toBe(0);
+    expect(server.stderr()).not.toContain('was deleted');
+  });
+
   it('deleted, or its folder moved: a cluster stops as a whole (exit 1, no worker restarted), saying so once', async () => {
     const { env, server, issue } = await setup({ WORKERS: '2' });
     expect((await issue('u')).refresh_token).toBeTruthy();
