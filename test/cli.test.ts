@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/run.js';
-import { client, harness, tempDir, verifyIndependently, type Harness, type Pair } from './helpers.js';
+import { client, harness, onCleanup, tempDir, verifyIndependently, type Harness, type Pair } from './helpers.js';
 import { serverEntry, startServer } from './processes.js';
 
 const run = promisify(execFile);
@@ -481,6 +481,32 @@ describe('the tokenmint bin', () => {
     await tokenmint(`${c},${a}`, 'key', 'rotate', 'acme');
     const next = (await tokenmint(a, 'key', 'list', 'acme')).find((k) => k.state === 'next')!;
     expect(await tokenmint(a, 'master-key', 'reseal')).toEqual({ master_key_id: idA, resealed: 0, not_loaded: [{ app_id: 'acme', kid: next.kid, sealed_under: next.sealed_under }] });
+  });
+
+  it('a backup that cannot be written (a path through a file; a full disk, where this user may mount a small tmpfs) says which file and why, exit 1, and leaves nothing under that name', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    await run('node', [cliEntry, 'app', 'create', 'acme', '--json'], { cwd, env }); // a file of about 100 KB
+    fs.writeFileSync(path.join(cwd, 'afile'), '');
+    const cases: Array<[string, RegExp]> = [[path.join(cwd, 'afile/copy.db'), /EEXIST|ENOTDIR/]];
+    const tiny = path.join(cwd, 'tiny');
+    fs.mkdirSync(tiny);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', tiny], { stdio: 'ignore' });
+      onCleanup(() => execFileSync('umount', [tiny]));
+      cases.push([path.join(tiny, 'copy.db'), /database or disk is full/]);
+    } catch {
+      // not root, or no right to mount here: the first case only
+    }
+    for (const [target, why] of cases) {
+      const failed = await run('node', [cliEntry, 'backup', target, '--json'], { cwd, env }).catch((e: { code: number; stdout: string; stderr: string }) => e);
+      expect('code' in failed && [failed.code, failed.stdout]).toEqual([1, '']); // until this version: exit 70, "unexpected error"
+      expect(failed.stderr).toContain(`tokenmint: cannot write the backup ${target}: `);
+      expect(failed.stderr).toMatch(why);
+      expect(failed.stderr).toContain('nothing was left under that name');
+      expect(fs.existsSync(target)).toBe(false);
+    }
+    expect(fs.readdirSync(tiny)).toEqual([]); // the partial copy went too
   });
 
   it('a backup killed halfway leaves no file under the name asked for: whatever is there is a whole copy', async () => {

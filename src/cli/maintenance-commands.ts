@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { Command } from 'commander';
+import { ConfigError } from '../config.js';
 import { invalidRequest } from '../errors.js';
 import { runMaintenance } from '../maintenance.js';
 import type { WithContext } from './run.js';
@@ -38,10 +39,22 @@ export function backupCommand(withContext: WithContext): Command {
     .action(
       withContext(async ({ tm, cwd, output }, file: string) => {
         const target = path.resolve(cwd, file);
-        const bytes = await tm.repo.backup(target);
+        const bytes = await tm.repo.backup(target).catch((error: unknown) => {
+          throw cannotWrite(target, error);
+        });
         output({ file: target, bytes }, `backed up to ${target} (${bytes} bytes); back up the master key separately`);
       }),
     );
+}
+
+/**
+ * A backup the file system or SQLite could not write (a folder that is not one, or not writable; a
+ * full disk) is the operator's to fix: a sentence and exit 1, not an "unexpected error" with exit 70.
+ */
+function cannotWrite(target: string, error: unknown): unknown {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== 'string' || !/^(E[A-Z]+$|SQLITE_(CANTOPEN|FULL|IOERR|READONLY|PERM))/.test(code)) return error;
+  return new ConfigError(`cannot write the backup ${target}: ${(error as Error).message}; nothing was left under that name`);
 }
 
 export function auditCommands(withContext: WithContext): Command {
