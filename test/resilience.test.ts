@@ -1,7 +1,8 @@
-import { execFile, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
@@ -198,5 +199,81 @@ describe('the database file taken from under a running server', () => {
     expect(await exitWithin(server, 8000)).toBe(1);
     expect(server.stderr().split(`the database file ${file} was deleted (or its folder moved)`)).toHaveLength(2);
     expect(server.stdout()).not.toContain('starting another');
+  });
+});
+
+describe('a full disk under a running server (where this user may mount a small tmpfs: root, as CI is)', () => {
+  /** A 2 MB tmpfs at a new folder, or undefined where mounting is not allowed; unmounted after the test. */
+  const smallDisk = (): string | undefined => {
+    const disk = path.join(tempDir(), 'disk');
+    fs.mkdirSync(disk);
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', disk], { stdio: 'ignore' });
+    } catch {
+      return undefined;
+    }
+    onCleanup(() => execFileSync('umount', [disk]));
+    return disk;
+  };
+  const canMount = (() => {
+    if (process.getuid?.() !== 0) return false;
+    const disk = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenmint-mount-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', disk], { stdio: 'ignore' });
+      execFileSync('umount', [disk]);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      fs.rmSync(disk, { recursive: true, force: true });
+    }
+  })();
+
+  it.skipIf(!canMount)('issues answer 500 once the disk is full, and write nothing; the server stays up; with room again every session answered 200 renews and new ones start; the file is sound', async () => {
+    const disk = smallDisk()!;
+    const { dir, env } = await (async () => {
+      const dir = tempDir();
+      return { dir, env: testEnv(dir, { DATABASE_URL: path.join(disk, 'tokenmint.db') }) };
+    })();
+    const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--refresh-nbf', '0');
+    const server = await startServer(env, dir);
+    const post = (route: string, body: object) =>
+      fetch(`${server.url}/app/acme/${route}`, { method: 'POST', headers: { authorization: String(appKey) }, body: JSON.stringify(body) });
+    const bulky = { ip: client.ip, useragent: 'x'.repeat(1000) }; // fills the disk sooner
+
+    // 16 at a time, so that the server commits them in batches (group commit). In WAL mode a batch's
+    // pages go to the WAL at its commit, so on a real disk it is the commit that fails, and a batch
+    // is stored or refused whole.
+    const issued: Pair[] = [];
+    let fullRounds = 0;
+    for (let round = 0; round < 400 && fullRounds < 3; round++) {
+      const answers = await Promise.all(Array.from({ length: 16 }, (_, i) => post('issue', { sub: `u${round}-${i}`, ...bulky })));
+      let ok = 0;
+      for (const res of answers) {
+        if (res.status === 200) {
+          issued.push((await res.json()) as Pair);
+          ok++;
+        } else {
+          expect([res.status, await res.json()]).toEqual([500, { message: 'internal error' }]);
+        }
+      }
+      fullRounds = ok === 0 ? fullRounds + 1 : 0;
+    }
+    expect(fullRounds).toBe(3); // the disk did fill
+    expect(issued.length).toBeGreaterThan(20);
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
+    expect(server.stdout()).toContain('"code":"SQLITE_FULL"');
+
+    execFileSync('mount', ['-o', 'remount,size=16m', disk]); // room again, as when an operator frees some
+    const renewed = await Promise.all(issued.map((p) => post('renew', { refresh_token: p.refresh_token, ...client })));
+    expect(renewed.map((r) => r.status)).toEqual(issued.map(() => 200));
+    expect((await post('issue', { sub: 'after', ...client })).status).toBe(200);
+    expect(await server.stop('SIGTERM')).toBe(0);
+
+    // Every session answered 200 is stored, and nothing answered 500 is: one session each, and one more.
+    const db = new Database(String(env.DATABASE_URL), { readonly: true });
+    onCleanup(() => db.close());
+    expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+    expect(db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(issued.length + 1);
   });
 });
