@@ -31,6 +31,26 @@ export function syncToDisk(target: string): void {
 export const isAccessDenied = (error: unknown): boolean =>
   /^(EACCES|EPERM|SQLITE_CANTOPEN|SQLITE_READONLY)/.test(String((error as { code?: unknown })?.code));
 
+/** Room left below which a failed write is put down to a full disk. */
+const NEARLY_FULL_BYTES = 1024 * 1024;
+
+/** An error a full disk may cause: ENOSPC, SQLITE_FULL, or an I/O error (SQLite's when it cannot size its -shm file). */
+const mayBeFullDisk = (error: unknown): boolean => /^(ENOSPC|SQLITE_FULL|SQLITE_IOERR)/.test(String((error as { code?: unknown })?.code));
+
+/** For an error a full disk may cause: how little room the disk holding `file` has left, when that is the cause. */
+export function fullDiskHint(file: string, error: unknown): string | undefined {
+  if (!mayBeFullDisk(error)) return undefined;
+  const folder = path.dirname(file);
+  let free: number;
+  try {
+    const { bavail, bsize } = fs.statfsSync(folder);
+    free = bavail * bsize;
+  } catch {
+    return undefined;
+  }
+  return free < NEARLY_FULL_BYTES ? `the disk holding ${folder} has ${Math.floor(free / 1024)} KB free: make room on it` : undefined;
+}
+
 /**
  * For a message about `file` that this process may not use: which user owns it (or its folder, when
  * the file cannot even be looked at) against the user tokenmint runs as. The usual cause is a CLI

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createPublicKey, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,6 +23,49 @@ export function tempDir(): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenmint-test-'));
   onCleanup(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
+}
+
+/**
+ * A tmpfs of `size` (as mount takes it: '16k', '2m') mounted at a new folder and unmounted after the
+ * test, for tests of a full disk; undefined where this process may not mount one.
+ */
+export function smallDisk(size: string): string | undefined {
+  const disk = path.join(tempDir(), 'disk');
+  fs.mkdirSync(disk);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', disk], { stdio: 'ignore' });
+  } catch {
+    return undefined;
+  }
+  onCleanup(() => execFileSync('umount', [disk]));
+  return disk;
+}
+
+let mountable: boolean | undefined;
+/** Whether this process may mount a tmpfs (root, with the right to mount: CI's case). */
+export function canMountSmallDisk(): boolean {
+  if (mountable === undefined) {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenmint-mount-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', folder], { stdio: 'ignore' });
+      execFileSync('umount', [folder]);
+      mountable = true;
+    } catch {
+      mountable = false;
+    } finally {
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
+  }
+  return mountable;
+}
+
+/** Fills the disk holding `folder` (a file written until there is no room left). */
+export function fillDisk(folder: string): void {
+  try {
+    fs.writeFileSync(path.join(folder, 'filler'), Buffer.alloc(64 * 1024 * 1024));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+  }
 }
 
 /** A clock the test moves by hand (milliseconds). */

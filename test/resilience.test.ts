@@ -2,12 +2,11 @@ import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { client, onCleanup, tempDir, testEnv, type Pair } from './helpers.js';
+import { canMountSmallDisk, client, fillDisk, onCleanup, smallDisk, tempDir, testEnv, type Pair } from './helpers.js';
 import { cliProcess, serverEntry, startServer } from './processes.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -203,42 +202,9 @@ describe('the database file taken from under a running server', () => {
 });
 
 describe('a full disk under a running server (where this user may mount a small tmpfs: root, as CI is)', () => {
-  /** A 2 MB tmpfs at a new folder, or undefined where mounting is not allowed; unmounted after the test. */
-  const smallDisk = (): string | undefined => {
-    const disk = path.join(tempDir(), 'disk');
-    fs.mkdirSync(disk);
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', disk], { stdio: 'ignore' });
-    } catch {
-      return undefined;
-    }
-    onCleanup(() => execFileSync('umount', [disk]));
-    return disk;
-  };
-  const canMount = (() => {
-    if (process.getuid?.() !== 0) return false;
-    const disk = fs.mkdtempSync(path.join(os.tmpdir(), 'tokenmint-mount-'));
-    try {
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', disk], { stdio: 'ignore' });
-      execFileSync('umount', [disk]);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      fs.rmSync(disk, { recursive: true, force: true });
-    }
-  })();
-
-  it.skipIf(!canMount)('issues answer 500 once the disk is full, and write nothing; the server stays up; with room again every session answered 200 renews and new ones start; the file is sound', async () => {
-    const disk = smallDisk()!;
-    const { dir, env } = await (async () => {
-      const dir = tempDir();
-      return { dir, env: testEnv(dir, { DATABASE_URL: path.join(disk, 'tokenmint.db') }) };
-    })();
-    const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--refresh-nbf', '0');
-    const server = await startServer(env, dir);
-    const post = (route: string, body: object) =>
-      fetch(`${server.url}/app/acme/${route}`, { method: 'POST', headers: { authorization: String(appKey) }, body: JSON.stringify(body) });
+  it.skipIf(!canMountSmallDisk())('issues answer 500 once the disk is full, and write nothing; the server stays up; with room again every session answered 200 renews and new ones start; the file is sound', async () => {
+    const disk = smallDisk('2m')!;
+    const { env, server, post } = await setup({ DATABASE_URL: path.join(disk, 'tokenmint.db') });
     const bulky = { ip: client.ip, useragent: 'x'.repeat(1000) }; // fills the disk sooner
 
     // 16 at a time, so that the server commits them in batches (group commit). In WAL mode a batch's
@@ -275,5 +241,32 @@ describe('a full disk under a running server (where this user may mount a small 
     onCleanup(() => db.close());
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
     expect(db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(issued.length + 1);
+  });
+
+  it.skipIf(!canMountSmallDisk())('the CLI on a full disk says so: the kill switch refused and rolled back, then carried out once there is room; a file it cannot even open', async () => {
+    const disk = smallDisk('2m')!;
+    const file = path.join(disk, 'tokenmint.db');
+    const { dir, env, server, post, issue } = await setup({ DATABASE_URL: file });
+    const cli = (...args: string[]) => cliProcess(env, dir, ...args).catch((e: { code: number; stderr: string }) => e);
+    const fullDisk = `the disk holding ${disk} has 0 KB free: make room on it`;
+    const pairs = await Promise.all(['a', 'b', 'c'].map((sub) => issue(sub)));
+
+    // The server has the file open; the disk fills.
+    fillDisk(disk);
+    const refused = await cli('session', 'revoke', 'acme', '--all');
+    expect('code' in refused && refused.code).toBe(1); // until this version: 70, "unexpected error"
+    expect(refused.stderr).toContain(
+      `tokenmint: the database ${file} could not be written: database or disk is full (SQLITE_FULL); the transaction under way was rolled back; ${fullDisk}. Run the command again once that is fixed`,
+    );
+    fs.rmSync(path.join(disk, 'filler'));
+    expect(await cli('session', 'revoke', 'acme', '--all')).toEqual({ revoked: 3 });
+    for (const pair of pairs) expect((await post('renew', { refresh_token: pair.refresh_token, ...client })).status).toBe(401);
+    expect(await server.stop('SIGTERM')).toBe(0);
+
+    // No process has it open: SQLite cannot even make its -shm file, and says "disk I/O error".
+    fillDisk(disk);
+    const unopened = await cli('app', 'list');
+    expect('code' in unopened && unopened.code).toBe(1);
+    expect(unopened.stderr).toContain(`tokenmint: cannot open the database ${file}: disk I/O error; ${fullDisk}`);
   });
 });

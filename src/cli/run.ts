@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { systemClock, type Clock } from '../clock.js';
 import { ConfigError, loadConfig, type Config } from '../config.js';
+import { accessHint, fullDiskHint } from '../files.js';
 import { TokenmintError } from '../errors.js';
 import { openTokenmint, type Tokenmint } from '../tokenmint.js';
 import { appCommands } from './app-commands.js';
@@ -56,7 +57,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           warn: (text) => io.stderr(`warning: ${text}\n`),
         },
         ...args,
-      );
+      ).catch((error: unknown) => {
+        throw storageFailure(config.databasePath, error);
+      });
     };
 
   const program = new Command('tokenmint')
@@ -104,6 +107,22 @@ export type WithContext = <A extends unknown[]>(
   action: (ctx: CliContext, ...args: A) => Promise<void>,
   options?: { createsDatabase?: boolean },
 ) => (...args: A) => Promise<void>;
+
+/**
+ * A write the database refused for a reason outside tokenmint (a full disk, an I/O error, a lock held
+ * past the 5 s wait, a read-only file) is the operator's to fix: a sentence and exit 1, not an
+ * "unexpected error" and exit 70. `session revoke --all` on a full disk is where it matters most.
+ */
+function storageFailure(file: string, error: unknown): unknown {
+  const code = String((error as { code?: unknown })?.code);
+  if (!/^SQLITE_(FULL|IOERR|BUSY|READONLY)/.test(code)) return error;
+  const hint = code.startsWith('SQLITE_BUSY')
+    ? 'another process held its write lock for over 5 s (a backup, another long command)'
+    : code.startsWith('SQLITE_READONLY')
+      ? accessHint(file)
+      : fullDiskHint(file, error);
+  return new ConfigError(`the database ${file} could not be written: ${(error as Error).message} (${code}); the transaction under way was rolled back${hint ? `; ${hint}` : ''}. Run the command again once that is fixed`);
+}
 
 /**
  * Only `app create` makes a database where there is none: any other command run in the wrong

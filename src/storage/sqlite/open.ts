@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { ConfigError } from '../../config.js';
-import { accessHint, createPrivateFile, isAccessDenied } from '../../files.js';
+import { accessHint, createPrivateFile, fullDiskHint, isAccessDenied } from '../../files.js';
 import * as schema from './schema.js';
 
 export type SqliteDb = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
@@ -24,10 +24,11 @@ export function openSqlite(file: string): SqliteDb {
   try {
     return openAndMigrate(file);
   } catch (error) {
-    // Not a bug report but the operator's to fix (a wrong DATABASE_URL, a folder, someone else's file):
+    // Not a bug report but the operator's to fix (a wrong DATABASE_URL, a folder, someone else's file, a full disk):
     // a sentence that names the file, which the server and the CLI print without a stack.
     const why = error instanceof Error ? error.message : String(error);
-    throw new ConfigError(`cannot open the database ${file}: ${why}${isAccessDenied(error) ? `; ${accessHint(file)}` : ''}`);
+    const hint = isAccessDenied(error) ? accessHint(file) : fullDiskHint(file, error);
+    throw new ConfigError(`cannot open the database ${file}: ${why}${hint ? `; ${hint}` : ''}`);
   }
 }
 
