@@ -243,7 +243,7 @@ describe('a full disk under a running server (where this user may mount a small 
     expect(db.prepare('SELECT count(*) FROM sessions').pluck().get()).toBe(issued.length + 1);
   });
 
-  it.skipIf(!canMountSmallDisk())('the CLI on a full disk says so: the kill switch refused and rolled back, then carried out once there is room; a file it cannot even open', async () => {
+  it.skipIf(!canMountSmallDisk())('the CLI on a full disk says so: the kill switch refused and rolled back, then carried out once there is room; a file it cannot even open, nor a server start on', async () => {
     const disk = smallDisk('2m')!;
     const file = path.join(disk, 'tokenmint.db');
     const { dir, env, server, post, issue } = await setup({ DATABASE_URL: file });
@@ -268,5 +268,9 @@ describe('a full disk under a running server (where this user may mount a small 
     const unopened = await cli('app', 'list');
     expect('code' in unopened && unopened.code).toBe(1);
     expect(unopened.stderr).toContain(`tokenmint: cannot open the database ${file}: disk I/O error; ${fullDisk}`);
+    // And so does a server started there.
+    const start = await promisify(execFile)(process.execPath, [serverEntry], { cwd: dir, env: { PATH: process.env.PATH, ...env, PORT: '0' }, timeout: 15_000 }).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in start && start.code).toBe(1);
+    expect(start.stderr).toContain(`tokenmint: cannot open the database ${file}: disk I/O error; ${fullDisk}`);
   });
 });
