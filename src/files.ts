@@ -7,13 +7,28 @@ import path from 'node:path';
  * Returns false, changing nothing, when it already exists.
  */
 export function createPrivateFile(file: string): boolean {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  makePrivateFolder(path.dirname(file));
   try {
     fs.writeFileSync(file, '', { flag: 'wx', mode: 0o600 });
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw error;
+  }
+}
+
+/**
+ * `mkdir -p` with mode 0700, one folder at a time: Node 20's recursive mkdir reports a read-only
+ * file system as ENOENT ("no such file or directory"), which would send the operator looking for a
+ * missing folder.
+ */
+export function makePrivateFolder(folder: string): void {
+  if (fs.existsSync(folder)) return;
+  makePrivateFolder(path.dirname(folder));
+  try {
+    fs.mkdirSync(folder, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; // made meanwhile by another process
   }
 }
 

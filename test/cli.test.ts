@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/run.js';
-import { client, harness, smallDisk, tempDir, verifyIndependently, type Harness, type Pair } from './helpers.js';
+import { canMountSmallDisk, client, fillDisk, harness, smallDisk, tempDir, verifyIndependently, type Harness, type Pair } from './helpers.js';
 import { serverEntry, startServer } from './processes.js';
 
 const run = promisify(execFile);
@@ -335,6 +335,26 @@ describe('the tokenmint bin', () => {
         expect('code' in failed && failed.code).toBe(1);
         expect(failed.stderr).toContain(`tokenmint: ${keyFile} is a folder, not a key file (a Docker bind mount of a file missing on the host makes a folder there)`);
         expect(failed.stderr).not.toMatch(/\n\s+at /);
+      }
+    }
+  });
+
+  it.skipIf(!canMountSmallDisk())('a master key file that cannot be made (a read-only folder, as a container\'s read-only root; a full disk): the CLI and the server say so in a sentence, exit 1', async () => {
+    const cwd = smallDisk('64k')!;
+    const env = { PATH: process.env.PATH, PORT: '0', WORKERS: '1', DATABASE_URL: path.join(tempDir(), 'tokenmint.db') };
+    const keyFile = path.join(cwd, 'keys/master.key');
+    const expectations: Array<[() => void, string]> = [
+      [() => execFileSync('mount', ['-o', 'remount,ro', cwd]), `; set TOKENMINT_MASTER_KEY instead, or run from a folder where keys/ can be written`],
+      [() => (execFileSync('mount', ['-o', 'remount,rw', cwd]), fillDisk(cwd)), `; the disk holding ${path.dirname(keyFile)} has 0 KB free: make room on it`],
+    ];
+    for (const [prepare, advice] of expectations) {
+      prepare();
+      for (const entry of [[cliEntry, 'app', 'create', 'acme'], [serverEntry]]) {
+        const failed = await run('node', entry, { cwd, env, timeout: 15_000 }).catch((e: { code: number; stderr: string }) => e);
+        expect('code' in failed && failed.code).toBe(1);
+        expect(failed.stderr).toContain(`tokenmint: cannot read or create the master key file ${keyFile}: `);
+        expect(failed.stderr).toContain(advice);
+        expect(failed.stderr).not.toMatch(/\n\s+at /); // until this version: a stack trace
       }
     }
   });

@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, hash, randomBytes } from 'node:crypto
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../config.js';
-import { accessHint, isAccessDenied, syncToDisk } from '../files.js';
+import { accessHint, fullDiskHint, isAccessDenied, makePrivateFolder, syncToDisk } from '../files.js';
 
 export interface MasterKey {
   /** Names the key inside every envelope, so a later master key can sit beside this one. */
@@ -51,13 +51,18 @@ function loadMasterKeys(options: { base64: string | undefined; file: string }): 
   if (options.base64 !== undefined) return parseKeys(options.base64.split(',').map((k) => k.trim()), 'TOKENMINT_MASTER_KEY');
   const { file } = options;
   try {
-    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    makePrivateFolder(path.dirname(file));
     if (!keyFileExists(file)) writeKeyFile(file, [randomKeyText()], { replace: false });
     refuseSharedKeyFile(file);
     return parseKeys(keysOfFile(file), file);
   } catch (error) {
-    if (!isAccessDenied(error)) throw error;
-    throw new ConfigError(`cannot read or create the master key file ${file}: ${(error as Error).message}; ${accessHint(file)}`);
+    const why = `cannot read or create the master key file ${file}: ${(error as Error).message}`;
+    if (isAccessDenied(error)) throw new ConfigError(`${why}; ${accessHint(file)}`);
+    // A container's read-only root, or a full disk: the operator's to fix, not a stack trace.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EROFS') throw new ConfigError(`${why}; set TOKENMINT_MASTER_KEY instead, or run from a folder where keys/ can be written`);
+    if (code === 'ENOSPC') throw new ConfigError(`${why}; ${fullDiskHint(file, error) ?? 'make room on its disk'}`);
+    throw error;
   }
 }
 
