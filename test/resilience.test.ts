@@ -154,25 +154,30 @@ describe('contention with other processes', () => {
 });
 
 describe('the database file taken from under a running server', () => {
-  /** The exit code once the process exits by itself, or 'still running' after `ms`. */
+  /**
+   * The exit code once the process has exited by itself and its output is all read ('close', not
+   * 'exit', which may come before the last of it), or 'still running' after `ms`.
+   */
   const exitWithin = (server: { child: ChildProcess }, ms: number) =>
     new Promise<number | string | null>((resolve) => {
-      if (server.child.exitCode !== null) return resolve(server.child.exitCode);
-      server.child.on('exit', (code) => resolve(code));
+      server.child.once('close', (code) => resolve(code));
       setTimeout(() => resolve('still running'), ms);
     });
 
-  it('a backup restored over it: the server stops (exit 1) and says which file, that its -wal and -shm belong to the old one, and what to do', async () => {
-    const { dir, env, server, issue } = await setup();
+  it('a backup restored over it: a cluster stops as a whole (exit 1, no worker started again), saying once which file, that its -wal and -shm belong to the old one, and what to do', async () => {
+    // A worker that opens the file after the rename (still starting, on a busy machine) opens the
+    // new one; the primary's watch stops the cluster all the same.
+    const { dir, env, server, issue } = await setup({ WORKERS: '2' });
     expect((await issue('u')).refresh_token).toBeTruthy();
     const file = String(env.DATABASE_URL);
     const copy = path.join(dir, 'restore.db');
     await cliProcess(env, dir, 'backup', copy);
     fs.renameSync(copy, file);
     expect(await exitWithin(server, 8000)).toBe(1);
-    expect(server.stderr()).toContain(`tokenmint: the database file ${file} was replaced by another file while tokenmint had it open; stopping`);
+    expect(server.stderr().split(`tokenmint: the database file ${file} was replaced by another file while tokenmint had it open; stopping`)).toHaveLength(2);
     expect(server.stderr()).toContain(`The ${file}-wal and -shm files beside it belong to the file that was there before`);
     expect(server.stdout()).toContain('"change":"replaced"');
+    expect(server.stdout()).not.toContain('starting another');
   });
 
   it('a shutdown for another reason ends the watch: files removed while requests finish are not taken for a vanished database (exit 0)', async () => {
@@ -190,14 +195,14 @@ describe('the database file taken from under a running server', () => {
     expect(server.stderr()).not.toContain('was deleted');
   });
 
-  it('deleted, or its folder moved: a cluster stops as a whole (exit 1, no worker restarted), saying so once', async () => {
-    const { env, server, issue } = await setup({ WORKERS: '2' });
+  it('deleted, or its folder moved: the server stops (exit 1) and says so', async () => {
+    const { env, server, issue } = await setup();
     expect((await issue('u')).refresh_token).toBeTruthy();
     const file = String(env.DATABASE_URL);
     fs.rmSync(file);
     expect(await exitWithin(server, 8000)).toBe(1);
-    expect(server.stderr().split(`the database file ${file} was deleted (or its folder moved)`)).toHaveLength(2);
-    expect(server.stdout()).not.toContain('starting another');
+    expect(server.stderr()).toContain(`tokenmint: the database file ${file} was deleted (or its folder moved) while tokenmint had it open; stopping`);
+    expect(server.stdout()).toContain('"change":"deleted"');
   });
 });
 
