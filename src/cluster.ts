@@ -134,7 +134,6 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 
-
   for (let i = 0; i < config.workers; i++) fork();
 }
 
