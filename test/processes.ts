@@ -22,7 +22,14 @@ export interface ServerProcess {
 export function startProcess(entry: string, options: { env: NodeJS.ProcessEnv; cwd?: string; ready: RegExp; on: 'stdout' | 'stderr' }): Promise<ServerProcess> {
   const child = spawn(process.execPath, [entry], { cwd: options.cwd, env: options.env, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = { stdout: '', stderr: '' };
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // Its last output may still be in the pipes at 'exit': wait for them to close ('close'), or 2 s
+  // when a process it left behind (a cluster worker) holds them.
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      child.once('close', () => resolve(code));
+      setTimeout(() => resolve(code), 2000).unref();
+    }),
+  );
   const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     return exited;
