@@ -42,15 +42,20 @@ export function syncToDisk(target: string): void {
   }
 }
 
+/** The code of a Node system error (ENOENT, …) or a SQLite error (SQLITE_FULL, …); '' for any other. */
+export const errorCode = (error: unknown): string => {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'string' ? code : '';
+};
+
 /** An error of a file this process may not read or write (Node's, or SQLite's on opening). */
-export const isAccessDenied = (error: unknown): boolean =>
-  /^(EACCES|EPERM|SQLITE_CANTOPEN|SQLITE_READONLY)/.test(String((error as { code?: unknown })?.code));
+export const isAccessDenied = (error: unknown): boolean => /^(EACCES|EPERM|SQLITE_CANTOPEN|SQLITE_READONLY)/.test(errorCode(error));
 
 /** Room left below which a failed write is put down to a full disk. */
 const NEARLY_FULL_BYTES = 1024 * 1024;
 
 /** An error a full disk may cause: ENOSPC, SQLITE_FULL, or an I/O error (SQLite's when it cannot size its -shm file). */
-const mayBeFullDisk = (error: unknown): boolean => /^(ENOSPC|SQLITE_FULL|SQLITE_IOERR)/.test(String((error as { code?: unknown })?.code));
+const mayBeFullDisk = (error: unknown): boolean => /^(ENOSPC|SQLITE_FULL|SQLITE_IOERR)/.test(errorCode(error));
 
 /** For an error a full disk may cause: how little room the disk holding `file` has left, when that is the cause. */
 export function fullDiskHint(file: string, error: unknown): string | undefined {

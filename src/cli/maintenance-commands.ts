@@ -2,6 +2,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { ConfigError } from '../config.js';
 import { invalidRequest } from '../errors.js';
+import { errorCode } from '../files.js';
 import { runMaintenance } from '../maintenance.js';
 import type { WithContext } from './run.js';
 
@@ -52,8 +53,7 @@ export function backupCommand(withContext: WithContext): Command {
  * full disk) is the operator's to fix: a sentence and exit 1, not an "unexpected error" with exit 70.
  */
 function cannotWrite(target: string, error: unknown): unknown {
-  const code = (error as { code?: unknown })?.code;
-  if (typeof code !== 'string' || !/^(E[A-Z]+$|SQLITE_(CANTOPEN|FULL|IOERR|READONLY|PERM))/.test(code)) return error;
+  if (!/^(E[A-Z]+$|SQLITE_(CANTOPEN|FULL|IOERR|READONLY|PERM))/.test(errorCode(error))) return error;
   return new ConfigError(`cannot write the backup ${target}: ${(error as Error).message}; nothing was left under that name`);
 }
 

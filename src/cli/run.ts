@@ -3,7 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { systemClock, type Clock } from '../clock.js';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { TokenmintError } from '../errors.js';
-import { accessHint, fullDiskHint } from '../files.js';
+import { accessHint, errorCode, fullDiskHint } from '../files.js';
 import { openTokenmint, type Tokenmint } from '../tokenmint.js';
 import { appCommands } from './app-commands.js';
 import { keyCommands } from './key-commands.js';
@@ -114,7 +114,7 @@ export type WithContext = <A extends unknown[]>(
  * "unexpected error" and exit 70. `session revoke --all` on a full disk is where it matters most.
  */
 function storageFailure(file: string, error: unknown): unknown {
-  const code = String((error as { code?: unknown })?.code);
+  const code = errorCode(error);
   if (!/^SQLITE_(FULL|IOERR|BUSY|READONLY)/.test(code)) return error;
   const hint = code.startsWith('SQLITE_BUSY')
     ? 'another process held its write lock for over 5 s (a backup, another long command)'

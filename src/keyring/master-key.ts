@@ -2,7 +2,7 @@ import { createCipheriv, createDecipheriv, hash, randomBytes } from 'node:crypto
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../config.js';
-import { accessHint, fullDiskHint, isAccessDenied, makePrivateFolder, syncToDisk } from '../files.js';
+import { accessHint, errorCode, fullDiskHint, isAccessDenied, makePrivateFolder, syncToDisk } from '../files.js';
 
 export interface MasterKey {
   /** Names the key inside every envelope, so a later master key can sit beside this one. */
@@ -59,7 +59,7 @@ function loadMasterKeys(options: { base64: string | undefined; file: string }): 
     const why = `cannot read or create the master key file ${file}: ${(error as Error).message}`;
     if (isAccessDenied(error)) throw new ConfigError(`${why}; ${accessHint(file)}`);
     // A container's read-only root, or a full disk: the operator's to fix, not a stack trace.
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = errorCode(error);
     if (code === 'EROFS') throw new ConfigError(`${why}; set TOKENMINT_MASTER_KEY instead, or run from a folder where keys/ can be written`);
     if (code === 'ENOSPC') throw new ConfigError(`${why}; ${fullDiskHint(file, error) ?? 'make room on its disk'}`);
     throw error;

@@ -1,9 +1,10 @@
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { errorCode } from '../../files.js';
 
 /** How long an operation keeps retrying while another connection holds the write lock. */
 export const BUSY_RETRY_MS = 5000;
 
-export const isBusy = (error: unknown) => typeof (error as { code?: unknown })?.code === 'string' && (error as { code: string }).code.startsWith('SQLITE_BUSY');
+export const isBusy = (error: unknown) => errorCode(error).startsWith('SQLITE_BUSY');
 
 /** The pause before try `attempt` + 1: commits take tens of microseconds, so the next turn, then a few ms. */
 export const pauseAfterBusy = (attempt: number): Promise<unknown> => (attempt < 20 ? nextTurn() : sleep(Math.min(10, attempt - 19)));

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { errorCode } from '../../files.js';
 import type { Logger } from '../../log.js';
 
 /** How a database file stopped being the one a process opened. */
@@ -9,7 +10,7 @@ const CHECK_INTERVAL_MS = 1000;
 /** A file's identity whatever its name: its device and inode. */
 const identity = (stat: fs.Stats) => `${stat.dev}:${stat.ino}`;
 
-const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes(String((error as NodeJS.ErrnoException)?.code));
+const isMissing = (error: unknown) => ['ENOENT', 'ENOTDIR'].includes(errorCode(error));
 
 /**
  * Stops the server when the file at `file` is no longer the one there at the call — deleted (or its

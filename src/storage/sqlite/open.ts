@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { ConfigError } from '../../config.js';
-import { accessHint, createPrivateFile, fullDiskHint, isAccessDenied } from '../../files.js';
+import { accessHint, createPrivateFile, errorCode, fullDiskHint, isAccessDenied } from '../../files.js';
 import * as schema from './schema.js';
 
 export type SqliteDb = BetterSQLite3Database<typeof schema> & { $client: Database.Database };
@@ -64,4 +64,4 @@ function retryAtStartUp(step: () => void, attempts = 20): void {
 }
 
 /** A file that is not a database, or a damaged one, stays so: no use trying again. */
-const isNotADatabase = (error: unknown) => /^SQLITE_(NOTADB|CORRUPT)/.test(String((error as { code?: unknown })?.code));
+const isNotADatabase = (error: unknown) => /^SQLITE_(NOTADB|CORRUPT)/.test(errorCode(error));
