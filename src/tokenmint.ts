@@ -20,14 +20,16 @@ export interface OpenOptions {
   actor?: 'cli' | 'server';
   /** Also told of every audit event (metrics). */
   onAuditEvent?: AuditListener;
+  /** When a missing master key file is made (see openMasterKeyRing): the server's default, at once. */
+  createMasterKeyFile?: 'at-open' | 'when-sealing';
 }
 
 /**
  * Opens the database and the master key and builds the services; shared by the server, the CLI and
  * the tests so all three run the same code.
  */
-export function openTokenmint(config: Config, { clock = systemClock, logger, actor = 'server', onAuditEvent }: OpenOptions = {}) {
-  const masterKeys = openMasterKeyRing({ base64: config.masterKeyBase64, file: config.masterKeyPath });
+export function openTokenmint(config: Config, { clock = systemClock, logger, actor = 'server', onAuditEvent, createMasterKeyFile = 'at-open' }: OpenOptions = {}) {
+  const masterKeys = openMasterKeyRing({ base64: config.masterKeyBase64, file: config.masterKeyPath, createFile: createMasterKeyFile });
   const repo = withCatalogCache(createSqliteRepository(openSqlite(config.databasePath)));
   const audit = createAuditLog({
     repo,

@@ -413,6 +413,50 @@ describe('the tokenmint bin', () => {
     expect(verifyIndependently(pair.auth_token, pair.public_key).header).toMatchObject({ alg: 'ES256', kid: pair.key_id });
   });
 
+  it('the key file lost (README: Backups): the server, started once, makes a new one and stops; two `key revoke`s then put signing under it', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH };
+    const created = JSON.parse((await run('node', [cliEntry, 'app', 'create', 'acme', '--json'], { cwd, env })).stdout) as { app_key: string };
+    const keyFile = path.join(cwd, 'keys/master.key');
+    fs.rmSync(keyFile);
+    const stopped = await run('node', [serverEntry], { cwd, env: { ...env, PORT: '0', WORKERS: '1' } }).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in stopped && stopped.code).toBe(1);
+    expect(stopped.stderr).toMatch(new RegExp(`sealed under master key [0-9a-f]{16}, but master key [0-9a-f]{16} was loaded \\(from ${keyFile}\\)`));
+    expect(fs.statSync(keyFile).mode & 0o777).toBe(0o600);
+    for (let i = 0; i < 2; i++) {
+      const listed = JSON.parse((await run('node', [cliEntry, 'key', 'list', 'acme', '--json'], { cwd, env })).stdout) as Array<{ kid: string; state: string }>;
+      await run('node', [cliEntry, 'key', 'revoke', 'acme', listed.find((k) => k.state === 'current')!.kid], { cwd, env });
+    }
+    const server = await startServer(env, cwd);
+    const issued = await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers: { authorization: created.app_key }, body: JSON.stringify({ sub: 'u', ...client }) });
+    expect(issued.status).toBe(200);
+    const pair = (await issued.json()) as Pair;
+    expect(verifyIndependently(pair.auth_token, pair.public_key).header).toMatchObject({ alg: 'ES256', kid: pair.key_id });
+  });
+
+  it('run without the server\'s TOKENMINT_MASTER_KEY in the server\'s folder: what needs no private key works, what seals refuses, and no stray keys/master.key is left', async () => {
+    const cwd = tempDir();
+    const serverEnv = { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd, env: serverEnv });
+    const env = { PATH: process.env.PATH }; // an admin's shell, without the server's environment
+    for (const args of [['app', 'list', '--json'], ['key', 'list', 'acme', '--json'], ['session', 'revoke', 'acme', '--all', '--json'], ['key', 'rotate', '--due', '--json'], ['prune', '--json'], ['audit', 'list', '--json'], ['backup', 'copy.db']]) {
+      await run('node', [cliEntry, ...args], { cwd, env });
+    }
+    const noKey = `no master key is loaded: TOKENMINT_MASTER_KEY is not set, and there is no key file at ${path.join(cwd, 'keys/master.key')}; run with the server's TOKENMINT_MASTER_KEY`;
+    const listed = JSON.parse((await run('node', [cliEntry, 'key', 'list', 'acme', '--json'], { cwd, env })).stdout) as Array<{ kid: string; state: string }>;
+    const current = listed.find((k) => k.state === 'current')!.kid;
+    for (const args of [['app', 'create', 'other'], ['key', 'rotate', 'acme'], ['key', 'revoke', 'acme', current], ['master-key', 'rotate'], ['master-key', 'reseal']]) {
+      const failed = await run('node', [cliEntry, ...args], { cwd, env }).catch((e: { code: number; stderr: string }) => e);
+      expect('code' in failed && [args, failed.code]).toEqual([args, 1]);
+      expect(failed.stderr).toContain(noKey);
+    }
+    // Until this version every one of these commands left a new random master key in keys/.
+    expect(fs.readdirSync(cwd).sort()).toEqual(['copy.db', 'data']);
+    // Nothing sealed, rotated or revoked (a revoke's replacement would have been sealed under a stray key).
+    expect(JSON.parse((await run('node', [cliEntry, 'key', 'list', 'acme', '--json'], { cwd, env: serverEnv })).stdout)).toEqual(listed);
+    await run('node', [cliEntry, 'key', 'rotate', 'acme'], { cwd, env: serverEnv });
+  });
+
   it('exits non-zero with a sentence for a bad master key', async () => {
     const cwd = tempDir();
     const failed = await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd, env: { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: 'c2hvcnQ=' } }).catch((e: { code: number; stderr: string }) => e);

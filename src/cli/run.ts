@@ -47,7 +47,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       const config = loadConfig(io.env, io.cwd);
       if (!json) io.stderr(`database: ${config.databasePath}\n`);
       if (!createsDatabase && !fs.existsSync(config.databasePath)) throw new ConfigError(noDatabase(config, io));
-      opened = openTokenmint(config, { clock: io.clock ?? systemClock, actor: 'cli' });
+      // The master key file only when a command seals a new key: an admin's shell may lack the
+      // server's TOKENMINT_MASTER_KEY, and `app list` there must not leave a stray key file.
+      opened = openTokenmint(config, { clock: io.clock ?? systemClock, actor: 'cli', createMasterKeyFile: 'when-sealing' });
       await action(
         {
           tm: opened,

@@ -7,7 +7,7 @@ import { notFound } from '../errors.js';
 import type { AppRecord, AppSettings, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
 import { ALG, encodedHeader } from '../tokens/jwt.js';
 import { ConfigError } from '../config.js';
-import { describeKeys, seal, sealedUnder, unseal, type MasterKeyRing } from './master-key.js';
+import { seal, sealedUnder, unseal, type MasterKeyRing } from './master-key.js';
 
 export type Keyring = ReturnType<typeof createKeyring>;
 
@@ -125,22 +125,25 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
       for (const key of await repo.listKeys(app.appId)) {
         const id = key.sealedPrivateKey !== null && (key.state === 'current' || key.state === 'next') ? sealedUnder(key.sealedPrivateKey) : undefined;
         if (id === undefined || masterKeys.find(id)) continue;
-        const loaded = masterKeys.loaded();
-        throw new ConfigError(
-          `the signing keys of app "${app.appId}" are sealed under master key ${id}, but ${describeKeys(loaded)} ${loaded.length === 1 ? 'was' : 'were'} loaded (from ${loaded[0].source}); start with the master key they were sealed under (README: Backups)`,
-        );
+        const advice = masterKeys.loaded().length ? '; start with the master key they were sealed under (README: Backups)' : '';
+        throw new ConfigError(`the signing keys of app "${app.appId}" are sealed under master key ${id}, but ${masterKeys.describeLoaded()}${advice}`);
       }
     }
   }
 
-  async function newKey(appId: string, state: KeyState, now: number): Promise<SigningKeyRecord> {
+  /**
+   * A new key pair, its private half sealed under `master`. Only a new app's keys may make the master
+   * key file (a new install); any other key needs a master key loaded, or it would be sealed under a
+   * stray new one that the server's TOKENMINT_MASTER_KEY does not open.
+   */
+  async function newKey(appId: string, state: KeyState, now: number, master = masterKeys.sealing()): Promise<SigningKeyRecord> {
     const { privateKey, publicKey } = await generateKeyPair(ALG, { extractable: true });
     const kid = newUlid(now);
     return {
       kid,
       appId,
       state,
-      sealedPrivateKey: seal(masterKeys.sealing(), await exportPKCS8(privateKey), sealAad(appId, kid)),
+      sealedPrivateKey: seal(master, await exportPKCS8(privateKey), sealAad(appId, kid)),
       publicKeyPem: await exportSPKI(publicKey),
       createdAt: now,
       activatedAt: state === 'current' ? now : null,
@@ -182,7 +185,8 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
     /** The first keys of a new app: one current, one next already published, under the master key the other apps use. */
     async newKeys(appId: string, now: number): Promise<SigningKeyRecord[]> {
       await checkMasterKey();
-      return [await newKey(appId, 'current', now), await newKey(appId, 'next', now)];
+      const master = masterKeys.sealing({ createFile: true });
+      return [await newKey(appId, 'current', now, master), await newKey(appId, 'next', now, master)];
     },
 
     /**

@@ -43,18 +43,28 @@ const keysOfFile = (file: string) =>
     .map((line) => line.trim())
     .filter(Boolean);
 
+export interface MasterKeySource {
+  /** TOKENMINT_MASTER_KEY, or undefined to use the key file. */
+  base64: string | undefined;
+  file: string;
+}
+
 /**
  * TOKENMINT_MASTER_KEY if set (keys separated by commas); otherwise the key file (one key a line),
- * created on first use with 32 random bytes and mode 0600 (folder 0700). The first key seals.
+ * created when `create` (32 random bytes, mode 0600, folder 0700) or else read only if it exists:
+ * [] when there is none. The first key seals.
  */
-function loadMasterKeys(options: { base64: string | undefined; file: string }): MasterKeys {
-  if (options.base64 !== undefined) return parseKeys(options.base64.split(',').map((k) => k.trim()), 'TOKENMINT_MASTER_KEY');
+function loadMasterKeys(options: MasterKeySource, { create }: { create: boolean }): MasterKey[] {
+  if (options.base64 !== undefined) return [...parseKeys(options.base64.split(',').map((k) => k.trim()), 'TOKENMINT_MASTER_KEY')];
   const { file } = options;
   try {
-    makePrivateFolder(path.dirname(file));
-    if (!keyFileExists(file)) writeKeyFile(file, [randomKeyText()], { replace: false });
+    if (!keyFileExists(file)) {
+      if (!create) return [];
+      makePrivateFolder(path.dirname(file));
+      writeKeyFile(file, [randomKeyText()], { replace: false });
+    }
     refuseSharedKeyFile(file);
-    return parseKeys(keysOfFile(file), file);
+    return [...parseKeys(keysOfFile(file), file)];
   } catch (error) {
     const why = `cannot read or create the master key file ${file}: ${(error as Error).message}`;
     if (isAccessDenied(error)) throw new ConfigError(`${why}; ${accessHint(file)}`);
@@ -65,6 +75,10 @@ function loadMasterKeys(options: { base64: string | undefined; file: string }): 
     throw error;
   }
 }
+
+/** Why a process has no master key, and what to do: most often an admin's shell without the server's environment. */
+const noMasterKey = (file: string) =>
+  `no master key is loaded: TOKENMINT_MASTER_KEY is not set, and there is no key file at ${file}; run with the server's TOKENMINT_MASTER_KEY, or in the folder the server runs in`;
 
 /**
  * Whether the key file exists; a file this user may not look at throws, rather than count as missing
@@ -106,19 +120,30 @@ function refuseSharedKeyFile(file: string): void {
  * the new key, and seals under it too. (TOKENMINT_MASTER_KEY is read once: change it, then restart.)
  */
 export interface MasterKeyRing {
-  /** The key that seals now. */
-  sealing(): MasterKey;
+  /**
+   * The key that seals now. With none loaded, `createFile` makes the key file (the first key of a new
+   * install); without it, a ConfigError.
+   */
+  sealing(options?: { createFile?: boolean }): MasterKey;
   /** The key of that id, or undefined when it is not loaded even after reading the file again. */
   find(id: string): MasterKey | undefined;
-  /** The keys loaded, for messages. */
-  loaded(): MasterKeys;
+  /** The keys loaded; none only while there is no key file and it was not to be made yet. */
+  loaded(): readonly MasterKey[];
+  /** For messages: "master key a1b2… was loaded (from …)", or why none is and what to do. */
+  describeLoaded(): string;
 }
 
-export function openMasterKeyRing(options: { base64: string | undefined; file: string }): MasterKeyRing {
-  let keys = loadMasterKeys(options);
+/**
+ * `createFile: 'at-open'` (the server) makes a missing key file at once, so a start that cannot make it
+ * fails there. `'when-sealing'` (the CLI) makes it only when a new key is sealed: a command run where
+ * the server gets TOKENMINT_MASTER_KEY from its environment, by an admin whose shell has not got it,
+ * would otherwise leave a stray random key file there.
+ */
+export function openMasterKeyRing(options: MasterKeySource & { createFile?: 'at-open' | 'when-sealing' }): MasterKeyRing {
+  let keys = loadMasterKeys(options, { create: options.createFile !== 'when-sealing' });
   // The file's keys first, then those loaded before that it no longer lists (a key taken out of the
   // file leaves a running process at its restart). A file gone or half-edited changes nothing.
-  const reread = (): MasterKeys => {
+  const reread = (): readonly MasterKey[] => {
     if (options.base64 !== undefined) return keys;
     try {
       const fromFile = parseKeys(keysOfFile(options.file), options.file);
@@ -129,9 +154,16 @@ export function openMasterKeyRing(options: { base64: string | undefined; file: s
     return keys;
   };
   return {
-    sealing: () => reread()[0],
+    sealing: ({ createFile = false } = {}) => {
+      const [first] = reread();
+      if (first) return first;
+      if (!createFile) throw new ConfigError(noMasterKey(options.file));
+      keys = loadMasterKeys(options, { create: true });
+      return keys[0]!;
+    },
     find: (id) => keys.find((k) => k.id === id) ?? reread().find((k) => k.id === id),
     loaded: () => keys,
+    describeLoaded: () => (keys.length ? `${describeKeys(keys)} ${keys.length === 1 ? 'was' : 'were'} loaded (from ${keys[0]!.source})` : noMasterKey(options.file)),
   };
 }
 
@@ -140,20 +172,21 @@ export function openMasterKeyRing(options: { base64: string | undefined; file: s
  * sealed. Returns the keys now in the file. (With TOKENMINT_MASTER_KEY the environment is the
  * operator's to change.)
  */
-export function addMasterKey(options: { base64: string | undefined; file: string }): MasterKeys {
+export function addMasterKey(options: MasterKeySource): MasterKeys {
   if (options.base64 !== undefined) {
     throw new ConfigError(
       'TOKENMINT_MASTER_KEY is set, so the master keys are yours to change: put a new key (base64 of 32 random bytes) first in it, ' +
         'a comma before the old one, restart the server, then run `tokenmint master-key reseal`',
     );
   }
-  loadMasterKeys(options); // the file as it is must load
+  // The file as it is must load. None at all is refused too: a new file's first key would open nothing.
+  if (loadMasterKeys(options, { create: false }).length === 0) throw new ConfigError(noMasterKey(options.file));
   writeKeyFile(options.file, [randomKeyText(), ...keysOfFile(options.file)], { replace: true });
   return parseKeys(keysOfFile(options.file), options.file);
 }
 
 /** For messages: "master key a1b2…" or "master keys a1b2…, c3d4…". */
-export const describeKeys = (masters: readonly MasterKey[]) => `master key${masters.length === 1 ? '' : 's'} ${masters.map((m) => m.id).join(', ')}`;
+const describeKeys = (masters: readonly MasterKey[]) => `master key${masters.length === 1 ? '' : 's'} ${masters.map((m) => m.id).join(', ')}`;
 
 /**
  * Writes the key file whole, and to disk, under a name of this process's own, then puts it in place.
@@ -196,7 +229,7 @@ export function unseal(masters: MasterKeyRing, envelope: string, aad: string): s
   const [version, keyId, iv, ciphertext, tag] = envelope.split('.');
   if (version !== ENVELOPE_VERSION || !keyId || !iv || !ciphertext || !tag) throw new Error('not a tokenmint sealed envelope');
   const master = masters.find(keyId);
-  if (!master) throw new Error(`sealed under master key ${keyId}, but only ${describeKeys(masters.loaded())} loaded`);
+  if (!master) throw new Error(`sealed under master key ${keyId}, but ${masters.describeLoaded()}`);
   const decipher = createDecipheriv('aes-256-gcm', master.key, Buffer.from(iv, 'base64url'));
   decipher.setAAD(Buffer.from(aad));
   decipher.setAuthTag(Buffer.from(tag, 'base64url'));

@@ -22,7 +22,7 @@ describe('the master key ring of a process, with the key file', () => {
     expect(unseal(ring, sealedBefore, 'aad')).toBe('before');
     // ...a process started now does not, and says which key it would need.
     const fresh = openMasterKeyRing({ base64: undefined, file });
-    expect(() => unseal(fresh, sealedBefore, 'aad')).toThrow(`sealed under master key ${old!.id}, but only master key ${added.id} loaded`);
+    expect(() => unseal(fresh, sealedBefore, 'aad')).toThrow(`sealed under master key ${old!.id}, but master key ${added.id} was loaded (from ${file})`);
     expect(unseal(fresh, sealedAfter, 'aad')).toBe('after');
 
     // A file being edited by hand, or gone, leaves the loaded keys as they are.
