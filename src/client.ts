@@ -48,6 +48,11 @@ export class TokenmintClientError extends Error {
       retryAfterSeconds?: number;
       /** invalid_request: the field errors. */
       errors?: Array<{ path: string; message: string }>;
+      /**
+       * The `X-Request-Id` the call sent, the same on each of its attempts: tokenmint's log lines of
+       * the call carry it as `request_id`, even those of an attempt whose answer never arrived.
+       */
+      requestId?: string;
       cause?: unknown;
     } = {},
   ) {
@@ -90,12 +95,12 @@ export function createClient(options: ClientOptions) {
   const base = `${baseUrl.replace(/\/+$/, '')}/app/${encodeURIComponent(appId)}`;
 
   /** One attempt, resolving to a 2xx answer's JSON; throws a TokenmintClientError, `unavailable` meaning "safe to try again". */
-  async function attempt(route: string, body: unknown): Promise<unknown> {
+  async function attempt(route: string, body: unknown, requestId: string): Promise<unknown> {
     let res: Response;
     try {
       res = await fetchImpl(`${base}/${route}`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${appKey}`, 'content-type': 'application/json' },
+        headers: { authorization: `Bearer ${appKey}`, 'content-type': 'application/json', 'x-request-id': requestId },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
       });
@@ -123,10 +128,12 @@ export function createClient(options: ClientOptions) {
    */
   async function call<T>(route: string, body: unknown, read: (answer: unknown) => T, windowMs = Infinity): Promise<T> {
     const started = Date.now();
+    const requestId = crypto.randomUUID();
     for (let i = 0; ; i++) {
       try {
-        return read(await attempt(route, body));
+        return read(await attempt(route, body, requestId));
       } catch (error) {
+        if (error instanceof TokenmintClientError) error.details.requestId = requestId;
         if (!(error instanceof TokenmintClientError) || error.kind !== 'unavailable' || i >= retries) throw error;
         const delay = Math.min(2000, retryDelayMs * 2 ** i) * (0.5 + Math.random() / 2);
         if (Date.now() + delay - started >= windowMs) throw error;

@@ -22,14 +22,16 @@ type Action = 'forward' | 'fail-503' | 'drop' | 'forward-then-drop' | 'forward-t
  */
 async function flakyProxy(target: string, actions: Action[]) {
   const seen: string[] = [];
+  const requestIds: string[] = [];
   const proxy = http.createServer((req, res) => {
     let body = '';
     req.on('data', (d) => (body += d)).on('end', async () => {
       seen.push(req.url!);
+      requestIds.push(String(req.headers['x-request-id']));
       const action = actions.shift() ?? 'forward';
       if (action === 'fail-503') return void res.writeHead(503).end('{"message":"internal error"}');
       if (action === 'drop') return void req.socket.destroy();
-      const answer = await fetch(target + req.url, { method: req.method, headers: { authorization: req.headers.authorization! }, body });
+      const answer = await fetch(target + req.url, { method: req.method, headers: { authorization: req.headers.authorization!, 'x-request-id': String(req.headers['x-request-id']) }, body });
       const text = await answer.text();
       if (action === 'forward-then-drop') return void req.socket.destroy(); // tokenmint committed; the answer is lost
       if (action === 'forward-then-hang') return; // committed, and the answer never comes: the client times out
@@ -39,7 +41,7 @@ async function flakyProxy(target: string, actions: Action[]) {
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
   onCleanup(() => new Promise((resolve) => proxy.close(resolve)));
-  return { url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, seen };
+  return { url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, seen, requestIds };
 }
 
 describe('tokenmint/client against a real server', () => {
@@ -51,7 +53,12 @@ describe('tokenmint/client against a real server', () => {
     const second = await tm.renew({ refresh_token: first.refresh_token, ...user });
     expect(decodePart(second.refresh_token, 1).jid).not.toBe(decodePart(first.refresh_token, 1).jid);
     await tm.revoke(second.refresh_token);
-    await expect(tm.renew({ refresh_token: second.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
+    const refused = await tm.renew({ refresh_token: second.refresh_token, ...user }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(InvalidRefreshTokenError);
+    // Its request id finds the server's line, and the reason the answer does not give.
+    const requestId = (refused as InvalidRefreshTokenError).details.requestId;
+    const line = server.stdout().split('\n').find((l) => l.includes(`"request_id":"${requestId}"`));
+    expect(JSON.parse(line!)).toMatchObject({ route: '/app/:app_id/renew', status: 401, reason: 'session revoked (client)' });
     // Log out everywhere: every live session of the subject.
     const [phone, laptop] = [await tm.issue({ sub: 'user-1', ...user }), await tm.issue({ sub: 'user-1', ...user })];
     expect(await tm.revokeSubject('user-1')).toBe(2);
@@ -98,6 +105,14 @@ describe('tokenmint/client against a real server', () => {
     actions.push('forward-then-drop');
     const renewed = await tm.renew({ refresh_token: pair.refresh_token, ...user });
     expect(proxy.seen.slice(3)).toEqual(['/app/acme/renew', '/app/acme/renew']);
+    // One request id for a call, on each attempt, and in the server's line for each: the lost answer's
+    // renew and its retry, answered from the reuse grace, can be told apart from two renews.
+    const [first, retry] = proxy.requestIds.slice(3);
+    expect(first).toMatch(/^[0-9a-f-]{36}$/);
+    expect(retry).toBe(first);
+    const lines = server.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.filter((l) => l.request_id === first).map((l) => [l.route, l.status])).toEqual([['/app/:app_id/renew', 200], ['/app/:app_id/renew', 200]]);
+    expect(new Set(proxy.requestIds.slice(0, 3)).size).toBe(1); // the issue's three attempts: one id, not the renew's
     // The session is alive and did not fork: the renewed token renews again.
     const again = await tm.renew({ refresh_token: renewed.refresh_token, ...user });
     expect(decodePart(again.refresh_token, 1).jid).not.toBe(decodePart(renewed.refresh_token, 1).jid);

@@ -3,6 +3,9 @@ import { randomBytes } from 'node:crypto';
 // Stored and compared with hashSecret / secretMatches (src/secret.ts).
 const PREFIX = 'tmk_';
 
+/** Whether a string has an app key's prefix: such a value is never logged, whatever header brought it. */
+export const looksLikeAppKey = (value: string) => value.startsWith(PREFIX);
+
 /** A new app key: a recognisable prefix and 32 random bytes. */
 export function generateAppKey(): string {
   return PREFIX + randomBytes(32).toString('base64url');

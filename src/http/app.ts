@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { Hono, type Context, type Handler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
 import { etag } from 'hono/etag';
 import { createMiddleware } from 'hono/factory';
 import { routePath } from 'hono/route';
+import { looksLikeAppKey } from '../apps/app-key.js';
 import type { AppService } from '../apps/app-service.js';
 import type { AuditLog } from '../audit.js';
 import type { Config } from '../config.js';
@@ -36,8 +38,8 @@ export interface AppDeps {
 const MAX_BODY_BYTES = 64 * 1024;
 
 /**
- * One structured line per request — route, app, status, duration, and why it failed; never a body —
- * and the request metrics.
+ * One structured line per request — route, app, status, duration, its request id, and why it
+ * failed; never a body — and the request metrics.
  */
 function requestLog(logger: Logger, metrics: Metrics | undefined) {
   const lines = requestLineLogger(logger);
@@ -54,8 +56,26 @@ function requestLog(logger: Logger, metrics: Metrics | undefined) {
       app_id: c.req.param('app_id'),
       status,
       duration_ms: Math.round(ms * 100) / 100,
+      request_id: c.get('requestId'),
       reason: c.get('reason'),
     });
+  });
+}
+
+const REQUEST_ID = /^[\w-]{1,128}$/;
+
+/**
+ * The caller's `X-Request-Id` (letters, digits, `_` and `-`, up to 128), else a new UUID: answered back
+ * and logged, so that a backend's failed call can be found in this log. hono's requestId middleware
+ * does the same but would take an app key (`tmk_` and base64url) pasted there, and log it.
+ */
+function requestIds() {
+  return createMiddleware<AppEnv>(async function requestId(c, next) {
+    const given = c.req.header('x-request-id');
+    const id = given !== undefined && REQUEST_ID.test(given) && !looksLikeAppKey(given) ? given : randomUUID();
+    c.set('requestId', id);
+    c.header('X-Request-Id', id);
+    await next();
   });
 }
 
@@ -89,6 +109,7 @@ function limitBody(maxSize: number) {
 /** The HTTP API of contract §3; no I/O of its own beyond what `deps` do. */
 export function createApp(deps: AppDeps) {
   const app = new Hono<AppEnv>();
+  app.use(requestIds());
   app.use(requestLog(deps.logger, deps.metrics));
   app.use('/app/*', limitBody(MAX_BODY_BYTES));
   // Liveness: the process serves HTTP. Nothing else, so that a database problem does not get every
@@ -102,7 +123,7 @@ export function createApp(deps: AppDeps) {
       await deps.repo.catalogVersion();
     } catch (error) {
       c.set('reason', 'database unreadable');
-      deps.logger.error({ error: describeError(error) }, 'not ready');
+      deps.logger.error({ request_id: c.get('requestId'), error: describeError(error) }, 'not ready');
       return c.json({ message: 'not ready' }, 503);
     }
     return c.json({ status: 'ok' });
@@ -123,7 +144,7 @@ export function createApp(deps: AppDeps) {
       if (error.options.retryAfterSeconds !== undefined) c.header('Retry-After', String(error.options.retryAfterSeconds));
       return c.json(error.toBody(), error.status);
     }
-    deps.logger.error({ error: describeError(error) }, 'unhandled error');
+    deps.logger.error({ request_id: c.get('requestId'), error: describeError(error) }, 'unhandled error');
     return c.json({ message: 'internal error' }, 500);
   });
   return app;

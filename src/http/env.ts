@@ -9,5 +9,7 @@ export interface AppEnv {
     app: AppRecord;
     /** Why a request failed, for the request log only. */
     reason: string | undefined;
+    /** The caller's X-Request-Id, or a new UUID (see requestIds in app.ts). */
+    requestId: string;
   };
 }

@@ -16,7 +16,7 @@ describe('request log', () => {
     await h.post('/app/acme/renew', { refresh_token: renewed.refresh_token.slice(0, -3), ...client }, appKey);
     await h.post('/app/acme/revoke', { refresh_token: renewed.refresh_token }, appKey);
     await h.post('/app/acme/issue', { sub: 'u', ...client }, `${appKey}x`);
-    await h.post('/app/acme/issue', '{not json', appKey);
+    await h.post('/app/acme/issue', '{not json', appKey, { 'x-request-id': appKey }); // an app key where an id goes is not logged
 
     const requests = h.logs.filter((l) => 'route' in l);
     expect(requests).toHaveLength(8);
@@ -29,5 +29,34 @@ describe('request log', () => {
       expect(raw).not.toContain(secret);
       expect(raw).not.toContain(secret.split('.')[2] ?? secret.slice(4));
     }
+  });
+
+  it('a request id on every answer and its log line: the caller\'s X-Request-Id when it is one, else a new UUID', async () => {
+    const h = await harness();
+    const { appKey } = await h.createApp('acme');
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    const cases: Array<[string | undefined, string | RegExp]> = [
+      ['backend-req_42', 'backend-req_42'],
+      ['x'.repeat(128), 'x'.repeat(128)],
+      [undefined, uuid],
+      ['x'.repeat(129), uuid],
+      ['two words', uuid],
+      ['eyJhbGciOiJFUzI1NiJ9.e30.sig', uuid], // a token's shape
+      [appKey, uuid],
+    ];
+    for (const [given, expected] of cases) {
+      const res = await h.post('/app/acme/issue', { sub: 'u', ...client }, appKey, given === undefined ? {} : { 'x-request-id': given });
+      expect(res.status).toBe(200);
+      const id = res.headers.get('x-request-id');
+      expect(id).toMatch(typeof expected === 'string' ? new RegExp(`^${expected}$`) : expected);
+      expect(h.logs.at(-1)).toMatchObject({ route: '/app/:app_id/issue', status: 200, request_id: id });
+    }
+    // Refusals and routes of no app carry one too.
+    for (const [path, status] of [['/app/acme/renew', 401], ['/app/acme/issue', 400], ['/nowhere', 404]] as const) {
+      const res = await h.post(path, path.endsWith('issue') ? { sub: 7 } : { refresh_token: 'x', ...client }, appKey, { 'x-request-id': `case-${status}` });
+      expect([res.status, res.headers.get('x-request-id')]).toEqual([status, `case-${status}`]);
+      expect(h.logs.at(-1)).toMatchObject({ status, request_id: `case-${status}` });
+    }
+    expect(h.rawLogs()).not.toContain(appKey.slice(4));
   });
 });
