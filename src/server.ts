@@ -24,7 +24,14 @@ async function main(): Promise<void> {
 async function runServer(config: Config, logger: Logger): Promise<void> {
   if (cluster.isWorker) sendHeartbeats();
   let metrics: ReturnType<typeof createMetrics> | undefined;
-  const tm = openTokenmint(config, { logger, actor: 'server', onAuditEvent: (event, fields) => metrics?.onAuditEvent(event, fields) });
+  // A worker started after the file was deleted must not make an empty one in its place: the
+  // primary's watch is stopping the cluster, and would then report the file replaced, not deleted.
+  const tm = openTokenmint(config, {
+    logger,
+    actor: 'server',
+    onAuditEvent: (event, fields) => metrics?.onAuditEvent(event, fields),
+    databaseMustExist: cluster.isWorker,
+  });
   await tm.keyring.checkMasterKey();
   metrics = createMetrics(tm.repo);
   const limiter = createAppKeyLimiter({

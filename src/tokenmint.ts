@@ -22,15 +22,17 @@ export interface OpenOptions {
   onAuditEvent?: AuditListener;
   /** When a missing master key file is made (see openMasterKeyRing): the server's default, at once. */
   createMasterKeyFile?: 'at-open' | 'when-sealing';
+  /** Refuse to make the database: a cluster's workers open the file their primary made. */
+  databaseMustExist?: boolean;
 }
 
 /**
  * Opens the database and the master key and builds the services; shared by the server, the CLI and
  * the tests so all three run the same code.
  */
-export function openTokenmint(config: Config, { clock = systemClock, logger, actor = 'server', onAuditEvent, createMasterKeyFile = 'at-open' }: OpenOptions = {}) {
+export function openTokenmint(config: Config, { clock = systemClock, logger, actor = 'server', onAuditEvent, createMasterKeyFile = 'at-open', databaseMustExist = false }: OpenOptions = {}) {
   const masterKeys = openMasterKeyRing({ base64: config.masterKeyBase64, file: config.masterKeyPath, createFile: createMasterKeyFile });
-  const repo = withCatalogCache(createSqliteRepository(openSqlite(config.databasePath)));
+  const repo = withCatalogCache(createSqliteRepository(openSqlite(config.databasePath, { mustExist: databaseMustExist })));
   const audit = createAuditLog({
     repo,
     clock,

@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../src/config.js';
 import { openMasterKeyRing, unseal } from '../../src/keyring/master-key.js';
 import { openSqlite } from '../../src/storage/sqlite/open.js';
 import { createSqliteRepository } from '../../src/storage/sqlite/sqlite-repository.js';
@@ -40,6 +41,21 @@ describe('SQLite storage', () => {
     for (const file of ['x.db', 'x.db-wal', 'x.db-shm']) expect(fs.statSync(path.join(dir, 'nested/folder', file)).mode & 0o777).toBe(0o600);
     const tables = db.$client.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").pluck().all();
     expect(tables).toEqual(expect.arrayContaining(['__drizzle_migrations', 'apps', 'refresh_tokens', 'sessions', 'signing_keys']));
+  });
+
+  it('with mustExist (a cluster\'s worker), a missing file is an error that names it, and nothing is made in its place', () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'gone', 'x.db');
+    const refusal = new ConfigError(`cannot open the database ${file}: no such file; a worker opens the file its cluster's primary made, and makes no other`);
+    expect(() => openSqlite(file, { mustExist: true })).toThrow(refusal);
+    expect(fs.readdirSync(dir)).toEqual([]);
+    fs.mkdirSync(path.dirname(file));
+    expect(() => openSqlite(file, { mustExist: true })).toThrow(refusal);
+    expect(fs.readdirSync(path.dirname(file))).toEqual([]);
+    openSqlite(file).$client.close(); // made by whoever may make it (the primary)...
+    const db = openSqlite(file, { mustExist: true }); // ...and then opened
+    onCleanup(() => db.$client.close());
+    expect(db.$client.pragma('journal_mode', { simple: true })).toBe('wal');
   });
 
   it('upgrades a file of the schema before migration 0004: every refresh token kept, used_at now the child\'s issued_at, no index or foreign key on the session', async () => {

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
@@ -15,14 +16,14 @@ const migrationsFolder = fileURLToPath(new URL('../../../migrations', import.met
 const BUSY_TIMEOUT_MS = 5000;
 
 /**
- * Opens (creating folder and file if needed) the SQLite database and applies pending migrations.
- * WAL lets readers run beside the one writer; synchronous=NORMAL in WAL mode survives a process
- * crash with nothing lost (a power cut may lose the last commits, never corrupt the file; the
- * repository syncs admin writes and revocations itself).
+ * Opens (creating folder and file if needed, unless `mustExist`) the SQLite database and applies
+ * pending migrations. WAL lets readers run beside the one writer; synchronous=NORMAL in WAL mode
+ * survives a process crash with nothing lost (a power cut may lose the last commits, never corrupt
+ * the file; the repository syncs admin writes and revocations itself).
  */
-export function openSqlite(file: string): SqliteDb {
+export function openSqlite(file: string, { mustExist = false }: { mustExist?: boolean } = {}): SqliteDb {
   try {
-    return openAndMigrate(file);
+    return openAndMigrate(file, mustExist);
   } catch (error) {
     // Not a bug report but the operator's to fix (a wrong DATABASE_URL, a folder, someone else's file, a full disk):
     // a sentence that names the file, which the server and the CLI print without a stack.
@@ -32,11 +33,12 @@ export function openSqlite(file: string): SqliteDb {
   }
 }
 
-function openAndMigrate(file: string): SqliteDb {
+function openAndMigrate(file: string, mustExist: boolean): SqliteDb {
   // Sessions hold personal data (sub, personal, addresses) and the keyring its sealed keys: a file
   // this process creates is its user's alone, and SQLite gives the -wal and -shm files the same mode.
-  createPrivateFile(file);
-  const client = new Database(file);
+  if (mustExist && !fs.existsSync(file)) throw new Error('no such file; a worker opens the file its cluster\'s primary made, and makes no other');
+  if (!mustExist) createPrivateFile(file);
+  const client = new Database(file, { fileMustExist: mustExist });
   // First, so that even switching to WAL waits for a process that holds the lock.
   client.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
   retryAtStartUp(() => client.pragma('journal_mode = WAL'));
