@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Config } from './config.js';
+import { loadTlsPair, warnIfExpiring } from './http/tls.js';
 import type { Logger } from './log.js';
 import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
@@ -29,6 +30,8 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   } finally {
     await tm.close();
   }
+  // Likewise a certificate that cannot serve ends the start here, said once.
+  if (config.tls) warnIfExpiring(loadTlsPair(config.tls).certificate, logger);
 
   let closing = false;
   let maintenanceWorker: Worker | undefined;
@@ -59,7 +62,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     if (announced) return;
     announced = true;
     const host = address.address ?? config.host;
-    process.stderr.write(`tokenmint listening on http://${host}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
+    process.stderr.write(`tokenmint listening on ${config.tls ? 'https' : 'http'}://${host}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
     logger.info({ address: host, port: address.port, database: config.databasePath, workers: config.workers }, 'listening');
   });
 

@@ -40,6 +40,10 @@ const envSchema = z.object({
   WORKERS: positiveInt.max(64).default(Math.min(usableCpus(), DEFAULT_MAX_WORKERS)),
   // A worker that has not shown a turning event loop for this long is killed and restarted.
   WORKER_STALL_TIMEOUT_SECONDS: positiveInt.max(3600).default(30),
+  // HTTPS: PEM files of the certificate (its chain after it) and its private key, both or neither.
+  // Read again when they change (a renewal), with no restart.
+  TLS_CERT_FILE: z.string().min(1).optional(),
+  TLS_KEY_FILE: z.string().min(1).optional(),
   // Set by the cluster primary: "0" in every worker but the one that runs maintenance.
   TOKENMINT_MAINTENANCE: z.enum(['0', '1']).default('1'),
 });
@@ -68,6 +72,8 @@ export interface Config {
   readonly workerStallTimeoutSeconds: number;
   /** Whether this process runs scheduled rotations and pruning (one worker of a cluster does). */
   readonly runsMaintenance: boolean;
+  /** Absolute paths of the PEM certificate and key to serve HTTPS with; undefined: plain HTTP. */
+  readonly tls: { readonly certFile: string; readonly keyFile: string } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -82,6 +88,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     throw new ConfigError(`invalid environment:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
+  if ((e.TLS_CERT_FILE === undefined) !== (e.TLS_KEY_FILE === undefined)) {
+    throw new ConfigError(`invalid environment:\n  ${e.TLS_CERT_FILE === undefined ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'}: required with ${e.TLS_CERT_FILE === undefined ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'} (HTTPS needs both, plain HTTP neither)`);
+  }
   return Object.freeze({
     host: e.HOST,
     port: e.PORT,
@@ -102,5 +111,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     workers: e.WORKERS,
     workerStallTimeoutSeconds: e.WORKER_STALL_TIMEOUT_SECONDS,
     runsMaintenance: e.TOKENMINT_MAINTENANCE === '1',
+    tls: e.TLS_CERT_FILE && e.TLS_KEY_FILE ? Object.freeze({ certFile: path.resolve(cwd, e.TLS_CERT_FILE), keyFile: path.resolve(cwd, e.TLS_KEY_FILE) }) : undefined,
   });
 }

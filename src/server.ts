@@ -1,10 +1,12 @@
 import cluster from 'node:cluster';
+import https from 'node:https';
 import { serve } from '@hono/node-server';
 import { runPrimary, sendHeartbeats } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
 import { answerClientErrors } from './http/client-errors.js';
 import { trackConnections } from './http/connections.js';
+import { loadTlsPair, reloadOnChange, warnIfExpiring } from './http/tls.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
@@ -41,6 +43,8 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     clock: systemClock,
   });
   const app = createApp({ ...tm, limiter, logger, metrics, config });
+  const tls = config.tls && loadTlsPair(config.tls);
+  if (tls && !cluster.isWorker) warnIfExpiring(tls.certificate, logger); // the primary warns for a cluster
 
   const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance) : undefined;
   const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
@@ -50,10 +54,13 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     connectionsCheckingInterval: 1000, // how often Node looks for timed-out requests (default 30 s)
     keepAliveTimeout: config.keepAliveTimeoutSeconds * 1000,
   };
-  const server = serve({ fetch: app.fetch, hostname: config.host, port: config.port, serverOptions }, (info) => {
+  const listen = { fetch: app.fetch, hostname: config.host, port: config.port };
+  // A TLS handshake is held to the request timeout too, not Node's 120 s.
+  const tlsOptions = tls && { createServer: https.createServer, serverOptions: { ...serverOptions, cert: tls.cert, key: tls.key, handshakeTimeout: requestTimeoutMs } };
+  const server = serve(tlsOptions ? { ...listen, ...tlsOptions } : { ...listen, serverOptions }, (info) => {
     server.off('error', cannotListen);
     if (cluster.isWorker) return; // the primary announces the cluster once
-    process.stderr.write(`tokenmint listening on http://${info.address}:${info.port} (database ${config.databasePath})\n`);
+    process.stderr.write(`tokenmint listening on ${tls ? 'https' : 'http'}://${info.address}:${info.port} (database ${config.databasePath})\n`);
     logger.info({ address: info.address, port: info.port, database: config.databasePath }, 'listening');
   });
   // A port taken or not ours to bind is the operator's to fix: a sentence and exit 1 (in a worker,
@@ -65,7 +72,8 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   }
   server.on('error', cannotListen);
   answerClientErrors(server, logger, metrics);
-  const connections = trackConnections(server);
+  const connections = trackConnections(server, { secure: tls !== undefined });
+  const stopReloadingTls = config.tls && reloadOnChange(server as unknown as https.Server, config.tls, logger);
 
   // In a cluster the primary watches the file, and stops every worker.
   const stopWatching = cluster.isWorker ? undefined : watchDatabaseFile(config.databasePath, logger, (change) => shutdown(`database file ${change}`, 1));
@@ -76,6 +84,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     if (closing) return;
     closing = true;
     stopWatching?.();
+    stopReloadingTls?.();
     logger.info({ signal: reason }, 'shutting down');
     const force = setTimeout(() => {
       logger.error('in-flight requests did not finish in time; exiting');

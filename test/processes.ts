@@ -49,7 +49,7 @@ export function startProcess(entry: string, options: { env: NodeJS.ProcessEnv; c
 
 /** Starts the built server (`npm start` without the build) on a free port and waits until it listens. */
 export function startServer(env: NodeJS.ProcessEnv, cwd: string): Promise<ServerProcess> {
-  return startProcess(serverEntry, { env: { PATH: process.env.PATH, ...env, PORT: '0' }, cwd, ready: /listening on (http:\/\/\S+)/, on: 'stderr' });
+  return startProcess(serverEntry, { env: { PATH: process.env.PATH, ...env, PORT: '0' }, cwd, ready: /listening on (https?:\/\/\S+)/, on: 'stderr' });
 }
 
 /** Runs the built CLI as its own process; resolves to its parsed --json output. */
