@@ -45,7 +45,7 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-/** Starts `node <entry>` and resolves once it prints `listening on http://host:port`. */
+/** Starts `node <entry>` and resolves once it prints `listening on http(s)://host:port`. */
 export function startNode(entry: string, env: NodeJS.ProcessEnv, cwd: string): Promise<Server> {
   // BENCH_SERVER_NODE_ARGS, e.g. "--cpu-prof", to profile the servers under load.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -54,7 +54,7 @@ export function startNode(entry: string, env: NodeJS.ProcessEnv, cwd: string): P
   return new Promise((resolve, reject) => {
     child.stderr!.on('data', (d) => {
       err += d;
-      const match = /listening on (http:\/\/[\d.:]+)/.exec(err);
+      const match = /listening on (https?:\/\/[\d.:]+)/.exec(err);
       if (match) {
         resolve({
           child,
