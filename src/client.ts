@@ -10,6 +10,18 @@ export interface TokenPair {
   public_key: string;
 }
 
+/** A live session as tokenmint lists it, for a "your devices" page: the client it logged in from. */
+export interface SessionInfo {
+  session_id: string;
+  /** ISO 8601: the login, and the session's absolute end. */
+  created_at: string;
+  expires_at: string;
+  ip: string | null;
+  useragent: string | null;
+  /** The session of the refresh token given to `sessions()`. */
+  current: boolean;
+}
+
 /** The user a request is made for: copied into the auth token. */
 export interface UserAgentInfo {
   ip: string;
@@ -87,6 +99,13 @@ function revokedCount(answer: unknown): number {
   const revoked = (answer as { revoked?: unknown } | null)?.revoked;
   if (typeof revoked === 'number') return revoked;
   throw new TokenmintClientError('unavailable', 'the answer is not a count of revoked sessions: is baseUrl a tokenmint server?');
+}
+
+/** The sessions of a sessions answer; anything else is `unavailable`, as in pairOf. */
+function sessionList(answer: unknown): SessionInfo[] {
+  const sessions = (answer as { sessions?: unknown } | null)?.sessions;
+  if (Array.isArray(sessions)) return sessions as SessionInfo[];
+  throw new TokenmintClientError('unavailable', 'the answer is not a list of sessions: is baseUrl a tokenmint server?');
 }
 
 export function createClient(options: ClientOptions) {
@@ -170,6 +189,16 @@ export function createClient(options: ClientOptions) {
     /** Ends every live session of a subject (after a password change, "log out everywhere"); resolves to how many. */
     async revokeSubject(sub: string): Promise<number> {
       return call('revoke-subject', { sub }, revokedCount);
+    },
+
+    /** The live sessions of a subject, newest first; give the user's refresh token to have theirs marked `current`. */
+    sessions(sub: string, options: { refreshToken?: string } = {}): Promise<SessionInfo[]> {
+      return call('sessions', { sub, refresh_token: options.refreshToken }, sessionList);
+    },
+
+    /** Ends one session of a subject, by its `session_id` from `sessions()` ("log out that device"); resolves to 1, or 0 if it was not live. */
+    revokeSession(sub: string, sessionId: string): Promise<number> {
+      return call('revoke-session', { sub, session_id: sessionId }, revokedCount);
     },
   };
 }

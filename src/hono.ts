@@ -5,7 +5,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import { decodeJwt } from 'jose';
-import { InvalidRefreshTokenError, type TokenmintClient, type TokenPair } from './client.js';
+import { InvalidRefreshTokenError, type SessionInfo, type TokenmintClient, type TokenPair } from './client.js';
 import { clientAddress } from './http/client-address.js';
 import { verifyAuthToken, type AuthTokenClaims } from './verify.js';
 
@@ -139,6 +139,14 @@ export function tokenmintSession(options: SessionOptions) {
      */
     async refresh(c: Context): Promise<AuthTokenClaims | undefined> {
       return (await accessClaims(c)) ?? renewFromCookie(c);
+    },
+
+    /**
+     * The user's live sessions ("your devices"), newest first, this browser's marked `current` (by its
+     * refresh cookie). For a route behind `session()`; end one with `client.revokeSession(sub, id)`.
+     */
+    devices(c: Context<{ Variables: SessionVariables }>): Promise<SessionInfo[]> {
+      return client.sessions(c.get('session').sub, { refreshToken: getCookie(c, refreshName) });
     },
 
     /**

@@ -59,6 +59,13 @@ describe('tokenmint/client against a real server', () => {
     const requestId = (refused as InvalidRefreshTokenError).details.requestId;
     const line = server.stdout().split('\n').find((l) => l.includes(`"request_id":"${requestId}"`));
     expect(JSON.parse(line!)).toMatchObject({ route: '/app/:app_id/renew', status: 401, reason: 'session revoked (client)' });
+    // "Your devices": the subject's live sessions, this one marked; one of them ended by id.
+    const [tablet, desktop] = [await tm.issue({ sub: 'user-2', ...user, useragent: 'Tablet' }), await tm.issue({ sub: 'user-2', ...user, useragent: 'Desktop' })];
+    const devices = await tm.sessions('user-2', { refreshToken: desktop.refresh_token });
+    expect(devices.map((d) => [d.useragent, d.current])).toEqual([['Desktop', true], ['Tablet', false]]);
+    expect(await tm.revokeSession('user-2', devices[1]!.session_id)).toBe(1);
+    await expect(tm.renew({ refresh_token: tablet.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
+    expect((await tm.sessions('user-2')).map((d) => [d.useragent, d.current])).toEqual([['Desktop', false]]);
     // Log out everywhere: every live session of the subject.
     const [phone, laptop] = [await tm.issue({ sub: 'user-1', ...user }), await tm.issue({ sub: 'user-1', ...user })];
     expect(await tm.revokeSubject('user-1')).toBe(2);

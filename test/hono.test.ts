@@ -28,6 +28,9 @@ async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
       return c.json(await auth.login(c, { sub }));
     })
     .get('/api/me', auth.session(), (c) => c.json(c.get('session')))
+    // "Your devices", and "log out that device".
+    .get('/api/devices', auth.session(), async (c) => c.json(await auth.devices(c)))
+    .post('/api/devices/:id/logout', auth.session(), async (c) => c.json({ ended: await client.revokeSession(c.get('session').sub, c.req.param('id')) }))
     // The browser-driven flow: the API answers 401, the page calls the refresh route (fetchWithRefresh).
     .get('/api/strict', auth.session({ renew: false }), (c) => c.json(c.get('session')))
     .post('/refresh', async (c) => ((await auth.refresh(c)) ? c.body(null, 204) : c.json({ message: 'not logged in' }, 401)));
@@ -125,6 +128,23 @@ describe('tokenmint/hono session middleware', () => {
     expect(here.setCookies.some((l) => l.startsWith('refresh_token='))).toBe(true); // it renewed
     expect((await other.request('GET', '/api/me')).res.status).toBe(401);
     expect(other.jar.size).toBe(0);
+  });
+
+  it('"your devices": each browser sees the user\'s sessions with its own marked current, and can log another one out', async () => {
+    const { request, browser } = await setup();
+    const phone = browser();
+    await request('POST', '/login');
+    await phone.request('POST', '/login', { userAgent: 'phone-browser/2.0', forwardedFor: '198.51.100.4' });
+    const devices = async (who: { request: typeof request }) => (await (await who.request('GET', '/api/devices')).res.json()) as Array<{ session_id: string; useragent: string; ip: string; current: boolean }>;
+    const seen = await devices({ request });
+    expect(seen.map((d) => [d.useragent, d.ip, d.current])).toEqual([['phone-browser/2.0', '198.51.100.4', false], ['test-browser/1.0', '203.0.113.9', true]]);
+    expect((await devices(phone)).map((d) => d.current)).toEqual([true, false]);
+
+    const ended = await request('POST', `/api/devices/${seen[0]!.session_id}/logout`);
+    expect(await ended.res.json()).toEqual({ ended: 1 });
+    expect((await devices({ request })).map((d) => d.useragent)).toEqual(['test-browser/1.0']);
+    phone.jar.delete('access_token'); // its next request renews, and cannot
+    expect((await phone.request('GET', '/api/me')).res.status).toBe(401);
   });
 
   it('an invalid refresh cookie clears both cookies and answers 401; no cookies at all is 401', async () => {

@@ -1,8 +1,9 @@
 import { Hono, type MiddlewareHandler } from 'hono';
+import { toIso } from '../clock.js';
 import type { SessionService } from '../tokens/session-service.js';
 import type { AppEnv } from './env.js';
 import { readJson } from './json-body.js';
-import { issueBody, renewBody, revokeBody, revokeSubjectBody } from './schemas.js';
+import { issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody } from './schemas.js';
 
 /**
  * Answers carry tokens: no cache on the way may keep one (RFC 6749 §5.1), errors included. Per route,
@@ -15,7 +16,8 @@ const noStore: MiddlewareHandler<AppEnv> = async (c, next) => {
 };
 
 /**
- * POST /app/:app_id/{issue,renew,revoke,revoke-subject}, each behind `auth` (the app key). Variables
+ * POST /app/:app_id/{issue,renew,revoke,revoke-subject,sessions,revoke-session}, each behind `auth`
+ * (the app key). Variables
  * are read with `c.get`: hono's `c.var` builds an object of all of them on every read.
  */
 export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth: MiddlewareHandler<AppEnv> }) {
@@ -37,5 +39,16 @@ export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth
     .post('/revoke-subject', noStore, auth, async function revokeSubject(c) {
       const body = await readJson(c, revokeSubjectBody);
       return c.json({ message: 'revoked', revoked: await sessions.revokeSubject(c.get('app'), body.sub) });
+    })
+    .post('/sessions', noStore, auth, async function liveSessions(c) {
+      const body = await readJson(c, sessionsBody);
+      const live = await sessions.liveSessions(c.get('app'), body.sub, body.refresh_token);
+      return c.json({
+        sessions: live.map((s) => ({ session_id: s.sessionId, created_at: toIso(s.createdAt), expires_at: toIso(s.expiresAt), ip: s.ip, useragent: s.useragent, current: s.current })),
+      });
+    })
+    .post('/revoke-session', noStore, auth, async function revokeSession(c) {
+      const body = await readJson(c, revokeSessionBody);
+      return c.json({ message: 'revoked', revoked: await sessions.revokeSession(c.get('app'), body.sub, body.session_id) });
     });
 }

@@ -3,7 +3,7 @@ import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
 import { invalidRefreshToken, TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
-import type { AppRecord, RefreshToken, RefreshTokenRecord, Repository, RevokeReason, SessionRecord } from '../storage/repository.js';
+import type { AppRecord, RefreshToken, RefreshTokenRecord, Repository, RevokeReason, SessionListing, SessionRecord } from '../storage/repository.js';
 import { newRefreshToken, pairClaims, type NewRefreshToken } from './claims.js';
 import { checkRefreshClaims, decodeRefreshToken, isAuthentic, signJwt, tokenDigest } from './jwt.js';
 
@@ -27,6 +27,12 @@ const namesAll = (filter: SessionFilter) => filter.sub === undefined && filter.s
 
 /** `token`, signed as `signed`, made the row to store by adding its digest in place (a spread would cost a new hidden class per call: see newRefreshToken). */
 const withDigest = <T extends NewRefreshToken>(token: T, signed: string): T & RefreshTokenRecord => Object.assign(token, { tokenSha256: tokenDigest(signed) });
+
+/** A refresh token that does not authenticate marks nothing; a storage failure is still one. */
+const notGenuine = (error: unknown): undefined => {
+  if (error instanceof TokenmintError) return undefined;
+  throw error;
+};
 
 export function createSessionService({ repo, keyring, clock, audit }: { repo: Repository; keyring: Keyring; clock: Clock; audit: AuditLog }) {
   /**
@@ -138,6 +144,25 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
      */
     revokeSubject(app: AppRecord, sub: string): Promise<number> {
       return revokeSessions(app.appId, { sub }, 'client');
+    },
+
+    /**
+     * The live sessions of one subject, newest first, for the app's backend ("your devices"); the one
+     * `refreshToken` belongs to, if given and genuine, is marked current. A session whose refresh idle
+     * timeout has passed is listed until pruning deletes it (there is no index of tokens by session to
+     * tell it apart sooner).
+     */
+    async liveSessions(app: AppRecord, sub: string, refreshToken?: string): Promise<Array<SessionListing & { current: boolean }>> {
+      const now = clock();
+      const current = refreshToken === undefined ? undefined : await authenticate(app, refreshToken, { now, checkTimes: false }).catch(notGenuine);
+      return (await repo.listSessions(app.appId, sub))
+        .filter((s) => s.revokedAt === null && s.expiresAt > now)
+        .map((s) => Object.assign(s, { current: s.sessionId === current?.session.sessionId }));
+    },
+
+    /** One live session of a subject, ended by the app's backend ("log out that device"); 0 or 1. */
+    revokeSession(app: AppRecord, sub: string, sessionId: string): Promise<number> {
+      return revokeSessions(app.appId, { sub, sessionId }, 'client');
     },
 
     /** `session revoke`: every live session of one subject, one session, or every session of the app. */

@@ -14,12 +14,13 @@ describe('request log', () => {
     await h.post('/app/acme/renew', { refresh_token: issued.refresh_token, ...client }, appKey); // reuse
     await h.post('/app/acme/renew', { refresh_token: renewed.refresh_token, ...client }, `Bearer ${appKey}`);
     await h.post('/app/acme/renew', { refresh_token: renewed.refresh_token.slice(0, -3), ...client }, appKey);
+    await h.post('/app/acme/sessions', { sub: 'u', refresh_token: renewed.refresh_token }, appKey);
     await h.post('/app/acme/revoke', { refresh_token: renewed.refresh_token }, appKey);
     await h.post('/app/acme/issue', { sub: 'u', ...client }, `${appKey}x`);
     await h.post('/app/acme/issue', '{not json', appKey, { 'x-request-id': appKey }); // an app key where an id goes is not logged
 
     const requests = h.logs.filter((l) => 'route' in l);
-    expect(requests).toHaveLength(8);
+    expect(requests).toHaveLength(9);
     for (const line of requests) {
       expect(line).toMatchObject({ method: 'POST', app_id: 'acme', status: expect.any(Number), duration_ms: expect.any(Number) });
     }

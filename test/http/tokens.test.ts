@@ -242,6 +242,62 @@ describe('POST /app/:app_id/revoke-subject', () => {
   });
 });
 
+describe('POST /app/:app_id/sessions and /revoke-session ("your devices")', () => {
+  it('lists a subject\'s live sessions, newest first, the caller\'s marked current; ends one of them by id, only with its subject', async () => {
+    const h = await harness();
+    const acme = await h.createApp('acme', { refreshNbfSeconds: 0, sessionTtlSeconds: 3600 });
+    const beta = await h.createApp('beta', { refreshNbfSeconds: 0 });
+    const login = async (app: { appId: string; appKey: string }, sub: string, useragent: string, ip = '203.0.113.7') => {
+      const pair = (await (await h.post(`/app/${app.appId}/issue`, { sub, ip, useragent }, app.appKey)).json()) as Pair;
+      h.clock.advance(1);
+      return pair;
+    };
+    const list = async (body: object, appKey = acme.appKey) => {
+      const res = await h.post('/app/acme/sessions', body, appKey);
+      return { status: res.status, json: (await res.json()) as { sessions: Array<Record<string, unknown>> } };
+    };
+    await login(acme, 'u', 'Old phone');
+    h.clock.advance(3600); // its absolute end passes
+    const phoneAt = h.clock();
+    const [phone, laptop, revoked] = [await login(acme, 'u', 'Phone', '198.51.100.1'), await login(acme, 'u', 'Laptop'), await login(acme, 'u', 'Kiosk')];
+    await login(acme, 'v', 'Other user');
+    await login(beta, 'u', 'Other app');
+    await h.post('/app/acme/revoke', { refresh_token: revoked.refresh_token }, acme.appKey);
+
+    const listed = await list({ sub: 'u', refresh_token: laptop.refresh_token });
+    expect(listed.status).toBe(200);
+    expect(listed.json.sessions.map((s) => [s.useragent, s.current])).toEqual([['Laptop', true], ['Phone', false]]);
+    const [laptopSession, phoneSession] = listed.json.sessions;
+    expect(phoneSession).toEqual({
+      session_id: expect.stringMatching(/^[0-9A-Z]{26}$/),
+      created_at: new Date(phoneAt).toISOString(),
+      expires_at: new Date(phoneAt + 3600_000).toISOString(),
+      ip: '198.51.100.1',
+      useragent: 'Phone',
+      current: false,
+    });
+    // No token, or one that is not genuine: nothing is current, and the list is the same.
+    for (const body of [{ sub: 'u' }, { sub: 'u', refresh_token: 'garbage' }, { sub: 'u', refresh_token: laptop.auth_token }]) {
+      expect((await list(body)).json.sessions.map((s) => [s.session_id, s.current])).toEqual([[laptopSession!.session_id, false], [phoneSession!.session_id, false]]);
+    }
+    expect((await list({ sub: 'nobody' })).json).toEqual({ sessions: [] });
+    expect((await list({ sub: 'u' }, beta.appKey)).status).toBe(403);
+    expect((await list({})).status).toBe(400);
+
+    const revoke = async (body: object) => (await (await h.post('/app/acme/revoke-session', body, acme.appKey)).json()) as unknown;
+    // Another subject's id ends nothing: a backend bug cannot log out someone else.
+    expect(await revoke({ sub: 'v', session_id: phoneSession!.session_id })).toEqual({ message: 'revoked', revoked: 0 });
+    expect(await revoke({ sub: 'u', session_id: phoneSession!.session_id })).toEqual({ message: 'revoked', revoked: 1 });
+    expect((await h.post('/app/acme/renew', { refresh_token: phone.refresh_token, ...client }, acme.appKey)).status).toBe(401);
+    expect(h.logs.at(-1)).toMatchObject({ status: 401, reason: 'session revoked (client)' });
+    expect((await h.post('/app/acme/renew', { refresh_token: laptop.refresh_token, ...client }, acme.appKey)).status).toBe(200);
+    expect((await h.tm.audit.list({ appId: 'acme', limit: 1 }))[0]).toMatchObject({ event: 'session.revoked', actor: 'server', sub: 'u', sessionId: phoneSession!.session_id });
+    expect(await revoke({ sub: 'u', session_id: phoneSession!.session_id })).toEqual({ message: 'revoked', revoked: 0 });
+    expect((await list({ sub: 'u' })).json.sessions.map((s) => s.useragent)).toEqual(['Laptop']);
+    expect((await h.post('/app/acme/revoke-session', { sub: 'u' }, acme.appKey)).status).toBe(400);
+  });
+});
+
 describe('answers that carry tokens', () => {
   it('say Cache-Control: no-store on every app-key route, errors included (RFC 6749 §5.1)', async () => {
     const h = await harness();
@@ -253,16 +309,18 @@ describe('answers that carry tokens', () => {
       await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey),
       await h.post(`/app/${appId}/revoke`, { refresh_token: pair.refresh_token }, appKey),
       await h.post(`/app/${appId}/revoke-subject`, { sub: 'u' }, appKey),
+      await h.post(`/app/${appId}/sessions`, { sub: 'u' }, appKey),
+      await h.post(`/app/${appId}/revoke-session`, { sub: 'u', session_id: 'x' }, appKey),
       await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey), // 401
       await h.post(`/app/${appId}/issue`, { sub: '' }, appKey), // 400
       await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, 'tmk_wrong'), // 403
     ];
-    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 401, 400, 403]);
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 401, 400, 403]);
     for (const res of answers) expect(res.headers.get('cache-control')).toBe('no-store');
     // Not the JWKS, which caches may keep; and every route keeps its own name in logs and metrics.
     expect((await h.app.request(`/app/${appId}/jwks.json`)).headers.get('cache-control')).toMatch(/^public, max-age=/);
     expect(h.logs.map((l) => l.route).filter(Boolean)).toEqual([
-      ...['issue', 'renew', 'revoke', 'revoke-subject', 'renew', 'issue', 'issue'].map((r) => `/app/:app_id/${r}`),
+      ...['issue', 'renew', 'revoke', 'revoke-subject', 'sessions', 'revoke-session', 'renew', 'issue', 'issue'].map((r) => `/app/:app_id/${r}`),
       '/app/:app_id/jwks.json',
     ]);
   });
