@@ -25,6 +25,8 @@ async function main(): Promise<void> {
 /** One serving process: the whole server with WORKERS=1, else one worker of the cluster. */
 async function runServer(config: Config, logger: Logger): Promise<void> {
   if (cluster.isWorker) sendHeartbeats();
+  const tls = config.tls && loadTlsPair(config.tls);
+  if (tls && !cluster.isWorker) warnIfExpiring(tls.certificate, logger); // the primary warns for a cluster
   let metrics: ReturnType<typeof createMetrics> | undefined;
   // A worker started after the file was deleted must not make an empty one in its place: the
   // primary's watch is stopping the cluster, and would then report the file replaced, not deleted.
@@ -43,8 +45,6 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     clock: systemClock,
   });
   const app = createApp({ ...tm, limiter, logger, metrics, config });
-  const tls = config.tls && loadTlsPair(config.tls);
-  if (tls && !cluster.isWorker) warnIfExpiring(tls.certificate, logger); // the primary warns for a cluster
 
   const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance) : undefined;
   const requestTimeoutMs = config.requestTimeoutSeconds * 1000;

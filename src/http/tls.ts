@@ -1,8 +1,7 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
-import type { Config } from '../config.js';
-import { ConfigError } from '../config.js';
+import { ConfigError, type Config } from '../config.js';
 import type { Logger } from '../log.js';
 
 type TlsFiles = NonNullable<Config['tls']>;
@@ -29,7 +28,7 @@ function readPair({ certFile, keyFile }: TlsFiles): TlsPair {
   } catch (error) {
     throw new Error(`${certFile} holds no PEM certificate (${(error as Error).message})`);
   }
-  let privateKey;
+  let privateKey: KeyObject;
   try {
     privateKey = createPrivateKey(key);
   } catch (error) {
@@ -49,7 +48,7 @@ export function loadTlsPair(files: TlsFiles): TlsPair {
 }
 
 /** What a log line says of a certificate: never anything of its key. */
-export const describeCertificate = (c: X509Certificate) => ({ subject: c.subject.replace(/\n/g, ', '), valid_to: new Date(c.validTo).toISOString(), fingerprint256: c.fingerprint256 });
+const describeCertificate = (c: X509Certificate) => ({ subject: c.subject.replace(/\n/g, ', '), valid_to: new Date(c.validTo).toISOString(), fingerprint256: c.fingerprint256 });
 
 /** Logs a warning when the certificate has ended or ends within EXPIRY_WARNING_DAYS. */
 export function warnIfExpiring(certificate: X509Certificate, logger: Logger, now = Date.now()): void {
