@@ -599,6 +599,18 @@ describe('the tokenmint bin', () => {
         copy.close();
       }
     }
+    // What the kills left is named by the next backup into that folder, and left there: only the
+    // operator knows that no backup of another host is writing it.
+    const leftovers = fs.readdirSync(path.join(cwd, 'backups')).filter((name) => name.includes('.partial-')).sort();
+    expect(leftovers.length).toBeGreaterThan(0);
+    const next = await run('node', [cliEntry, 'backup', 'backups/next.db', '--json'], { cwd, env });
+    expect(JSON.parse(next.stdout)).toMatchObject({ file: path.join(cwd, 'backups/next.db') });
+    expect(next.stderr).toMatch(new RegExp(`^warning: ${path.join(cwd, 'backups')} holds ${leftovers.length} files? \\([\\d.]+ MB\\) left by killed backups, not backups: ${leftovers.join(', ').replace(/[.]/g, '\\.')}; delete them once no backup is running\n$`));
+    expect(fs.readdirSync(path.join(cwd, 'backups')).filter((name) => name.includes('.partial-')).sort()).toEqual(leftovers);
+    // A partial file of a backup still running (this process's pid) is not named.
+    fs.writeFileSync(path.join(cwd, `backups/other.db.partial-${process.pid}-0123abcd`), '');
+    for (const name of leftovers) fs.rmSync(path.join(cwd, 'backups', name));
+    expect((await run('node', [cliEntry, 'backup', 'backups/last.db', '--json'], { cwd, env })).stderr).toBe('');
   });
 
   it('backup copies the live database while the server renews; the copy, its user\'s alone, serves the sessions it holds', async () => {

@@ -4,6 +4,7 @@ import { ConfigError } from '../config.js';
 import { invalidRequest } from '../errors.js';
 import { errorCode } from '../files.js';
 import { runMaintenance } from '../maintenance.js';
+import { killedBackupFiles } from '../storage/sqlite/backup-files.js';
 import type { WithContext } from './run.js';
 
 const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -38,11 +39,17 @@ export function backupCommand(withContext: WithContext): Command {
     .argument('<file>', 'the new file (a path relative to the working directory, like DATABASE_URL)')
     .option('--json', 'print JSON')
     .action(
-      withContext(async ({ tm, cwd, output }, file: string) => {
+      withContext(async ({ tm, cwd, output, warn }, file: string) => {
         const target = path.resolve(cwd, file);
         const bytes = await tm.repo.backup(target).catch((error: unknown) => {
           throw cannotWrite(target, error);
         });
+        // A cron job whose backups keep being killed would otherwise fill the disk unnoticed.
+        const left = killedBackupFiles(path.dirname(target));
+        if (left.length > 0) {
+          const mb = left.reduce((sum, f) => sum + f.bytes, 0) / 1e6;
+          warn(`${path.dirname(target)} holds ${left.length} file${left.length === 1 ? '' : 's'} (${mb.toFixed(1)} MB) left by killed backups, not backups: ${left.map((f) => f.name).join(', ')}; delete them once no backup is running`);
+        }
         output({ file: target, bytes }, `backed up to ${target} (${bytes} bytes); back up the master key separately`);
       }),
     );

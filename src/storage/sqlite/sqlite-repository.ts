@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -8,6 +7,7 @@ import { toSeconds } from '../../clock.js';
 import { conflict } from '../../errors.js';
 import { createPrivateFile, syncToDisk } from '../../files.js';
 import type { RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
+import { partialBackupName } from './backup-files.js';
 import { retryBusy, withBusyRetry } from './busy-retry.js';
 import { groupCommit } from './group-commit.js';
 import type { SqliteDb } from './open.js';
@@ -432,10 +432,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     async backup(file) {
       const exists = () => conflict(`${file} already exists; back up to a new file`);
       if (fs.existsSync(file)) throw exists();
-      // Written under a name of its own and renamed into place once whole and on disk: a backup
-      // killed halfway (a cron timeout, a reboot) leaves `<file>.partial-…`, never a file under the
-      // name asked for that looks like a backup and is not one.
-      const partial = `${file}.partial-${process.pid}-${randomBytes(4).toString('hex')}`;
+      const partial = partialBackupName(file);
       if (!createPrivateFile(partial)) throw conflict(`${partial} already exists`);
       try {
         // One statement, one read transaction: a snapshot of the file as of its start, written compactly.
