@@ -26,8 +26,9 @@ const loginBody = z.object({ name: z.string().trim().min(1).max(64) });
 
 export function createBackend(options: BackendOptions) {
   const { tokenmintUrl, appId, appKey } = options;
+  const client = createClient({ baseUrl: tokenmintUrl, appId, appKey });
   const auth = tokenmintSession({
-    client: createClient({ baseUrl: tokenmintUrl, appId, appKey }),
+    client,
     appId,
     audience: 'web-app',
     jwksUrl: `${tokenmintUrl}/app/${appId}/jwks.json`,
@@ -58,6 +59,11 @@ export function createBackend(options: BackendOptions) {
         const { sub, jid, exp, personal } = c.get('session');
         return c.json({ sub, jid, exp, personal });
       })
+      // "Your devices": the user's sessions, this browser's marked current; and "log that one out".
+      .get('/api/devices', auth.session({ renew: false }), async (c) => c.json(await auth.devices(c)))
+      .post('/api/devices/:session_id/logout', auth.session({ renew: false }), async (c) =>
+        c.json({ ended: await client.revokeSession(c.get('session').sub, c.req.param('session_id')) }),
+      )
       .get('/tokenmint/browser.js', (c) => c.body(browserHelper, 200, { 'content-type': 'text/javascript; charset=utf-8' }))
       .use('/*', serveStatic({ root: options.publicDir }))
   );

@@ -152,4 +152,38 @@ describe.skipIf(!runBrowser)('the example app (npm run example) in real headless
     await tab2.waitForSelector('body[data-state="logged-out"]');
     expect([example.answers('GET /api/me') - apiCallsBefore, example.answers('POST /auth/refresh 401') - refusedBefore]).toEqual([1, 1]); // tab1's alone
   }, 60_000); // three waits for the access token to expire, and two browser tabs
+
+  it('"your devices": a browser lists the user\'s sessions with itself marked, and logs the other browser out', async () => {
+    const dir = tempDir();
+    const example = await startExample(dir);
+    const chromium = await launchChromium();
+    const login = async (userAgent: string) => {
+      const context = await chromium.newContext({ userAgent });
+      const tab = await context.newPage();
+      await tab.goto(example.url);
+      await tab.waitForSelector('body[data-state="logged-out"]');
+      await tab.fill('input[name=name]', 'ada');
+      await tab.click('#login button');
+      await tab.waitForSelector('body[data-state="logged-in"]');
+      return { context, tab };
+    };
+    const laptop = await login('laptop-browser/1.0');
+    const phone = await login('phone-browser/2.0');
+
+    await laptop.tab.click('#devices-show');
+    await laptop.tab.waitForSelector('#devices li:nth-child(2)');
+    const listed = () => laptop.tab.$$eval('#devices li', (items) => items.map((li) => [li.textContent!.split(',')[0], (li as HTMLElement).dataset.current]));
+    expect(await listed()).toEqual([['phone-browser/2.0', 'false'], ['laptop-browser/1.0', 'true']]); // newest first
+    await laptop.tab.click('#devices li[data-current="false"] button');
+    await laptop.tab.waitForFunction(() => document.querySelectorAll('#devices li').length === 1);
+    expect(await listed()).toEqual([['laptop-browser/1.0', 'true']]);
+    expect(tokenmintRecord(dir).sessions.map((s) => s.revoke_reason ?? 'live').sort()).toEqual(['client', 'live']);
+
+    // The phone is logged out at its next renew; the laptop carries on.
+    await accessExpired(phone.context);
+    expect((await callTogether([phone.tab]))[0]!.status).toBe(401);
+    await phone.tab.waitForSelector('body[data-state="logged-out"]');
+    await accessExpired(laptop.context);
+    expect((await callTogether([laptop.tab]))[0]).toMatchObject({ status: 200, body: { sub: 'ada' } });
+  }, 30_000);
 });

@@ -35,6 +35,30 @@ $('login').addEventListener('submit', async (event) => {
   if (res.ok) await callApi();
 });
 $('call').addEventListener('click', () => callApi());
+
+/** The user's sessions, one line each; every other one with a button that logs it out. */
+async function showDevices() {
+  const res = await api('/api/devices');
+  if (!res.ok) return;
+  const items = (await res.json()).map((device) => {
+    const item = document.createElement('li');
+    item.dataset.current = String(device.current);
+    item.textContent = `${device.useragent ?? 'unknown browser'}, ${device.ip ?? 'unknown address'}, since ${new Date(device.created_at).toLocaleString()}`;
+    if (device.current) item.append(' (this browser)');
+    else {
+      const logout = document.createElement('button');
+      logout.textContent = 'Log out';
+      logout.addEventListener('click', async () => {
+        await api(`/api/devices/${encodeURIComponent(device.session_id)}/logout`, { method: 'POST' });
+        await showDevices();
+      });
+      item.append(' ', logout);
+    }
+    return item;
+  });
+  $('devices').replaceChildren(...items);
+}
+$('devices-show').addEventListener('click', () => showDevices());
 $('logout').addEventListener('click', async () => {
   await fetch('/auth/logout', { method: 'POST' });
   show('logged-out');
