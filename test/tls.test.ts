@@ -3,10 +3,13 @@ import fs from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { loadTlsPair, warnIfExpiring } from '../src/http/tls.js';
+import { createLogger } from '../src/log.js';
 import { client, tempDir, testEnv, verifyIndependently, type Pair } from './helpers.js';
 import { cliProcess, serverEntry, startServer } from './processes.js';
 
@@ -124,6 +127,22 @@ describe.skipIf(!hasOpenssl)('HTTPS (TLS_CERT_FILE, TLS_KEY_FILE)', () => {
     expect((await inFlight).status).toBe(200);
     expect(await exited).toBe(0);
     expect(server.stdout()).not.toContain('did not finish in time');
+  });
+
+  it('a certificate near or past its end is logged: a warning within 14 days, an error once expired; never a key', () => {
+    const one = certificate(tempDir(), 'one', 30);
+    const lines: string[] = [];
+    const logger = createLogger('info', new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) }));
+    const { certificate: x509 } = loadTlsPair({ certFile: one.cert, keyFile: one.key });
+    const day = 86_400_000;
+    for (const daysFromNow of [0, 20, 40]) warnIfExpiring(x509, logger, Date.now() + daysFromNow * day);
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged.map((l) => [l.level, l.msg, l.days_left])).toEqual([
+      [40, 'TLS certificate expires soon', 9],
+      [50, 'TLS certificate has expired: clients will refuse it', undefined],
+    ]);
+    expect(logged[1]).toMatchObject({ subject: 'CN=one', fingerprint256: x509.fingerprint256 });
+    expect(lines.join('')).not.toContain('PRIVATE');
   });
 
   it('a start that cannot serve HTTPS ends with a sentence, exit 1, a cluster once: one variable of the two, a missing file, a key of another certificate', async () => {
