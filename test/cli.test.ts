@@ -201,6 +201,22 @@ describe('tokenmint session', () => {
   });
 });
 
+/**
+ * After a lost master key (README: Backups): `key revoke` of acme's current key, twice, puts both keys
+ * that sign under the master key of `env`; a server started with it then issues a pair that verifies.
+ */
+async function resumeSigning(cwd: string, env: NodeJS.ProcessEnv, appKey: string) {
+  for (let i = 0; i < 2; i++) {
+    const listed = JSON.parse((await run('node', [cliEntry, 'key', 'list', 'acme', '--json'], { cwd, env })).stdout) as Array<{ kid: string; state: string }>;
+    await run('node', [cliEntry, 'key', 'revoke', 'acme', listed.find((k) => k.state === 'current')!.kid], { cwd, env });
+  }
+  const server = await startServer(env, cwd);
+  const issued = await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers: { authorization: appKey }, body: JSON.stringify({ sub: 'u', ...client }) });
+  expect(issued.status).toBe(200);
+  const pair = (await issued.json()) as Pair;
+  expect(verifyIndependently(pair.auth_token, pair.public_key).header).toMatchObject({ alg: 'ES256', kid: pair.key_id });
+}
+
 describe('the tokenmint bin', () => {
   it('creates keys/master.key and data/tokenmint.db (0600, folders 0700) under the working directory, and prints human output', async () => {
     const cwd = tempDir();
@@ -402,15 +418,7 @@ describe('the tokenmint bin', () => {
 
     // The master key lost for good (README: Backups): revoking the current key twice puts both keys
     // that sign under the new one, and the server starts and issues with it.
-    for (let i = 0; i < 2; i++) {
-      const listed = JSON.parse((await run('node', [cliEntry, 'key', 'list', 'acme', '--json'], { cwd, env: other })).stdout) as Array<{ kid: string; state: string }>;
-      await run('node', [cliEntry, 'key', 'revoke', 'acme', listed.find((k) => k.state === 'current')!.kid], { cwd, env: other });
-    }
-    const server = await startServer(other, cwd);
-    const issued = await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers: { authorization: created.app_key }, body: JSON.stringify({ sub: 'u', ...client }) });
-    expect(issued.status).toBe(200);
-    const pair = (await issued.json()) as Pair;
-    expect(verifyIndependently(pair.auth_token, pair.public_key).header).toMatchObject({ alg: 'ES256', kid: pair.key_id });
+    await resumeSigning(cwd, other, created.app_key);
   });
 
   it('the key file lost (README: Backups): the server, started once, makes a new one and stops; two `key revoke`s then put signing under it', async () => {
@@ -423,15 +431,7 @@ describe('the tokenmint bin', () => {
     expect('code' in stopped && stopped.code).toBe(1);
     expect(stopped.stderr).toMatch(new RegExp(`sealed under master key [0-9a-f]{16}, but master key [0-9a-f]{16} was loaded \\(from ${keyFile}\\)`));
     expect(fs.statSync(keyFile).mode & 0o777).toBe(0o600);
-    for (let i = 0; i < 2; i++) {
-      const listed = JSON.parse((await run('node', [cliEntry, 'key', 'list', 'acme', '--json'], { cwd, env })).stdout) as Array<{ kid: string; state: string }>;
-      await run('node', [cliEntry, 'key', 'revoke', 'acme', listed.find((k) => k.state === 'current')!.kid], { cwd, env });
-    }
-    const server = await startServer(env, cwd);
-    const issued = await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers: { authorization: created.app_key }, body: JSON.stringify({ sub: 'u', ...client }) });
-    expect(issued.status).toBe(200);
-    const pair = (await issued.json()) as Pair;
-    expect(verifyIndependently(pair.auth_token, pair.public_key).header).toMatchObject({ alg: 'ES256', kid: pair.key_id });
+    await resumeSigning(cwd, env, created.app_key);
   });
 
   it('run without the server\'s TOKENMINT_MASTER_KEY in the server\'s folder: what needs no private key works, what seals refuses, and no stray keys/master.key is left', async () => {

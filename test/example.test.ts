@@ -49,6 +49,15 @@ function tokenmintRecord(dir: string) {
 
 const pageState = (tab: Page) => tab.evaluate(() => document.body.dataset.state);
 
+/** Opens the example's page in `tab`, which shows the login, and logs in as ada. */
+async function logIn(tab: Page, url: string) {
+  await tab.goto(url);
+  await tab.waitForSelector('body[data-state="logged-out"]');
+  await tab.fill('input[name=name]', 'ada');
+  await tab.click('#login button');
+  await tab.waitForSelector('body[data-state="logged-in"]');
+}
+
 type ApiAnswer = { status: number; body: { sub: string; jid: string } | null };
 /** Both tabs call the API at the same moment (a shared wall-clock instant, not one after the other). */
 function callTogether(tabs: Page[]): Promise<ApiAnswer[]> {
@@ -78,11 +87,7 @@ describe.skipIf(!runBrowser)('the example app (npm run example) in real headless
     const context = await (await launchChromium()).newContext();
 
     const tab1 = await context.newPage();
-    await tab1.goto(example.url);
-    await tab1.waitForSelector('body[data-state="logged-out"]');
-    await tab1.fill('input[name=name]', 'ada');
-    await tab1.click('#login button');
-    await tab1.waitForSelector('body[data-state="logged-in"]');
+    await logIn(tab1, example.url);
     const tab2 = await context.newPage();
     await tab2.goto(example.url);
     await tab2.waitForSelector('body[data-state="logged-in"]');
@@ -160,11 +165,7 @@ describe.skipIf(!runBrowser)('the example app (npm run example) in real headless
     const login = async (userAgent: string) => {
       const context = await chromium.newContext({ userAgent });
       const tab = await context.newPage();
-      await tab.goto(example.url);
-      await tab.waitForSelector('body[data-state="logged-out"]');
-      await tab.fill('input[name=name]', 'ada');
-      await tab.click('#login button');
-      await tab.waitForSelector('body[data-state="logged-in"]');
+      await logIn(tab, example.url);
       return { context, tab };
     };
     const laptop = await login('laptop-browser/1.0');
