@@ -28,6 +28,9 @@ const namesAll = (filter: SessionFilter) => filter.sub === undefined && filter.s
 /** `token`, signed as `signed`, made the row to store by adding its digest in place (a spread would cost a new hidden class per call: see newRefreshToken). */
 const withDigest = <T extends NewRefreshToken>(token: T, signed: string): T & RefreshTokenRecord => Object.assign(token, { tokenSha256: tokenDigest(signed) });
 
+/** A page of devices, not a dump: a subject whose client logs in on every call can have thousands. */
+const LIVE_SESSIONS_LISTED = 100;
+
 /** A refresh token that does not authenticate marks nothing; a storage failure is still one. */
 const notGenuine = (error: unknown): undefined => {
   if (error instanceof TokenmintError) return undefined;
@@ -147,17 +150,19 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     },
 
     /**
-     * The live sessions of one subject, newest first, for the app's backend ("your devices"); the one
-     * `refreshToken` belongs to, if given and genuine, is marked current. A session whose refresh idle
-     * timeout has passed is listed until pruning deletes it (there is no index of tokens by session to
-     * tell it apart sooner).
+     * The live sessions of one subject, newest first and at most LIVE_SESSIONS_LISTED of them, for the
+     * app's backend ("your devices"); the one `refreshToken` belongs to, if given and genuine, is marked
+     * current (and listed last if it is older than those). A session whose refresh idle timeout has passed is listed until pruning deletes it
+     * (there is no index of tokens by session to tell it apart sooner).
      */
     async liveSessions(app: AppRecord, sub: string, refreshToken?: string): Promise<Array<SessionListing & { current: boolean }>> {
       const now = clock();
-      const current = refreshToken === undefined ? undefined : await authenticate(app, refreshToken, { now, checkTimes: false }).catch(notGenuine);
-      return (await repo.listSessions(app.appId, sub))
-        .filter((s) => s.revokedAt === null && s.expiresAt > now)
-        .map((s) => Object.assign(s, { current: s.sessionId === current?.session.sessionId }));
+      const found = refreshToken === undefined ? undefined : await authenticate(app, refreshToken, { now, checkTimes: false }).catch(notGenuine);
+      const live = (await repo.listSessions(app.appId, sub)).filter((s) => s.revokedAt === null && s.expiresAt > now);
+      const listed = live.slice(0, LIVE_SESSIONS_LISTED);
+      const current = live.find((s) => s.sessionId === found?.session.sessionId);
+      if (current && !listed.includes(current)) listed.push(current); // this device is always there
+      return listed.map((s) => Object.assign(s, { current: s === current }));
     },
 
     /** One live session of a subject, ended by the app's backend ("log out that device"); 0 or 1. */

@@ -296,6 +296,22 @@ describe('POST /app/:app_id/sessions and /revoke-session ("your devices")', () =
     expect((await list({ sub: 'u' })).json.sessions.map((s) => s.useragent)).toEqual(['Laptop']);
     expect((await h.post('/app/acme/revoke-session', { sub: 'u' }, acme.appKey)).status).toBe(400);
   });
+
+  it('lists the newest 100 live sessions, and the caller\'s own after them when it is older', async () => {
+    const h = await harness();
+    const { appKey } = await h.createApp('acme');
+    const pairs: Pair[] = [];
+    for (let i = 0; i < 102; i++) {
+      pairs.push((await (await h.post('/app/acme/issue', { sub: 'bot', ip: '203.0.113.7', useragent: `client ${i}` }, appKey)).json()) as Pair);
+      h.clock.advance(1);
+    }
+    const list = async (body: object) => ((await (await h.post('/app/acme/sessions', body, appKey)).json()) as { sessions: Array<{ useragent: string; current: boolean }> }).sessions;
+    const newest = Array.from({ length: 100 }, (_, i) => `client ${101 - i}`);
+    expect((await list({ sub: 'bot' })).map((s) => s.useragent)).toEqual(newest);
+    const mine = await list({ sub: 'bot', refresh_token: pairs[0]!.refresh_token });
+    expect(mine.map((s) => s.useragent)).toEqual([...newest, 'client 0']);
+    expect(mine.filter((s) => s.current).map((s) => s.useragent)).toEqual(['client 0']);
+  });
 });
 
 describe('answers that carry tokens', () => {
