@@ -191,7 +191,7 @@ export function createClient(options: ClientOptions) {
       return call('revoke-subject', { sub }, revokedCount);
     },
 
-    /** The live sessions of a subject, newest first; give the user's refresh token to have theirs marked `current`. */
+    /** The live sessions of a subject, newest first (at most 100); give the user's refresh token to have theirs marked `current` (and listed). */
     sessions(sub: string, options: { refreshToken?: string } = {}): Promise<SessionInfo[]> {
       return call('sessions', { sub, refresh_token: options.refreshToken }, sessionList);
     },
