@@ -28,7 +28,7 @@ export function makePrivateFolder(folder: string): void {
   try {
     fs.mkdirSync(folder, { mode: 0o700 });
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error; // made meanwhile by another process
+    if (errorCode(error) !== 'EEXIST') throw error; // made meanwhile by another process
   }
 }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { errorCode } from '../../files.js';
 
 /**
  * A backup is written as `<file>.partial-<pid>-<random>` and renamed to `<file>` once whole and on
@@ -17,7 +18,7 @@ function running(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
+    return errorCode(error) === 'EPERM';
   }
 }
 
