@@ -17,6 +17,8 @@ const METRICS_ANSWER = 'tokenmint:metrics';
 const HEARTBEAT = 'tokenmint:heartbeat';
 const HEARTBEAT_INTERVAL_MS = 1000;
 const RESTART_DELAY_MS = 1000;
+/** The longest wait between tries at a worker that cannot start while others serve. */
+const MAX_RETRY_DELAY_MS = 30_000;
 /** How much longer than SHUTDOWN_TIMEOUT_SECONDS the primary waits for a worker to exit before killing it. */
 const WORKER_EXIT_GRACE_MS = 2000;
 
@@ -56,9 +58,12 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   };
 
   let announced = false;
+  let retryDelayMs = RESTART_DELAY_MS;
   const listened = new Set<Worker>();
   cluster.on('listening', (worker, address) => {
     listened.add(worker);
+    retryDelayMs = RESTART_DELAY_MS;
+    logger.info({ pid: worker.process.pid, workers: listened.size }, 'worker listening');
     if (announced) return;
     announced = true;
     const host = address.address ?? config.host;
@@ -73,12 +78,32 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     logger.info('closed');
     process.exit(failed ? 1 : 0);
   };
+  const restartIn = (delayMs: number) => {
+    // Not unref'd: with every worker gone it is all that keeps the primary alive (unref'd, a
+    // primary whose workers all died at once exited 0, and a supervisor saw a clean stop).
+    const restart = setTimeout(() => {
+      restarts.delete(restart);
+      fork();
+    }, delayMs);
+    restarts.add(restart);
+  };
   cluster.on('exit', (worker, code, signal) => {
     if (worker === maintenanceWorker) maintenanceWorker = undefined;
     lastHeartbeat.delete(worker);
     if (!closing && !listened.delete(worker) && signal !== 'SIGKILL') {
-      // It failed before it listened (the port taken, say; it said why on stderr): another would too.
-      // Killed (the OOM killer, an operator) says nothing of the next one: that one is restarted.
+      // It failed before it listened (it said why on stderr). Killed (the OOM killer, an operator)
+      // says nothing of the next one: that one is restarted.
+      if (announced && listened.size > 0) {
+        // A replacement, while others serve: what stops it may pass (a certificate renewal caught
+        // half done, a key file being restored). Stopping would take the others down with it: try
+        // again, ever less often, and say so each time.
+        logger.error({ pid: worker.process.pid, code, signal, workers: listened.size, retry_in_ms: retryDelayMs }, 'a new worker could not start; the others serve on; trying again');
+        restartIn(retryDelayMs);
+        retryDelayMs = Math.min(retryDelayMs * 2, MAX_RETRY_DELAY_MS);
+        return;
+      }
+      // At start (the port taken, say), or with no worker serving: another would fail the same way,
+      // and a supervisor should see the stop.
       logger.error({ pid: worker.process.pid, code, signal }, 'a worker could not start; stopping');
       failed = true;
       shutdown('worker could not start');
@@ -92,13 +117,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       return;
     }
     logger.error({ pid: worker.process.pid, code, signal }, 'worker exited; starting another');
-    // Not unref'd: with every worker gone it is all that keeps the primary alive (unref'd, a
-    // primary whose workers all died at once exited 0, and a supervisor saw a clean stop).
-    const restart = setTimeout(() => {
-      restarts.delete(restart);
-      fork();
-    }, RESTART_DELAY_MS);
-    restarts.add(restart);
+    restartIn(RESTART_DELAY_MS);
   });
 
   // A worker answering GET /metrics asks here for the sum over all workers.

@@ -28,13 +28,16 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   const tls = config.tls && loadTlsPair(config.tls);
   if (tls && !cluster.isWorker) warnIfExpiring(tls.certificate, logger); // the primary warns for a cluster
   let metrics: ReturnType<typeof createMetrics> | undefined;
-  // A worker started after the file was deleted must not make an empty one in its place: the
-  // primary's watch is stopping the cluster, and would then report the file replaced, not deleted.
+  // A worker opens what its primary made. One started after the database was deleted must not make
+  // an empty one in its place: the primary's watch is stopping the cluster, and would then report the
+  // file replaced, not deleted. One started while the master key file is away (being restored) must
+  // not make a new random key there, which opens nothing and which the next start would load.
   const tm = openTokenmint(config, {
     logger,
     actor: 'server',
     onAuditEvent: (event, fields) => metrics?.onAuditEvent(event, fields),
     databaseMustExist: cluster.isWorker,
+    createMasterKeyFile: cluster.isWorker ? 'when-sealing' : 'at-open',
   });
   await tm.keyring.checkMasterKey();
   metrics = createMetrics(tm.repo);

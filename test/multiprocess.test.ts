@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { client, decodePart, tempDir, testEnv, verifyIndependently, type Pair } from './helpers.js';
-import { cliProcess, serverEntry, startProcess, startServer } from './processes.js';
+import { childPids, cliProcess, serverEntry, startProcess, startServer, until } from './processes.js';
 
 const post = (url: string, body: unknown, appKey: string) =>
   fetch(url, { method: 'POST', headers: { authorization: appKey, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -145,23 +145,6 @@ function freePort(): Promise<number> {
   });
 }
 
-/** The pids of `pid`'s child processes, from /proc (no ps or pgrep needed). */
-function childPids(pid: number): number[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .filter((name) => {
-      try {
-        // stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after its closing parenthesis.
-        const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-      } catch {
-        return false; // gone meanwhile
-      }
-    })
-    .map(Number);
-}
-
 describe('a cluster whose workers die', () => {
   it('the primary starts new workers, one killed or all at once, and serves again on the same port; SIGTERM between a death and its restart exits 0', async () => {
     const dir = tempDir();
@@ -208,6 +191,42 @@ describe('a cluster whose workers die', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(await server.stop('SIGTERM')).toBe(0);
     expect(server.stdout()).toMatch(/"msg":"closed"/);
+  });
+});
+
+describe('a cluster whose new worker cannot start', () => {
+  it('while another serves, it is tried again ever less often, and starts once the cause is gone; no worker makes a master key file', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir, { WORKERS: '2' });
+    delete env.TOKENMINT_MASTER_KEY; // the key file in keys/, which `app create` makes
+    const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--refresh-nbf', '0');
+    const keyFile = path.join(dir, 'keys', 'master.key');
+    const server = await startServer(env, dir);
+    const primary = server.child.pid!;
+    const logLines = () => server.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const listening = () => logLines().filter((l) => l.msg === 'worker listening');
+    await until(() => listening().length === 2);
+    const retries = () => logLines().filter((l) => l.msg === 'a new worker could not start; the others serve on; trying again');
+
+    // The key file away (an operator restoring it, say), then a worker dies: its replacement cannot
+    // open the signing keys and exits. Before, it also made a new random key file there, and the
+    // primary stopped the whole cluster.
+    fs.renameSync(keyFile, `${keyFile}.away`);
+    process.kill(childPids(primary)[0]!, 'SIGKILL');
+    await until(() => retries().length >= 2);
+    expect(retries().map((l) => l.retry_in_ms).slice(0, 2)).toEqual([1000, 2000]);
+    expect(fs.existsSync(keyFile)).toBe(false);
+    expect(server.stderr()).toContain('no master key is loaded');
+    // The other worker serves all along, with the keys it loaded at its start.
+    const issued = await post(`${server.url}/app/acme/issue`, { sub: 'u', ...client }, String(appKey));
+    expect(issued.status).toBe(200);
+
+    fs.renameSync(`${keyFile}.away`, keyFile);
+    await until(() => listening().length === 3, 15_000);
+    expect(listening()[2]).toMatchObject({ workers: 2 });
+    for (let i = 0; i < 4; i++) expect((await fetch(`${server.url}/healthz`, { headers: { connection: 'close' } })).status).toBe(200);
+    expect(server.child.exitCode).toBeNull();
+    expect(await server.stop('SIGTERM')).toBe(0);
   });
 });
 

@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { onCleanup } from './helpers.js';
@@ -56,4 +57,30 @@ export function startServer(env: NodeJS.ProcessEnv, cwd: string): Promise<Server
 export async function cliProcess(env: NodeJS.ProcessEnv, cwd: string, ...args: string[]): Promise<Record<string, unknown>> {
   const { stdout } = await promisify(execFile)(process.execPath, [cliEntry, ...args, '--json'], { cwd, env: { PATH: process.env.PATH, ...env } });
   return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+/** The pids of `pid`'s child processes, from /proc (no ps or pgrep needed). */
+export function childPids(pid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => {
+      try {
+        // stat: "pid (comm) state ppid ..."; comm may hold spaces, so read after its closing parenthesis.
+        const stat = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
+}
+
+/** Resolves once `condition` holds, looking every 100 ms; throws after `timeoutMs`. */
+export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }

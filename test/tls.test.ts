@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { loadTlsPair, warnIfExpiring } from '../src/http/tls.js';
 import { createLogger } from '../src/log.js';
 import { client, tempDir, testEnv, verifyIndependently, type Pair } from './helpers.js';
-import { cliProcess, serverEntry, startServer } from './processes.js';
+import { childPids, cliProcess, serverEntry, startServer, until } from './processes.js';
 
 /** A self-signed P-256 certificate for 127.0.0.1 made by the openssl CLI, as an operator would. */
 function certificate(dir: string, name: string, days = 30): { cert: string; key: string; pem: string } {
@@ -103,6 +103,32 @@ describe.skipIf(!hasOpenssl)('HTTPS (TLS_CERT_FILE, TLS_KEY_FILE)', () => {
     expect(await server.stop('SIGTERM')).toBe(0);
   });
 
+  it('a cluster whose worker dies while the pair is half renewed serves on with the other; the new worker starts once the pair fits', async () => {
+    const dir = tempDir();
+    const [one, two] = [certificate(dir, 'one'), certificate(dir, 'two')];
+    const [certFile, keyFile] = [path.join(dir, 'live.crt'), path.join(dir, 'live.key')];
+    fs.copyFileSync(one.cert, certFile);
+    fs.copyFileSync(one.key, keyFile);
+    const server = await startServer(testEnv(dir, { WORKERS: '2', TLS_CERT_FILE: certFile, TLS_KEY_FILE: keyFile }), dir);
+    const port = portOf(server.url);
+    const trusted = [one.pem, two.pem];
+    const lines = () => server.stdout().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const listening = () => lines().filter((l) => l.msg === 'worker listening');
+    await until(() => listening().length === 2);
+
+    fs.copyFileSync(two.cert, certFile); // the new certificate, the old key still
+    process.kill(childPids(server.child.pid!)[0]!, 'SIGKILL');
+    await until(() => lines().some((l) => l.msg === 'a new worker could not start; the others serve on; trying again'));
+    expect(server.stderr()).toContain(`the private key in ${keyFile} is not the one of the certificate in ${certFile}`);
+    for (let i = 0; i < 4; i++) expect(await presentedName(port, trusted)).toBe('one');
+
+    fs.copyFileSync(two.key, keyFile);
+    await until(() => listening().length === 3, 15_000);
+    await until(async () => (await Promise.all([1, 2, 3, 4].map(() => presentedName(port, trusted)))).every((name) => name === 'two'));
+    expect(server.child.exitCode).toBeNull();
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+
   it('SIGTERM: a connection stuck before its handshake and an idle one are closed at once; a renew being answered still gets its answer; exit 0', async () => {
     const dir = tempDir();
     const one = certificate(dir, 'one');
@@ -166,11 +192,3 @@ describe.skipIf(!hasOpenssl)('HTTPS (TLS_CERT_FILE, TLS_KEY_FILE)', () => {
     }
   });
 });
-
-async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
