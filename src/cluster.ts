@@ -154,7 +154,13 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     }, config.shutdownTimeoutSeconds * 1000 + WORKER_EXIT_GRACE_MS).unref();
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGINT', () => {
+    if (!closing) return shutdown('SIGINT');
+    // A second Ctrl-C means now (each worker got it too, from the terminal; not so with kill).
+    logger.error('interrupted again; exiting without waiting for in-flight requests');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
+    process.exit(130);
+  });
 
   for (let i = 0; i < config.workers; i++) fork();
 }

@@ -107,7 +107,13 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     setInterval(() => connections.closeUnanswered(), 50).unref();
   };
   process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGINT', () => {
+    if (!closing) return shutdown('SIGINT');
+    // A second Ctrl-C means now, exit 130 as a shell reports it. Nothing is lost: a renew not yet
+    // committed is as if never sent, and its client's retry renews the same token.
+    logger.error('interrupted again; exiting without waiting for in-flight requests');
+    process.exit(130);
+  });
   // A worker whose primary is gone (killed) must not linger holding the port.
   if (cluster.isWorker) process.on('disconnect', () => shutdown('disconnect'));
 }

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { canMountSmallDisk, client, fillDisk, onCleanup, smallDisk, tempDir, testEnv, type Pair } from './helpers.js';
-import { cliProcess, serverEntry, startServer } from './processes.js';
+import { childPids, cliProcess, serverEntry, startServer, until } from './processes.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -28,7 +28,7 @@ async function setup(extraEnv: Record<string, string> = {}) {
       db.close();
     };
   };
-  return { dir, env, server, post, issue, holdWriteLock };
+  return { dir, env, appKey: String(appKey), server, post, issue, holdWriteLock };
 }
 
 describe('graceful shutdown', () => {
@@ -52,6 +52,43 @@ describe('graceful shutdown', () => {
     const db = new Database(String(env.DATABASE_URL), { readonly: true });
     expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
     db.close();
+  });
+});
+
+describe('a second Ctrl-C', () => {
+  it('while a renew waits out the stop: exits 130 at once, one process or a cluster (its workers killed), and the token renews on the next start', async () => {
+    for (const workers of ['1', '2']) {
+      const { dir, env, appKey, server, post, issue, holdWriteLock } = await setup({ WORKERS: workers, SHUTDOWN_TIMEOUT_SECONDS: '60' });
+      const pair = await issue('u');
+      const pids = [server.child.pid!, ...childPids(server.child.pid!)];
+      const release = holdWriteLock();
+      const inFlight = post('renew', { refresh_token: pair.refresh_token, ...client }).then((r) => r.status, () => 'no answer');
+      await sleep(200); // the renew now waits for the lock inside the server
+
+      server.child.kill('SIGINT');
+      await sleep(300);
+      expect(server.child.exitCode, workers).toBeNull(); // the first waits for the renew
+      const started = Date.now();
+      expect(await server.stop('SIGINT'), workers).toBe(130);
+      expect(Date.now() - started).toBeLessThan(5_000); // not the 60 s of SHUTDOWN_TIMEOUT_SECONDS
+      expect(await inFlight).toBe('no answer');
+      expect(server.stdout()).toContain('interrupted again; exiting without waiting for in-flight requests');
+      const running = (pid: number) => {
+        try {
+          return process.kill(pid, 0);
+        } catch {
+          return false;
+        }
+      };
+      await until(() => !pids.some(running), 3000); // a killed worker may take a moment to be reaped
+      release();
+
+      // Nothing was half written: the same refresh token renews, once.
+      const next = await startServer(env, dir);
+      const renew = () => fetch(`${next.url}/app/acme/renew`, { method: 'POST', headers: { authorization: appKey }, body: JSON.stringify({ refresh_token: pair.refresh_token, ...client }) });
+      expect((await renew()).status).toBe(200);
+      expect(await next.stop('SIGTERM')).toBe(0);
+    }
   });
 });
 
