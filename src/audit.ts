@@ -12,6 +12,8 @@ export interface AuditFields {
   kid?: string;
   clientAddress?: string;
   detail?: Record<string, unknown>;
+  /** The API request it came from (its X-Request-Id), kept in the detail: it finds the request's log line. */
+  requestId?: string;
 }
 
 export type AuditEventName =
@@ -38,6 +40,7 @@ export type AuditListener = (event: AuditEventName, fields: AuditFields) => void
 export function createAuditLog({ repo, clock, actor, onEvent }: { repo: Repository; clock: Clock; actor: AuditEvent['actor']; onEvent?: AuditListener }) {
   async function record(event: AuditEventName, fields: AuditFields = {}): Promise<void> {
     const at = clock();
+    const detail = fields.requestId === undefined ? fields.detail : { ...fields.detail, request_id: fields.requestId };
     onEvent?.(event, fields);
     await repo.recordAudit({
       id: newUlid(at),
@@ -49,7 +52,7 @@ export function createAuditLog({ repo, clock, actor, onEvent }: { repo: Reposito
       sessionId: fields.sessionId ?? null,
       kid: fields.kid ?? null,
       clientAddress: fields.clientAddress ?? null,
-      detail: fields.detail === undefined ? null : JSON.stringify(fields.detail),
+      detail: detail === undefined ? null : JSON.stringify(detail),
     });
   }
 

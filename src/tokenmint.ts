@@ -39,8 +39,8 @@ export function openTokenmint(config: Config, { clock = systemClock, logger, act
     actor,
     onEvent: (event, fields) => {
       if (event.startsWith('security.')) {
-        const { appId, sessionId, clientAddress, ...rest } = fields;
-        logger?.warn({ event, app_id: appId, session_id: sessionId, client_address: clientAddress, ...rest }, event);
+        const { appId, sessionId, clientAddress, requestId, ...rest } = fields;
+        logger?.warn({ event, request_id: requestId, app_id: appId, session_id: sessionId, client_address: clientAddress, ...rest }, event);
       }
       onAuditEvent?.(event, fields);
     },

@@ -33,21 +33,21 @@ describe('audit log', () => {
     await cli(h, 'app', 'enable', 'acme');
     const { app_key: newKey } = await cli(h, 'app', 'rotate-secret', 'acme', '--grace', '60');
     const issue = async () => (await (await h.post('/app/acme/issue', { sub: 'u', ...client }, String(newKey))).json()) as Pair;
-    const renew = (token: string) => h.post('/app/acme/renew', { refresh_token: token, ...client }, String(newKey));
+    const renew = (token: string, requestId?: string) => h.post('/app/acme/renew', { refresh_token: token, ...client }, String(newKey), requestId ? { 'x-request-id': requestId } : {});
 
     // Reuse after the grace window.
     const reused = await issue();
     await renew(reused.refresh_token);
     h.clock.advance(2);
-    expect((await renew(reused.refresh_token)).status).toBe(401);
+    expect((await renew(reused.refresh_token, 'req-reuse')).status).toBe(401);
     // A token of a revoked key.
     const signed = await issue();
     await cli(h, 'key', 'rotate', 'acme');
     await cli(h, 'key', 'revoke', 'acme', String(firstKid));
-    expect((await renew(signed.refresh_token)).status).toBe(401);
+    expect((await renew(signed.refresh_token, 'req-revoked-kid')).status).toBe(401);
     await cli(h, 'session', 'revoke', 'acme', '--sub', 'u');
     // Wrong app keys past the threshold.
-    for (let i = 0; i < 4; i++) await h.post('/app/acme/issue', { sub: 'u', ...client }, 'tmk_guess', { 'x-forwarded-for': '1.2.3.4' });
+    for (let i = 0; i < 4; i++) await h.post('/app/acme/issue', { sub: 'u', ...client }, 'tmk_guess', { 'x-forwarded-for': '1.2.3.4', 'x-request-id': `req-guess-${i}` });
 
     const events = await cli(h, 'audit', 'list', '--app', 'acme');
     const names = events.map((e) => `${e.actor}:${e.event}`).reverse();
@@ -64,8 +64,14 @@ describe('audit log', () => {
       'cli:session.revoked',
       'server:security.app_key_blocked',
     ]);
-    expect(events.find((e) => e.event === 'security.refresh_reuse')).toMatchObject({ sub: 'u', session_id: expect.any(String) });
-    expect(events.find((e) => e.event === 'security.revoked_key_presented')).toMatchObject({ kid: firstKid });
+    expect(events.find((e) => e.event === 'security.refresh_reuse')).toMatchObject({ sub: 'u', session_id: expect.any(String), detail: { request_id: 'req-reuse' } });
+    expect(events.find((e) => e.event === 'security.revoked_key_presented')).toMatchObject({ kid: firstKid, detail: { request_id: 'req-revoked-kid' } });
+    expect(events.find((e) => e.event === 'security.app_key_blocked')).toMatchObject({ detail: { request_id: 'req-guess-2' } });
+    // Each security warning in the log names its request, as the request's own line does.
+    for (const [event, requestId] of [['security.refresh_reuse', 'req-reuse'], ['security.revoked_key_presented', 'req-revoked-kid'], ['security.app_key_blocked', 'req-guess-2']]) {
+      expect(h.logs.find((l) => l.event === event)).toMatchObject({ level: 40, request_id: requestId });
+      expect(h.logs.find((l) => l.request_id === requestId && l.status !== undefined)).toMatchObject({ status: event === 'security.app_key_blocked' ? 403 : 401 });
+    }
     expect(events.find((e) => e.event === 'key.revoked')).toMatchObject({ kid: firstKid });
     expect(events.find((e) => e.event === 'session.revoked')).toMatchObject({ sub: 'u', detail: { all: false, count: 1 } });
 

@@ -30,7 +30,7 @@ export function appAuth({ apps, audit, limiter, trustProxyHeader }: { apps: AppS
       if (error instanceof TokenmintError && error.code === 'ERR_INVALID_APP_KEY' && limiter.recordFailure(appId, client) && error.reason !== 'unknown app') {
         const number = limiter.blockNumber(appId);
         const last = number === RECORDED_BLOCKS_PER_WINDOW ? { later_blocks_not_recorded: true } : {};
-        if (number <= RECORDED_BLOCKS_PER_WINDOW) await audit.record('security.app_key_blocked', { appId, clientAddress: client, detail: { reason: error.reason, ...last } });
+        if (number <= RECORDED_BLOCKS_PER_WINDOW) await audit.record('security.app_key_blocked', { appId, clientAddress: client, requestId: c.get('requestId'), detail: { reason: error.reason, ...last } });
       }
       throw error;
     }

@@ -28,11 +28,11 @@ export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth
     })
     .post('/renew', noStore, auth, async function renew(c) {
       const body = await readJson(c, renewBody);
-      return c.json(await sessions.renew(c.get('app'), body));
+      return c.json(await sessions.renew(c.get('app'), body, c.get('requestId')));
     })
     .post('/revoke', noStore, auth, async function revoke(c) {
       const body = await readJson(c, revokeBody);
-      const result = await sessions.revoke(c.get('app'), body.refresh_token);
+      const result = await sessions.revoke(c.get('app'), body.refresh_token, c.get('requestId'));
       c.set('reason', result.reason);
       return c.json({ message: 'revoked' });
     })
@@ -42,7 +42,7 @@ export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth
     })
     .post('/sessions', noStore, auth, async function liveSessions(c) {
       const body = await readJson(c, sessionsBody);
-      const live = await sessions.liveSessions(c.get('app'), body.sub, body.refresh_token);
+      const live = await sessions.liveSessions(c.get('app'), body.sub, body.refresh_token, c.get('requestId'));
       return c.json({
         sessions: live.map((s) => ({ session_id: s.sessionId, created_at: toIso(s.createdAt), expires_at: toIso(s.expiresAt), ip: s.ip, useragent: s.useragent, current: s.current })),
       });

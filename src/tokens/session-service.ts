@@ -41,13 +41,14 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
   /**
    * Authenticates a refresh token of `app` and loads its row (undefined if its jid is unknown): the
    * header, a key of this app that may verify now (a revoked one is a security event worth
-   * recording), then the stored digest or the signature, then the claims.
+   * recording, with the id of the request that presented it), then the stored digest or the
+   * signature, then the claims.
    */
-  async function authenticate(app: AppRecord, token: string, options: { now: number; checkTimes: boolean }) {
+  async function authenticate(app: AppRecord, token: string, options: { now: number; checkTimes: boolean; requestId: string | undefined }) {
     const jws = decodeRefreshToken(token);
     const key = await keyring.verificationKey(app, jws.kid);
     if ('refused' in key) {
-      if (key.refused === 'revoked kid') await audit.record('security.revoked_key_presented', { appId: app.appId, kid: jws.kid });
+      if (key.refused === 'revoked kid') await audit.record('security.revoked_key_presented', { appId: app.appId, kid: jws.kid, requestId: options.requestId });
       throw invalidRefreshToken(key.refused);
     }
     const found = typeof jws.payload.jid === 'string' ? await repo.findRefreshToken(jws.payload.jid) : undefined;
@@ -105,9 +106,9 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
      * after it is reuse, and the whole session is revoked. The pair is signed first and answered only
      * after the commit; a crash after the commit is healed by the client's retry within the grace window.
      */
-    async renew(app: AppRecord, input: Client & { refresh_token: string }): Promise<TokenPair> {
+    async renew(app: AppRecord, input: Client & { refresh_token: string }, requestId?: string): Promise<TokenPair> {
       const now = clock();
-      const found = await authenticate(app, input.refresh_token, { now, checkTimes: true });
+      const found = await authenticate(app, input.refresh_token, { now, checkTimes: true, requestId });
       let { token, session, child } = live(app, found, now);
 
       if (child === null) {
@@ -120,7 +121,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
 
       if (child !== null && now - child.issuedAt <= app.reuseGraceSeconds * 1000) return signPair(app, session, child);
       await repo.revokeSession(session.sessionId, 'reuse', now);
-      await audit.record('security.refresh_reuse', { appId: app.appId, sessionId: session.sessionId, sub: session.sub, detail: { jid: token.jid } });
+      await audit.record('security.refresh_reuse', { appId: app.appId, sessionId: session.sessionId, sub: session.sub, requestId, detail: { jid: token.jid } });
       throw invalidRefreshToken('reuse after grace: session revoked');
     },
 
@@ -128,10 +129,10 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
      * Ends the session of a refresh token. Answers the same for unknown or dead tokens (RFC 7009),
      * and ignores nbf/exp so a user can log out right after logging in.
      */
-    async revoke(app: AppRecord, refreshToken: string): Promise<{ revoked: boolean; reason?: string }> {
+    async revoke(app: AppRecord, refreshToken: string, requestId?: string): Promise<{ revoked: boolean; reason?: string }> {
       const now = clock();
       try {
-        const found = await authenticate(app, refreshToken, { now, checkTimes: false });
+        const found = await authenticate(app, refreshToken, { now, checkTimes: false, requestId });
         if (!found || found.session.appId !== app.appId) return { revoked: false, reason: 'unknown jid' };
         await repo.revokeSession(found.session.sessionId, 'client', now);
         return { revoked: true };
@@ -155,9 +156,9 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
      * current (and listed last if it is older than those). A session whose refresh idle timeout has passed is listed until pruning deletes it
      * (there is no index of tokens by session to tell it apart sooner).
      */
-    async liveSessions(app: AppRecord, sub: string, refreshToken?: string): Promise<Array<SessionListing & { current: boolean }>> {
+    async liveSessions(app: AppRecord, sub: string, refreshToken?: string, requestId?: string): Promise<Array<SessionListing & { current: boolean }>> {
       const now = clock();
-      const found = refreshToken === undefined ? undefined : await authenticate(app, refreshToken, { now, checkTimes: false }).catch(notGenuine);
+      const found = refreshToken === undefined ? undefined : await authenticate(app, refreshToken, { now, checkTimes: false, requestId }).catch(notGenuine);
       const live = (await repo.listSessions(app.appId, sub)).filter((s) => s.revokedAt === null && s.expiresAt > now);
       const listed = live.slice(0, LIVE_SESSIONS_LISTED);
       const current = live.find((s) => s.sessionId === found?.session.sessionId);

@@ -91,7 +91,7 @@ describe('app key brute force (429)', () => {
     for (let i = 0; i < networks; i++) expect((await from(h, `2001:db8:${i.toString(16)}::2`, 'acme', acme.appKey)).status).toBe(429);
     const recorded = await blocks();
     expect(recorded).toHaveLength(RECORDED_BLOCKS_PER_WINDOW);
-    expect(recorded.map((e) => JSON.parse(e.detail!) as Record<string, unknown>).filter((d) => d.later_blocks_not_recorded)).toEqual([{ reason: 'wrong app key', later_blocks_not_recorded: true }]);
+    expect(recorded.map((e) => JSON.parse(e.detail!) as Record<string, unknown>).filter((d) => d.later_blocks_not_recorded)).toEqual([{ reason: 'wrong app key', later_blocks_not_recorded: true, request_id: expect.any(String) }]);
     expect(recorded[0]!.clientAddress).toBe(`2001:db8:${(RECORDED_BLOCKS_PER_WINDOW - 1).toString(16)}::1`); // newest first
 
     h.clock.advance(60); // a new window
