@@ -59,11 +59,13 @@ export function createBackend(options: BackendOptions) {
         const { sub, jid, exp, personal } = c.get('session');
         return c.json({ sub, jid, exp, personal });
       })
-      // "Your devices": the user's sessions, this browser's marked current; and "log that one out".
+      // "Your devices": the user's sessions, this browser's marked current; "log that one out", and
+      // "log out all the others" (also what to call after a password change).
       .get('/api/devices', auth.session({ renew: false }), async (c) => c.json(await auth.devices(c)))
       .post('/api/devices/:session_id/logout', auth.session({ renew: false }), async (c) =>
         c.json({ ended: await client.revokeSession(c.get('session').sub, c.req.param('session_id')) }),
       )
+      .post('/api/devices/logout-others', auth.session({ renew: false }), async (c) => c.json({ ended: await auth.logoutOthers(c) }))
       .get('/tokenmint/browser.js', (c) => c.body(browserHelper, 200, { 'content-type': 'text/javascript; charset=utf-8' }))
       .use('/*', serveStatic({ root: options.publicDir }))
   );

@@ -186,9 +186,13 @@ export function createClient(options: ClientOptions) {
       await call('revoke', { refresh_token: refreshToken }, () => undefined);
     },
 
-    /** Ends every live session of a subject (after a password change, "log out everywhere"); resolves to how many. */
-    async revokeSubject(sub: string): Promise<number> {
-      return call('revoke-subject', { sub }, revokedCount);
+    /**
+     * Ends every live session of a subject (after a password change, "log out everywhere"); resolves
+     * to how many. With `exceptRefreshToken`, all but that token's session ("log out everywhere
+     * else"); a token that is not one of this subject throws InvalidRefreshTokenError and ends nothing.
+     */
+    async revokeSubject(sub: string, options: { exceptRefreshToken?: string } = {}): Promise<number> {
+      return call('revoke-subject', { sub, except_refresh_token: options.exceptRefreshToken }, revokedCount);
     },
 
     /** The live sessions of a subject, newest first (at most 100); give the user's refresh token to have theirs marked `current` (and listed). */

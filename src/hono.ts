@@ -150,6 +150,18 @@ export function tokenmintSession(options: SessionOptions) {
     },
 
     /**
+     * Ends the user's other sessions ("log out everywhere else", a password change), keeping this
+     * browser's (by its refresh cookie); resolves to how many ended. For a route behind `session()`.
+     * Without a refresh cookie it throws InvalidRefreshTokenError and ends nothing: it cannot tell
+     * which session to keep.
+     */
+    async logoutOthers(c: Context<{ Variables: SessionVariables }>): Promise<number> {
+      const refresh = getCookie(c, refreshName);
+      if (!refresh) throw new InvalidRefreshTokenError(401);
+      return client.revokeSubject(c.get('session').sub, { exceptRefreshToken: refresh });
+    },
+
+    /**
      * Requires a session: the verified auth-token claims go to `c.get('session')`. When the access
      * cookie is missing or no longer verifies but a refresh cookie is there, renews (one request per
      * refresh token in this process), sets the new cookies and carries on; a refresh token that

@@ -66,10 +66,15 @@ describe('tokenmint/client against a real server', () => {
     expect(await tm.revokeSession('user-2', devices[1]!.session_id)).toBe(1);
     await expect(tm.renew({ refresh_token: tablet.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
     expect((await tm.sessions('user-2')).map((d) => [d.useragent, d.current])).toEqual([['Desktop', false]]);
+    // Log out everywhere else: all but the session of the given token, which must be the subject's.
+    const [watch, car] = [await tm.issue({ sub: 'user-1', ...user }), await tm.issue({ sub: 'user-1', ...user })];
+    await expect(tm.revokeSubject('user-1', { exceptRefreshToken: desktop.refresh_token })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
+    expect(await tm.revokeSubject('user-1', { exceptRefreshToken: car.refresh_token })).toBe(1);
+    await expect(tm.renew({ refresh_token: watch.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
     // Log out everywhere: every live session of the subject.
     const [phone, laptop] = [await tm.issue({ sub: 'user-1', ...user }), await tm.issue({ sub: 'user-1', ...user })];
-    expect(await tm.revokeSubject('user-1')).toBe(2);
-    for (const pair of [phone, laptop]) await expect(tm.renew({ refresh_token: pair.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
+    expect(await tm.revokeSubject('user-1')).toBe(3);
+    for (const pair of [phone, laptop, car]) await expect(tm.renew({ refresh_token: pair.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
   });
 
   it('throws typed errors: invalid app key, invalid request with field errors, rate limited with Retry-After', async () => {

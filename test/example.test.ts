@@ -158,7 +158,7 @@ describe.skipIf(!runBrowser)('the example app (npm run example) in real headless
     expect([example.answers('GET /api/me') - apiCallsBefore, example.answers('POST /auth/refresh 401') - refusedBefore]).toEqual([1, 1]); // tab1's alone
   }, 60_000); // three waits for the access token to expire, and two browser tabs
 
-  it('"your devices": a browser lists the user\'s sessions with itself marked, and logs the other browser out', async () => {
+  it('"your devices": a browser lists the user\'s sessions with itself marked, logs one other browser out, then all the others', async () => {
     const dir = tempDir();
     const example = await startExample(dir);
     const chromium = await launchChromium();
@@ -169,21 +169,27 @@ describe.skipIf(!runBrowser)('the example app (npm run example) in real headless
       return { context, tab };
     };
     const laptop = await login('laptop-browser/1.0');
+    const tablet = await login('tablet-browser/3.0');
     const phone = await login('phone-browser/2.0');
 
     await laptop.tab.click('#devices-show');
-    await laptop.tab.waitForSelector('#devices li:nth-child(2)');
+    await laptop.tab.waitForSelector('#devices li:nth-child(3)');
     const listed = () => laptop.tab.$$eval('#devices li', (items) => items.map((li) => [li.textContent!.split(',')[0], (li as HTMLElement).dataset.current]));
-    expect(await listed()).toEqual([['phone-browser/2.0', 'false'], ['laptop-browser/1.0', 'true']]); // newest first
-    await laptop.tab.click('#devices li[data-current="false"] button');
+    expect(await listed()).toEqual([['phone-browser/2.0', 'false'], ['tablet-browser/3.0', 'false'], ['laptop-browser/1.0', 'true']]); // newest first
+    await laptop.tab.click('#devices li[data-current="false"] button'); // the phone's
+    await laptop.tab.waitForFunction(() => document.querySelectorAll('#devices li').length === 2);
+    expect(await listed()).toEqual([['tablet-browser/3.0', 'false'], ['laptop-browser/1.0', 'true']]);
+    await laptop.tab.click('#devices-logout-others');
     await laptop.tab.waitForFunction(() => document.querySelectorAll('#devices li').length === 1);
     expect(await listed()).toEqual([['laptop-browser/1.0', 'true']]);
-    expect(tokenmintRecord(dir).sessions.map((s) => s.revoke_reason ?? 'live').sort()).toEqual(['client', 'live']);
+    expect(tokenmintRecord(dir).sessions.map((s) => s.revoke_reason ?? 'live').sort()).toEqual(['client', 'client', 'live']);
 
-    // The phone is logged out at its next renew; the laptop carries on.
-    await accessExpired(phone.context);
-    expect((await callTogether([phone.tab]))[0]!.status).toBe(401);
-    await phone.tab.waitForSelector('body[data-state="logged-out"]');
+    // The phone and the tablet are logged out at their next renew; the laptop carries on.
+    for (const other of [phone, tablet]) {
+      await accessExpired(other.context);
+      expect((await callTogether([other.tab]))[0]!.status).toBe(401);
+      await other.tab.waitForSelector('body[data-state="logged-out"]');
+    }
     await accessExpired(laptop.context);
     expect((await callTogether([laptop.tab]))[0]).toMatchObject({ status: 200, body: { sub: 'ada' } });
   }, 30_000);

@@ -31,6 +31,7 @@ async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
     // "Your devices", and "log out that device".
     .get('/api/devices', auth.session(), async (c) => c.json(await auth.devices(c)))
     .post('/api/devices/:id/logout', auth.session(), async (c) => c.json({ ended: await client.revokeSession(c.get('session').sub, c.req.param('id')) }))
+    .post('/api/logout-others', auth.session(), async (c) => c.json({ ended: await auth.logoutOthers(c).catch((e: Error) => e.name) }))
     // The browser-driven flow: the API answers 401, the page calls the refresh route (fetchWithRefresh).
     .get('/api/strict', auth.session({ renew: false }), (c) => c.json(c.get('session')))
     .post('/refresh', async (c) => ((await auth.refresh(c)) ? c.body(null, 204) : c.json({ message: 'not logged in' }, 401)));
@@ -145,6 +146,23 @@ describe('tokenmint/hono session middleware', () => {
     expect((await devices({ request })).map((d) => d.useragent)).toEqual(['test-browser/1.0']);
     phone.jar.delete('access_token'); // its next request renews, and cannot
     expect((await phone.request('GET', '/api/me')).res.status).toBe(401);
+  });
+
+  it('"log out everywhere else" ends the user\'s other sessions and keeps this browser\'s; with no refresh cookie it ends nothing', async () => {
+    const { request, jar, browser } = await setup();
+    const [phone, tablet] = [browser(), browser()];
+    for (const who of [{ request }, phone, tablet]) await who.request('POST', '/login');
+    // No refresh cookie: which session to keep is unknown, so none is ended.
+    const refresh = jar.get('refresh_token')!;
+    jar.delete('refresh_token');
+    expect(await (await request('POST', '/api/logout-others')).res.json()).toEqual({ ended: 'InvalidRefreshTokenError' });
+    jar.set('refresh_token', refresh);
+
+    expect(await (await request('POST', '/api/logout-others')).res.json()).toEqual({ ended: 2 });
+    for (const j of [jar, phone.jar, tablet.jar]) j.delete('access_token'); // each one's next request renews
+    expect((await request('GET', '/api/me')).res.status).toBe(200);
+    expect((await phone.request('GET', '/api/me')).res.status).toBe(401);
+    expect((await tablet.request('GET', '/api/me')).res.status).toBe(401);
   });
 
   it('an invalid refresh cookie clears both cookies and answers 401; no cookies at all is 401', async () => {

@@ -59,6 +59,10 @@ async function showDevices() {
   $('devices').replaceChildren(...items);
 }
 $('devices-show').addEventListener('click', () => showDevices());
+$('devices-logout-others').addEventListener('click', async () => {
+  await api('/api/devices/logout-others', { method: 'POST' });
+  await showDevices();
+});
 $('logout').addEventListener('click', async () => {
   await fetch('/auth/logout', { method: 'POST' });
   show('logged-out');

@@ -21,6 +21,6 @@ const personal = z.custom<Record<string, unknown>>(isPlainObject, { error: 'must
 export const issueBody = z.object({ sub, ip, useragent, personal: personal.optional() });
 export const renewBody = z.object({ refresh_token: refreshToken, ip, useragent });
 export const revokeBody = z.object({ refresh_token: refreshToken });
-export const revokeSubjectBody = z.object({ sub });
+export const revokeSubjectBody = z.object({ sub, except_refresh_token: refreshToken.optional() });
 export const sessionsBody = z.object({ sub, refresh_token: refreshToken.optional() });
 export const revokeSessionBody = z.object({ sub, session_id: z.string().min(1).max(64) });

@@ -38,7 +38,8 @@ export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth
     })
     .post('/revoke-subject', noStore, auth, async function revokeSubject(c) {
       const body = await readJson(c, revokeSubjectBody);
-      return c.json({ message: 'revoked', revoked: await sessions.revokeSubject(c.get('app'), body.sub) });
+      const revoked = await sessions.revokeSubject(c.get('app'), body.sub, { exceptRefreshToken: body.except_refresh_token, requestId: c.get('requestId') });
+      return c.json({ message: 'revoked', revoked });
     })
     .post('/sessions', noStore, auth, async function liveSessions(c) {
       const body = await readJson(c, sessionsBody);

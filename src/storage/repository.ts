@@ -95,6 +95,13 @@ export interface RefreshToken {
   child: RefreshTokenRecord | null;
 }
 
+/** Which sessions of an app: one subject's, one session, or (neither named) all; `exceptSessionId` is spared. */
+export interface SessionFilter {
+  sub?: string;
+  sessionId?: string;
+  exceptSessionId?: string;
+}
+
 export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all';
 
 /** A session as `session list` shows it: with the client that logged in (null for sessions older than that record). */
@@ -193,8 +200,11 @@ export interface Repository {
 
   /** Revokes one session (idempotent: an already revoked session keeps its first reason). */
   revokeSession(sessionId: string, reason: RevokeReason, now: number): Promise<void>;
-  /** Revokes the app's live sessions, of one subject, one session, or all; resolves to how many were live. */
-  revokeSessions(appId: string, filter: { sub?: string; sessionId?: string }, reason: RevokeReason, now: number): Promise<number>;
+  /**
+   * Revokes the app's live sessions, of one subject, one session, or all, but for `exceptSessionId`;
+   * resolves to how many were live.
+   */
+  revokeSessions(appId: string, filter: SessionFilter, reason: RevokeReason, now: number): Promise<number>;
 
   /**
    * Deletes what can never be used again: refresh tokens past their `exp` (a token only with or after

@@ -3,7 +3,7 @@ import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
 import { invalidRefreshToken, TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
-import type { AppRecord, RefreshToken, RefreshTokenRecord, Repository, RevokeReason, SessionListing, SessionRecord } from '../storage/repository.js';
+import type { AppRecord, RefreshToken, RefreshTokenRecord, Repository, RevokeReason, SessionFilter, SessionListing, SessionRecord } from '../storage/repository.js';
 import { newRefreshToken, pairClaims, type NewRefreshToken } from './claims.js';
 import { checkRefreshClaims, decodeRefreshToken, isAuthentic, signJwt, tokenDigest } from './jwt.js';
 
@@ -21,7 +21,6 @@ export interface Client {
 
 export type SessionService = ReturnType<typeof createSessionService>;
 
-type SessionFilter = { sub?: string; sessionId?: string };
 /** A filter that names no subject and no session: every session of the app. */
 const namesAll = (filter: SessionFilter) => filter.sub === undefined && filter.sessionId === undefined;
 
@@ -60,7 +59,8 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
   /** Revokes the live sessions `filter` names (all of the app's when it names none) and records it. */
   async function revokeSessions(appId: string, filter: SessionFilter, reason: RevokeReason): Promise<number> {
     const revoked = await repo.revokeSessions(appId, filter, reason, clock());
-    await audit.record('session.revoked', { appId, sub: filter.sub, sessionId: filter.sessionId, detail: { all: namesAll(filter), count: revoked } });
+    const kept = filter.exceptSessionId === undefined ? {} : { kept_session_id: filter.exceptSessionId };
+    await audit.record('session.revoked', { appId, sub: filter.sub, sessionId: filter.sessionId, detail: { all: namesAll(filter), count: revoked, ...kept } });
     return revoked;
   }
 
@@ -144,10 +144,18 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
 
     /**
      * Every live session of one subject, for the app's backend (a password change, "log out
-     * everywhere"); the same as `session revoke --sub`, recorded as the client's.
+     * everywhere"); the same as `session revoke --sub`, recorded as the client's. With
+     * `exceptRefreshToken`, all but the session of that token ("log out everywhere else"), which must
+     * be a genuine token of this app and subject, live or not: anything else is refused (401) and ends
+     * nothing, since ending every session would log out the one the caller meant to keep.
      */
-    revokeSubject(app: AppRecord, sub: string): Promise<number> {
-      return revokeSessions(app.appId, { sub }, 'client');
+    async revokeSubject(app: AppRecord, sub: string, options: { exceptRefreshToken?: string; requestId?: string } = {}): Promise<number> {
+      if (options.exceptRefreshToken === undefined) return revokeSessions(app.appId, { sub }, 'client');
+      const found = await authenticate(app, options.exceptRefreshToken, { now: clock(), checkTimes: false, requestId: options.requestId });
+      if (!found) throw invalidRefreshToken('unknown jid');
+      if (found.session.appId !== app.appId) throw invalidRefreshToken('session of another app');
+      if (found.session.sub !== sub) throw invalidRefreshToken('session of another subject');
+      return revokeSessions(app.appId, { sub, exceptSessionId: found.session.sessionId }, 'client');
     },
 
     /**

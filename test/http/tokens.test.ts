@@ -242,6 +242,47 @@ describe('POST /app/:app_id/revoke-subject', () => {
   });
 });
 
+describe('POST /app/:app_id/revoke-subject with except_refresh_token ("log out everywhere else")', () => {
+  it('ends every other live session of the subject and keeps the one of that token, used or not yet valid; a token not of that app and subject is 401 and ends nothing', async () => {
+    const h = await harness();
+    const acme = await h.createApp('acme', { refreshNbfSeconds: 60 });
+    const beta = await h.createApp('beta', { refreshNbfSeconds: 0 });
+    const issue = async (app: { appId: string; appKey: string }, sub: string) => (await (await h.post(`/app/${app.appId}/issue`, { sub, ...client }, app.appKey)).json()) as Pair;
+    const renew = (pair: Pair) => h.post('/app/acme/renew', { refresh_token: pair.refresh_token, ...client }, acme.appKey);
+    const revokeOthers = (sub: string, except: string) => h.post('/app/acme/revoke-subject', { sub, except_refresh_token: except }, acme.appKey);
+    const [here, phone, tablet, other] = [await issue(acme, 'u'), await issue(acme, 'u'), await issue(acme, 'u'), await issue(acme, 'v')];
+
+    // Refused, nothing ended: a token of another subject, of another app, forged, or not a token.
+    const refused: Array<[string, string, string]> = [
+      ['u', other.refresh_token, 'session of another subject'],
+      ['u', (await issue(beta, 'u')).refresh_token, 'unknown kid'],
+      ['u', `${here.refresh_token.slice(0, -4)}AAAA`, 'bad signature'],
+      ['u', here.auth_token, 'not a refresh token'],
+    ];
+    for (const [sub, token, reason] of refused) {
+      const res = await revokeOthers(sub, token);
+      expect([res.status, await res.json()]).toEqual([401, { message: 'invalid refresh token' }]);
+      expect(h.logs.at(-1)).toMatchObject({ status: 401, reason });
+    }
+    expect((await h.post('/app/acme/revoke-subject', { sub: 'u', except_refresh_token: 7 }, acme.appKey)).status).toBe(400);
+
+    // A token right after login (before its nbf) names its session; so would one already renewed.
+    let res = await revokeOthers('u', here.refresh_token);
+    expect(await res.json()).toEqual({ message: 'revoked', revoked: 2 });
+    expect((await h.tm.audit.list({ appId: 'acme', limit: 1 }))[0]).toMatchObject({ event: 'session.revoked', sub: 'u', detail: expect.stringContaining('"count":2,"kept_session_id":') });
+    h.clock.advance(60);
+    expect((await renew(phone)).status).toBe(401);
+    expect((await renew(tablet)).status).toBe(401);
+    expect((await renew(other)).status).toBe(200);
+    const renewed = await renew(here);
+    expect(renewed.status).toBe(200);
+    res = await revokeOthers('u', here.refresh_token); // used now: it still names its session
+    expect(await res.json()).toEqual({ message: 'revoked', revoked: 0 });
+    h.clock.advance(60);
+    expect((await renew((await renewed.json()) as Pair)).status).toBe(200);
+  });
+});
+
 describe('POST /app/:app_id/sessions and /revoke-session ("your devices")', () => {
   it('lists a subject\'s live sessions, newest first, the caller\'s marked current; ends one of them by id, only with its subject', async () => {
     const h = await harness();

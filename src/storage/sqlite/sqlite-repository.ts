@@ -343,6 +343,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
               eq(sessions.appId, appId),
               filter.sub === undefined ? undefined : eq(sessions.sub, filter.sub),
               filter.sessionId === undefined ? undefined : eq(sessions.sessionId, filter.sessionId),
+              filter.exceptSessionId === undefined ? undefined : ne(sessions.sessionId, filter.exceptSessionId),
               isNull(sessions.revokedAt),
               gt(sessions.expiresAt, now),
             ),
