@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { client, decodePart, harness, verifyIndependently, type Pair } from '../helpers.js';
+import { client, decodePart, harness, verifyIndependently, type Harness, type Pair } from '../helpers.js';
 
 const ULID = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 
@@ -212,12 +212,15 @@ describe('POST /app/:app_id/revoke', () => {
   });
 });
 
+/** A new session of `sub` in `app`, through the HTTP API. */
+const issueFor = async (h: Harness, app: { appId: string; appKey: string }, sub: string) => (await (await h.post(`/app/${app.appId}/issue`, { sub, ...client }, app.appKey)).json()) as Pair;
+
 describe('POST /app/:app_id/revoke-subject', () => {
   it('ends every live session of that subject in that app, and no other; answers how many', async () => {
     const h = await harness();
     const acme = await h.createApp('acme', { refreshNbfSeconds: 0 });
     const beta = await h.createApp('beta', { refreshNbfSeconds: 0 });
-    const issue = async (app: { appId: string; appKey: string }, sub: string) => (await (await h.post(`/app/${app.appId}/issue`, { sub, ...client }, app.appKey)).json()) as Pair;
+    const issue = (app: { appId: string; appKey: string }, sub: string) => issueFor(h, app, sub);
     const renewStatus = async (app: { appId: string; appKey: string }, pair: Pair) => (await h.post(`/app/${app.appId}/renew`, { refresh_token: pair.refresh_token, ...client }, app.appKey)).status;
     const [phone, laptop, other, elsewhere] = [await issue(acme, 'u'), await issue(acme, 'u'), await issue(acme, 'v'), await issue(beta, 'u')];
 
@@ -247,7 +250,7 @@ describe('POST /app/:app_id/revoke-subject with except_refresh_token ("log out e
     const h = await harness();
     const acme = await h.createApp('acme', { refreshNbfSeconds: 60 });
     const beta = await h.createApp('beta', { refreshNbfSeconds: 0 });
-    const issue = async (app: { appId: string; appKey: string }, sub: string) => (await (await h.post(`/app/${app.appId}/issue`, { sub, ...client }, app.appKey)).json()) as Pair;
+    const issue = (app: { appId: string; appKey: string }, sub: string) => issueFor(h, app, sub);
     const renew = (pair: Pair) => h.post('/app/acme/renew', { refresh_token: pair.refresh_token, ...client }, acme.appKey);
     const revokeOthers = (sub: string, except: string) => h.post('/app/acme/revoke-subject', { sub, except_refresh_token: except }, acme.appKey);
     const [here, phone, tablet, other] = [await issue(acme, 'u'), await issue(acme, 'u'), await issue(acme, 'u'), await issue(acme, 'v')];
