@@ -8,6 +8,7 @@ import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/config.js';
 import { openMasterKeyRing, unseal } from '../../src/keyring/master-key.js';
+import { runCli } from '../../src/cli/run.js';
 import { openSqlite } from '../../src/storage/sqlite/open.js';
 import { createSqliteRepository } from '../../src/storage/sqlite/sqlite-repository.js';
 import { client, harness, onCleanup, tempDir, verifyIndependently, type Pair } from '../helpers.js';
@@ -56,6 +57,38 @@ describe('SQLite storage', () => {
     const db = openSqlite(file, { mustExist: true }); // ...and then opened
     onCleanup(() => db.$client.close());
     expect(db.$client.pragma('journal_mode', { simple: true })).toBe('wal');
+  });
+
+  it('refuses a file a newer version has migrated, with a sentence, and leaves it as it was; the CLI says so and exits 1', async () => {
+    const h = await harness();
+    const acme = await h.createApp('acme');
+    // A newer version: every migration of this one, and one more after them.
+    const migrations = fileURLToPath(new URL('../../migrations', import.meta.url));
+    const newer = path.join(tempDir(), 'migrations');
+    fs.cpSync(migrations, newer, { recursive: true });
+    const journal = JSON.parse(fs.readFileSync(path.join(newer, 'meta/_journal.json'), 'utf8')) as { entries: Array<{ idx: number; version: string; when: number; tag: string; breakpoints: boolean }> };
+    const last = journal.entries.at(-1)!;
+    const when = last.when + 86_400_000;
+    journal.entries.push({ ...last, idx: last.idx + 1, when, tag: '0010_from_the_future' });
+    fs.writeFileSync(path.join(newer, 'meta/_journal.json'), JSON.stringify(journal));
+    fs.writeFileSync(path.join(newer, '0010_from_the_future.sql'), 'ALTER TABLE `sessions` ADD `device_name` text NOT NULL DEFAULT \'\';');
+    const file = h.config.databasePath;
+    const other = new Database(file);
+    migrate(drizzle({ client: other }), { migrationsFolder: newer });
+    const applied = () => other.prepare('SELECT count(*) FROM __drizzle_migrations').pluck().get();
+    const before = applied();
+
+    const sentence = `cannot open the database ${file}: a newer tokenmint has migrated it (its last migration dates from ${new Date(when).toISOString()}, this version's from ${new Date(last.when).toISOString()}), and this version cannot tell what it changed: run that version or a newer one, or go back to a backup taken before the upgrade`;
+    expect(() => openSqlite(file)).toThrow(new ConfigError(sentence));
+    expect(() => openSqlite(file, { mustExist: true })).toThrow(new ConfigError(sentence));
+    expect(applied()).toBe(before);
+    let stderr = '';
+    const code = await runCli(['app', 'list'], { stdout: () => {}, stderr: (t) => (stderr += t), env: h.env, cwd: h.dir, clock: h.clock });
+    expect(code).toBe(1);
+    expect(stderr).toContain(`tokenmint: ${sentence}\n`);
+    // The process that had it open before (this harness, as a server running through the upgrade) goes on.
+    expect((await h.post('/app/acme/issue', { sub: 'u', ...client }, acme.appKey)).status).toBe(200);
+    other.close();
   });
 
   it('upgrades a file of the schema before migration 0004: every refresh token kept, used_at now the child\'s issued_at, no index or foreign key on the session', async () => {

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import { readMigrationFiles } from 'drizzle-orm/migrator';
 import { ConfigError } from '../../config.js';
 import { accessHint, createPrivateFile, errorCode, fullDiskHint, isAccessDenied } from '../../files.js';
 import * as schema from './schema.js';
@@ -44,9 +45,31 @@ function openAndMigrate(file: string, mustExist: boolean): SqliteDb {
   retryAtStartUp(() => client.pragma('journal_mode = WAL'));
   client.pragma('synchronous = NORMAL');
   client.pragma('foreign_keys = ON');
+  refuseNewerSchema(client);
   const db = drizzle({ client, schema });
   retryAtStartUp(() => migrate(db, { migrationsFolder }));
   return db;
+}
+
+/** Where drizzle records the migrations applied, each with its folder time (`when` in meta/_journal.json). */
+const MIGRATIONS_TABLE = '__drizzle_migrations';
+
+/**
+ * Refuses a file that a newer tokenmint has migrated (a deploy rolled back, an old CLI on a host):
+ * drizzle would apply nothing and carry on, and this version's statements would meet a schema they
+ * were not written for — failing renews at best, misreading which token was used at worst (as
+ * migrations 0005–0007 moved that). A process that opened the file before the upgrade goes on.
+ */
+function refuseNewerSchema(client: Database.Database): void {
+  const known = client.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(MIGRATIONS_TABLE);
+  if (!known) return; // a new file
+  const applied = Number(client.prepare(`SELECT max(created_at) FROM ${MIGRATIONS_TABLE}`).pluck().get() ?? 0);
+  const ours = Math.max(...readMigrationFiles({ migrationsFolder }).map((m) => m.folderMillis));
+  if (applied <= ours) return;
+  throw new Error(
+    `a newer tokenmint has migrated it (its last migration dates from ${new Date(applied).toISOString()}, this version's from ${new Date(ours).toISOString()}), ` +
+      'and this version cannot tell what it changed: run that version or a newer one, or go back to a backup taken before the upgrade',
+  );
 }
 
 // Processes opening a fresh file at once may all try to switch it to WAL, and to apply the first
