@@ -234,14 +234,24 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect(await repo.revokeKey('acme', 'unknown', key('acme', 'next'), NOW)).toBeUndefined();
     });
 
-    it('revokeSessions counts live sessions of a subject, or all of the app', async () => {
+    it('revokeSessions counts live sessions of a subject (all, or all but one), or all of the app', async () => {
       const { repo } = await withApp();
+      const kept = session('acme', 'a');
+      await repo.createSession(kept, token(kept));
       for (const sub of ['a', 'a', 'b']) {
         const s = session('acme', sub);
         await repo.createSession(s, token(s));
       }
       const expired = { ...session('acme', 'a'), expiresAt: NOW - 1 };
       await repo.createSession(expired, token(expired));
+      expect(await repo.revokeSessions('acme', { sub: 'a', exceptSessionId: kept.sessionId }, 'client', NOW)).toBe(2);
+      expect((await repo.listSessions('acme', 'a')).filter((s) => s.revokedAt === null).map((s) => s.sessionId)).toEqual([expired.sessionId, kept.sessionId]);
+      expect(await repo.revokeSessions('acme', { sub: 'a' }, 'admin', NOW)).toBe(1);
+      expect(await repo.revokeSessions('acme', { sub: 'a' }, 'admin', NOW)).toBe(0);
+      for (const sub of ['a', 'a']) {
+        const s = session('acme', sub);
+        await repo.createSession(s, token(s));
+      }
       expect(await repo.revokeSessions('acme', { sub: 'a' }, 'admin', NOW)).toBe(2);
       expect(await repo.revokeSessions('acme', { sub: 'a' }, 'admin', NOW)).toBe(0);
       expect(await repo.revokeSessions('acme', {}, 'admin-all', NOW)).toBe(1);
