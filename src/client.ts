@@ -101,6 +101,13 @@ function revokedCount(answer: unknown): number {
   throw new TokenmintClientError('unavailable', 'the answer is not a count of revoked sessions: is baseUrl a tokenmint server?');
 }
 
+/** The count of an update-personal answer; anything else is `unavailable`, as in pairOf. */
+function updatedCount(answer: unknown): number {
+  const updated = (answer as { updated?: unknown } | null)?.updated;
+  if (typeof updated === 'number') return updated;
+  throw new TokenmintClientError('unavailable', 'the answer is not a count of updated sessions: is baseUrl a tokenmint server?');
+}
+
 /** The sessions of a sessions answer; anything else is `unavailable`, as in pairOf. */
 function sessionList(answer: unknown): SessionInfo[] {
   const sessions = (answer as { sessions?: unknown } | null)?.sessions;
@@ -203,6 +210,14 @@ export function createClient(options: ClientOptions) {
     /** Ends one session of a subject, by its `session_id` from `sessions()` ("log out that device"); resolves to 1, or 0 if it was not live. */
     revokeSession(sub: string, sessionId: string): Promise<number> {
       return call('revoke-session', { sub, session_id: sessionId }, revokedCount);
+    },
+
+    /**
+     * New `personal` claims (null: none) for every live session of a subject (the user renamed
+     * themselves), in the auth tokens of their next renews; resolves to how many sessions.
+     */
+    updatePersonal(sub: string, personal: Record<string, unknown> | null): Promise<number> {
+      return call('update-personal', { sub, personal }, updatedCount);
     },
   };
 }

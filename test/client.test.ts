@@ -66,6 +66,10 @@ describe('tokenmint/client against a real server', () => {
     expect(await tm.revokeSession('user-2', devices[1]!.session_id)).toBe(1);
     await expect(tm.renew({ refresh_token: tablet.refresh_token, ...user })).rejects.toBeInstanceOf(InvalidRefreshTokenError);
     expect((await tm.sessions('user-2')).map((d) => [d.useragent, d.current])).toEqual([['Desktop', false]]);
+    // Renamed: the live session's next auth token says so.
+    expect(await tm.updatePersonal('user-2', { name: 'Grace' })).toBe(1);
+    const renamed = await tm.renew({ refresh_token: desktop.refresh_token, ...user });
+    expect(verifyIndependently(renamed.auth_token, renamed.public_key).payload.personal).toEqual({ name: 'Grace' });
     // Log out everywhere else: all but the session of the given token, which must be the subject's.
     const [watch, car] = [await tm.issue({ sub: 'user-1', ...user }), await tm.issue({ sub: 'user-1', ...user })];
     await expect(tm.revokeSubject('user-1', { exceptRefreshToken: desktop.refresh_token })).rejects.toBeInstanceOf(InvalidRefreshTokenError);

@@ -24,3 +24,4 @@ export const revokeBody = z.object({ refresh_token: refreshToken });
 export const revokeSubjectBody = z.object({ sub, except_refresh_token: refreshToken.optional() });
 export const sessionsBody = z.object({ sub, refresh_token: refreshToken.optional() });
 export const revokeSessionBody = z.object({ sub, session_id: z.string().min(1).max(64) });
+export const updatePersonalBody = z.object({ sub, personal: personal.nullable() });

@@ -3,7 +3,7 @@ import { toIso } from '../clock.js';
 import type { SessionService } from '../tokens/session-service.js';
 import type { AppEnv } from './env.js';
 import { readJson } from './json-body.js';
-import { issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody } from './schemas.js';
+import { issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody, updatePersonalBody } from './schemas.js';
 
 /**
  * Answers carry tokens: no cache on the way may keep one (RFC 6749 §5.1), errors included. Per route,
@@ -16,9 +16,9 @@ const noStore: MiddlewareHandler<AppEnv> = async (c, next) => {
 };
 
 /**
- * POST /app/:app_id/{issue,renew,revoke,revoke-subject,sessions,revoke-session}, each behind `auth`
- * (the app key). Variables
- * are read with `c.get`: hono's `c.var` builds an object of all of them on every read.
+ * POST /app/:app_id/{issue,renew,revoke,revoke-subject,sessions,revoke-session,update-personal},
+ * each behind `auth` (the app key). Variables are read with `c.get`: hono's `c.var` builds an object
+ * of all of them on every read.
  */
 export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth: MiddlewareHandler<AppEnv> }) {
   return new Hono<AppEnv>()
@@ -51,5 +51,9 @@ export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth
     .post('/revoke-session', noStore, auth, async function revokeSession(c) {
       const body = await readJson(c, revokeSessionBody);
       return c.json({ message: 'revoked', revoked: await sessions.revokeSession(c.get('app'), body.sub, body.session_id) });
+    })
+    .post('/update-personal', noStore, auth, async function updatePersonal(c) {
+      const body = await readJson(c, updatePersonalBody);
+      return c.json({ message: 'updated', updated: await sessions.updatePersonal(c.get('app'), body.sub, body.personal) });
     });
 }

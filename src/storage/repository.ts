@@ -198,6 +198,12 @@ export interface Repository {
    */
   resealKeys(appId: string, changes: Array<{ kid: string; from: string; to: string }>): Promise<number>;
 
+  /**
+   * Sets `personal` (JSON text, or null for none) on the live sessions of one subject of an app, for
+   * the auth tokens they issue from then on; resolves to how many.
+   */
+  updatePersonal(appId: string, sub: string, personal: string | null, now: number): Promise<number>;
+
   /** Revokes one session (idempotent: an already revoked session keeps its first reason). */
   revokeSession(sessionId: string, reason: RevokeReason, now: number): Promise<void>;
   /**

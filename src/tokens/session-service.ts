@@ -174,6 +174,15 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
       return listed.map((s) => Object.assign(s, { current: s === current }));
     },
 
+    /**
+     * New `personal` claims (null: none) for every live session of a subject, from their next renew
+     * on (a user renamed); auth tokens already issued keep theirs until they expire. Resolves to how
+     * many sessions.
+     */
+    updatePersonal(app: AppRecord, sub: string, personal: Record<string, unknown> | null): Promise<number> {
+      return repo.updatePersonal(app.appId, sub, personal === null ? null : JSON.stringify(personal), clock());
+    },
+
     /** One live session of a subject, ended by the app's backend ("log out that device"); 0 or 1. */
     revokeSession(app: AppRecord, sub: string, sessionId: string): Promise<number> {
       return revokeSessions(app.appId, { sub, sessionId }, 'client');

@@ -358,6 +358,46 @@ describe('POST /app/:app_id/sessions and /revoke-session ("your devices")', () =
   });
 });
 
+describe('POST /app/:app_id/update-personal', () => {
+  it('sets the personal claims of every live session of the subject, in the auth tokens of their next renews; null removes them; nothing else changes', async () => {
+    const h = await harness();
+    const acme = await h.createApp('acme', { refreshNbfSeconds: 0 });
+    const beta = await h.createApp('beta', { refreshNbfSeconds: 0 });
+    const issueWith = async (app: { appId: string; appKey: string }, sub: string) =>
+      (await (await h.post(`/app/${app.appId}/issue`, { sub, ...client, personal: { name: 'Ann' } }, app.appKey)).json()) as Pair;
+    const renewed = async (app: { appId: string; appKey: string }, pair: Pair) => {
+      const res = await h.post(`/app/${app.appId}/renew`, { refresh_token: pair.refresh_token, ...client }, app.appKey);
+      expect(res.status).toBe(200);
+      return (await res.json()) as Pair;
+    };
+    const personalOf = (pair: Pair) => verifyIndependently(pair.auth_token, pair.public_key).payload.personal;
+    const [phone, laptop, ended, other, elsewhere] = [await issueWith(acme, 'u'), await issueWith(acme, 'u'), await issueWith(acme, 'u'), await issueWith(acme, 'v'), await issueWith(beta, 'u')];
+    await h.post('/app/acme/revoke', { refresh_token: ended.refresh_token }, acme.appKey);
+
+    const update = (body: unknown) => h.post('/app/acme/update-personal', body, acme.appKey);
+    let res = await update('{"sub":"u","personal":{"name":"Annie","__proto__":{"admin":true}}}'); // kept as plain data, as at issue
+    expect(await res.json()).toEqual({ message: 'updated', updated: 2 }); // not the ended one
+    const phone2 = await renewed(acme, phone);
+    expect(personalOf(phone2)).toEqual(JSON.parse('{"name":"Annie","__proto__":{"admin":true}}'));
+    expect(personalOf(await renewed(acme, laptop))).toMatchObject({ name: 'Annie' });
+    expect(personalOf(await renewed(acme, other))).toEqual({ name: 'Ann' });
+    expect(personalOf(await renewed(beta, elsewhere))).toEqual({ name: 'Ann' });
+    expect(personalOf(phone)).toEqual({ name: 'Ann' }); // what was issued stays as signed
+
+    res = await update({ sub: 'u', personal: null });
+    expect(await res.json()).toEqual({ message: 'updated', updated: 2 });
+    expect(verifyIndependently((await renewed(acme, phone2)).auth_token, phone2.public_key).payload).not.toHaveProperty('personal');
+
+    for (const [body, path] of [[{ sub: 'u' }, 'personal'], [{ sub: 'u', personal: [1] }, 'personal'], [{ sub: 'u', personal: { blob: 'x'.repeat(4100) } }, 'personal'], [{ personal: null }, 'sub']] as const) {
+      res = await update(body);
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { errors: Array<{ path: string }> }).errors.map((e) => e.path)).toEqual([path]);
+    }
+    expect((await h.post('/app/acme/update-personal', { sub: 'u', personal: null }, beta.appKey)).status).toBe(403);
+    expect(await (await update({ sub: 'nobody', personal: null })).json()).toEqual({ message: 'updated', updated: 0 });
+  });
+});
+
 describe('answers that carry tokens', () => {
   it('say Cache-Control: no-store on every app-key route, errors included (RFC 6749 §5.1)', async () => {
     const h = await harness();
@@ -371,16 +411,17 @@ describe('answers that carry tokens', () => {
       await h.post(`/app/${appId}/revoke-subject`, { sub: 'u' }, appKey),
       await h.post(`/app/${appId}/sessions`, { sub: 'u' }, appKey),
       await h.post(`/app/${appId}/revoke-session`, { sub: 'u', session_id: 'x' }, appKey),
+      await h.post(`/app/${appId}/update-personal`, { sub: 'u', personal: null }, appKey),
       await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey), // 401
       await h.post(`/app/${appId}/issue`, { sub: '' }, appKey), // 400
       await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, 'tmk_wrong'), // 403
     ];
-    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 401, 400, 403]);
+    expect(answers.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 200, 401, 400, 403]);
     for (const res of answers) expect(res.headers.get('cache-control')).toBe('no-store');
     // Not the JWKS, which caches may keep; and every route keeps its own name in logs and metrics.
     expect((await h.app.request(`/app/${appId}/jwks.json`)).headers.get('cache-control')).toMatch(/^public, max-age=/);
     expect(h.logs.map((l) => l.route).filter(Boolean)).toEqual([
-      ...['issue', 'renew', 'revoke', 'revoke-subject', 'sessions', 'revoke-session', 'renew', 'issue', 'issue'].map((r) => `/app/:app_id/${r}`),
+      ...['issue', 'renew', 'revoke', 'revoke-subject', 'sessions', 'revoke-session', 'update-personal', 'renew', 'issue', 'issue'].map((r) => `/app/:app_id/${r}`),
       '/app/:app_id/jwks.json',
     ]);
   });

@@ -283,6 +283,22 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.listSessions('acme', 'a')).map((s) => [s.sessionId, s.revokeReason])).toEqual([[second.sessionId, null], [first.sessionId, 'admin']]);
     });
 
+    it('updatePersonal sets personal on the live sessions of one subject of one app, and counts them', async () => {
+      const { repo } = await withApp();
+      await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);
+      const [live, revoked, expired, otherSub, otherApp] = [session('acme', 'a'), session('acme', 'a'), { ...session('acme', 'a'), expiresAt: NOW - 1 }, session('acme', 'b'), session('other', 'a')];
+      const first = token(live);
+      for (const [s, t] of [[live, first], [revoked, token(revoked)], [expired, token(expired)], [otherSub, token(otherSub)], [otherApp, token(otherApp)]] as const) await repo.createSession(s, t);
+      await repo.revokeSession(revoked.sessionId, 'client', NOW);
+      expect(await repo.updatePersonal('acme', 'a', '{"name":"Ann"}', NOW)).toBe(1);
+      expect((await repo.findRefreshToken(first.jid))?.session.personal).toBe('{"name":"Ann"}');
+      const personal = async (appId: string, sub: string) => (await repo.listSessions(appId, sub)).map((s) => [s.sessionId, s.personal]);
+      expect(await personal('acme', 'a')).toEqual(expect.arrayContaining([[live.sessionId, '{"name":"Ann"}'], [revoked.sessionId, null], [expired.sessionId, null]]));
+      expect([...(await personal('acme', 'b')), ...(await personal('other', 'a'))].map(([, p]) => p)).toEqual([null, null]);
+      expect(await repo.updatePersonal('acme', 'a', null, NOW)).toBe(1);
+      expect((await repo.findRefreshToken(first.jid))?.session.personal).toBeNull();
+    });
+
     it('pruneAudit deletes the events from before a time, and only those', async () => {
       const { repo } = await withApp();
       const event = (id: string, at: number) => ({ id, at, actor: 'cli' as const, event: 'app.created', appId: 'acme', sub: null, sessionId: null, kid: null, clientAddress: null, detail: null });

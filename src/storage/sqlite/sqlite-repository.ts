@@ -324,6 +324,11 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       return commit(() => consume(child));
     },
 
+    async updatePersonal(appId, sub, personal, now) {
+      const live = and(eq(sessions.appId, appId), eq(sessions.sub, sub), isNull(sessions.revokedAt), gt(sessions.expiresAt, now));
+      return commit(() => db.update(sessions).set({ personal }).where(live).run().changes);
+    },
+
     async revokeSession(sessionId, reason, now) {
       synced(() =>
         db.update(sessions)
