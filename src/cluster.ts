@@ -5,6 +5,7 @@ import { loadTlsPair, warnIfExpiring } from './http/tls.js';
 import type { Logger } from './log.js';
 import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
+import { VERSION } from './version.js';
 
 // WORKERS > 1: a primary process that serves nothing itself forks the workers, which share the
 // listening port (node:cluster hands out connections round-robin) and the SQLite file. Everything
@@ -67,8 +68,8 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     if (announced) return;
     announced = true;
     const host = address.address ?? config.host;
-    process.stderr.write(`tokenmint listening on ${config.tls ? 'https' : 'http'}://${host}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
-    logger.info({ address: host, port: address.port, database: config.databasePath, workers: config.workers }, 'listening');
+    process.stderr.write(`tokenmint ${VERSION} listening on ${config.tls ? 'https' : 'http'}://${host}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
+    logger.info({ version: VERSION, node: process.version, address: host, port: address.port, database: config.databasePath, workers: config.workers }, 'listening');
   });
 
   let failed = false;

@@ -4,6 +4,7 @@ import { clusterMetricsOf } from './cluster.js';
 import type { AuditEventName, AuditFields } from './audit.js';
 import type { MaintenanceOutcome } from './maintenance.js';
 import type { Repository } from './storage/repository.js';
+import { VERSION } from './version.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -14,6 +15,9 @@ export type Metrics = ReturnType<typeof createMetrics>;
 export function createMetrics(repo: Repository) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tokenmint_' });
+
+  // The usual *_build_info: 1, labelled with what runs ("max" over workers, not their sum).
+  new Gauge({ name: 'tokenmint_build_info', help: 'The tokenmint version this process runs', labelNames: ['version'] as const, aggregator: 'max', registers: [registry] }).set({ version: VERSION }, 1);
 
   const requests = new Counter({
     name: 'tokenmint_http_requests_total',

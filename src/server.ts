@@ -14,6 +14,7 @@ import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
 import { watchDatabaseFile } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
+import { VERSION } from './version.js';
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -63,8 +64,8 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   const server = serve(tlsOptions ? { ...listen, ...tlsOptions } : { ...listen, serverOptions }, (info) => {
     server.off('error', cannotListen);
     if (cluster.isWorker) return; // the primary announces the cluster once
-    process.stderr.write(`tokenmint listening on ${tls ? 'https' : 'http'}://${info.address}:${info.port} (database ${config.databasePath})\n`);
-    logger.info({ address: info.address, port: info.port, database: config.databasePath }, 'listening');
+    process.stderr.write(`tokenmint ${VERSION} listening on ${tls ? 'https' : 'http'}://${info.address}:${info.port} (database ${config.databasePath})\n`);
+    logger.info({ version: VERSION, node: process.version, address: info.address, port: info.port, database: config.databasePath }, 'listening');
   });
   // A port taken or not ours to bind is the operator's to fix: a sentence and exit 1 (in a worker,
   // the primary then stops too rather than start another that fails the same way).

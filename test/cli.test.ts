@@ -261,6 +261,20 @@ describe('the tokenmint bin', () => {
     expect(stdout).toMatch(/^Usage: tokenmint /);
   });
 
+  it('--version prints the package\'s version, which the server also names when it starts (stderr, log line, metrics)', async () => {
+    const { version } = JSON.parse(fs.readFileSync('package.json', 'utf8')) as { version: string };
+    const cwd = tempDir();
+    expect(await run(cliEntry, ['--version'], { cwd, env: { PATH: process.env.PATH } })).toMatchObject({ stdout: `${version}\n` });
+    expect(fs.readdirSync(cwd)).toEqual([]); // it opened nothing
+
+    const env = { DATABASE_URL: path.join(cwd, 'tokenmint.db'), TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    const server = await startServer(env, cwd);
+    expect(server.stderr()).toContain(`tokenmint ${version} listening on ${server.url}`);
+    expect(JSON.parse(server.stdout().split('\n').find((l) => l.includes('"msg":"listening"'))!)).toMatchObject({ version, node: process.version });
+    expect(await (await fetch(`${server.url}/metrics`)).text()).toContain(`tokenmint_build_info{version="${version}"} 1`);
+    expect(await server.stop()).toBe(0);
+  });
+
   it('installed without the dev dependencies (built, then npm prune --omit=dev): npx\'s prepare and npm start keep the built dist/ instead of failing on a missing tsc; with no dist/ either, a sentence', async () => {
     // The package's own scripts, in a folder with no node_modules/typescript, as after a prune.
     const cwd = tempDir();

@@ -126,6 +126,7 @@ describe('WORKERS=3: a cluster on one port and one file', () => {
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     expect(metrics).toMatch(/tokenmint_http_requests_total\{route="\/app\/:app_id\/renew",method="POST",status="200"\} 60\n/);
     expect(metrics).toContain('tokenmint_signing_keys{app_id="acme",state="current"} 1\n');
+    expect(metrics).toMatch(/^tokenmint_build_info\{version="[^"]+"\} 1$/m); // one version, not three
 
     expect(await server.stop('SIGTERM')).toBe(0);
     const db = new Database(env.DATABASE_URL!, { readonly: true });

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, type Config } from '../config.js';
 import { TokenmintError } from '../errors.js';
 import { accessHint, errorCode, fullDiskHint } from '../files.js';
 import { openTokenmint, type Tokenmint } from '../tokenmint.js';
+import { VERSION } from '../version.js';
 import { appCommands } from './app-commands.js';
 import { keyCommands } from './key-commands.js';
 import { masterKeyCommands } from './master-key-commands.js';
@@ -65,6 +66,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     };
 
   const program = new Command('tokenmint')
+    .version(VERSION)
     .description('tokenmint admin: apps, signing keys, master keys, sessions, pruning, backups and the audit log (works whether the server runs or not)');
   program.addCommand(appCommands(withContext));
   program.addCommand(keyCommands(withContext));
