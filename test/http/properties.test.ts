@@ -8,6 +8,8 @@ const seed = Number(process.env.FUZZ_SEED ?? 20261122);
 const params = { numRuns: runs, seed, endOnFailure: true };
 
 const CONTRACT_STATUSES = new Set([200, 204, 304, 400, 401, 403, 404, 413, 429]);
+/** Every route of an app: the contract's, and those beyond it. */
+const APP_ROUTES = ['issue', 'renew', 'revoke', 'revoke-subject', 'sessions', 'revoke-session', 'update-personal', 'jwks.json'];
 
 let h: Harness;
 let appKey: string;
@@ -69,8 +71,8 @@ const hostileToken = (token: string) =>
 describe('hostile input never breaks the contract (fast-check)', () => {
   it('arbitrary methods, paths, headers and bodies: never a 500, always a contract body', async () => {
     const path = fc.oneof(
-      fc.constantFrom('/app/acme/issue', '/app/acme/renew', '/app/acme/revoke', '/app/acme/jwks.json', '/healthz', '/readyz', '/metrics', '/app/other/renew'),
-      fc.tuple(fc.string({ unit: 'grapheme', maxLength: 80 }), fc.constantFrom('issue', 'renew', 'revoke', 'jwks.json', '')).map(([id, r]) => `/app/${encodeURIComponent(id)}/${r}`),
+      fc.constantFrom(...APP_ROUTES.map((r) => `/app/acme/${r}`), '/healthz', '/readyz', '/metrics', '/app/other/renew'),
+      fc.tuple(fc.string({ unit: 'grapheme', maxLength: 80 }), fc.constantFrom(...APP_ROUTES, '')).map(([id, r]) => `/app/${encodeURIComponent(id)}/${r}`),
       fc.webPath(),
       fc.constantFrom('/app/%2e%2e/renew', '/app/acme/../acme/renew', '/app//renew', '/app/acme/renew?x=%ff', '/%', '/app/%00/issue'),
     );
@@ -78,6 +80,10 @@ describe('hostile input never breaks the contract (fast-check)', () => {
       fc.string({ unit: 'binary', maxLength: 300 }),
       fc.jsonValue({ maxDepth: 40 }).map((v) => JSON.stringify(v)),
       fc.record({ sub: fc.oneof(fc.string(), fc.jsonValue()), ip: fc.oneof(fc.ipV4(), fc.ipV6(), fc.string()), useragent: fc.string(), personal: fc.jsonValue() }).map((v) => JSON.stringify(v)),
+      fc.record(
+        { sub: fc.oneof(fc.constant('u'), fc.string(), fc.jsonValue()), session_id: fc.oneof(fc.string(), fc.jsonValue()), refresh_token: fc.oneof(fc.constant(sample.refresh_token), fc.string()), except_refresh_token: fc.oneof(fc.string(), fc.jsonValue()), personal: fc.jsonValue() },
+        { requiredKeys: [] },
+      ).map((v) => JSON.stringify(v)),
       fc.constantFrom('{"__proto__":{"admin":true},"sub":"x"}', '{"sub":"a","sub":"b","ip":"1.2.3.4","useragent":"u"}', '[]', 'null', '1e99999', '"\\ud800"'),
     );
     const authorization = fc.oneof(fc.constant(appKey), fc.constant(`Bearer ${appKey}`), fc.string({ maxLength: 100 }), fc.constant(undefined));
@@ -99,6 +105,22 @@ describe('hostile input never breaks the contract (fast-check)', () => {
       fc.asyncProperty(hostileToken(sample.refresh_token), fc.constantFrom('renew', 'revoke'), async (token, route) => {
         const res = await h.post(`/app/acme/${route}`, { refresh_token: token, ...client }, appKey);
         await checkAnswer(res, 'POST', route === 'renew' ? token : undefined);
+      }),
+      params,
+    );
+  });
+
+  it('hostile tokens to keep ("log out everywhere else"): never a 500, and one that was not issued ends no session', async () => {
+    await h.post('/app/acme/issue', { sub: 'u', ...client }, appKey); // a second session, which a forged token to keep must not end
+    const live = async () => (await (await h.post('/app/acme/sessions', { sub: 'u' }, appKey)).json()) as { sessions: unknown[] };
+    const before = (await live()).sessions.length;
+    expect(before).toBe(2);
+    await fc.assert(
+      fc.asyncProperty(hostileToken(sample.refresh_token), async (token) => {
+        const res = await h.post('/app/acme/revoke-subject', { sub: 'u', except_refresh_token: token }, appKey);
+        if (res.status === 200) expect(issued.has(token), 'a token never issued named the session to keep').toBe(true);
+        await checkAnswer(res, 'POST');
+        expect((await live()).sessions).toHaveLength(before);
       }),
       params,
     );
