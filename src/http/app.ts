@@ -20,6 +20,7 @@ import { appAuth } from './app-auth.js';
 import type { AppKeyLimiter } from './app-key-limiter.js';
 import type { AppEnv } from './env.js';
 import { jwksHandler } from './jwks.js';
+import { openApiDocument } from './openapi.js';
 import { tokenRoutes } from './token-routes.js';
 
 export interface AppDeps {
@@ -129,6 +130,11 @@ export function createApp(deps: AppDeps) {
     return c.json({ status: 'ok' });
   });
   if (deps.metrics) app.get('/metrics', metricsHandler(deps.metrics, deps.config.metricsToken));
+  // The API described (OpenAPI 3.1): public, like the routes' documentation in the README.
+  app.get('/openapi.json', function openApi(c) {
+    c.header('Cache-Control', 'public, max-age=300');
+    return c.json(openApiDocument());
+  });
   app.get(
     '/app/:app_id/jwks.json',
     cors({ origin: '*', allowMethods: ['GET'], exposeHeaders: ['ETag'] }),

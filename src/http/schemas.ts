@@ -13,10 +13,10 @@ const refreshToken = z.string().min(1).max(MAX_TOKEN_CHARS);
 
 // `personal` is kept as JSON.parse made it (not rebuilt key by key), so a key such as "__proto__"
 // stays plain data and never touches a prototype.
-const personal = z.custom<Record<string, unknown>>(isPlainObject, { error: 'must be a JSON object' }).refine(
-  (v) => Buffer.byteLength(JSON.stringify(v)) <= MAX_PERSONAL_BYTES,
-  { error: `must be at most ${MAX_PERSONAL_BYTES} bytes of JSON` },
-);
+const personal = z
+  .custom<Record<string, unknown>>(isPlainObject, { error: 'must be a JSON object' })
+  .refine((v) => Buffer.byteLength(JSON.stringify(v)) <= MAX_PERSONAL_BYTES, { error: `must be at most ${MAX_PERSONAL_BYTES} bytes of JSON` })
+  .meta({ type: 'object', description: `a JSON object of at most ${MAX_PERSONAL_BYTES} bytes as JSON, copied into every auth token of the session` }); // for /openapi.json
 
 export const issueBody = z.object({ sub, ip, useragent, personal: personal.optional() });
 export const renewBody = z.object({ refresh_token: refreshToken, ip, useragent });
