@@ -7,7 +7,7 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../src/cli/run.js';
 import { canMountSmallDisk, client, fillDisk, harness, smallDisk, tempDir, verifyIndependently, type Harness, type Pair } from './helpers.js';
-import { serverEntry, startServer } from './processes.js';
+import { serverEntry, startServer, until } from './processes.js';
 
 const run = promisify(execFile);
 const cliEntry = path.resolve('dist/cli/main.js');
@@ -270,7 +270,9 @@ describe('the tokenmint bin', () => {
     const env = { DATABASE_URL: path.join(cwd, 'tokenmint.db'), TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
     const server = await startServer(env, cwd);
     expect(server.stderr()).toContain(`tokenmint ${version} listening on ${server.url}`);
-    expect(JSON.parse(server.stdout().split('\n').find((l) => l.includes('"msg":"listening"'))!)).toMatchObject({ version, node: process.version });
+    const logLine = () => server.stdout().split('\n').find((l) => l.includes('"msg":"listening"'));
+    await until(() => logLine() !== undefined); // stdout is another pipe than the stderr line waited for
+    expect(JSON.parse(logLine()!)).toMatchObject({ version, node: process.version });
     expect(await (await fetch(`${server.url}/metrics`)).text()).toContain(`tokenmint_build_info{version="${version}"} 1`);
     expect(await server.stop()).toBe(0);
   });
