@@ -129,7 +129,7 @@ export interface AuditEvent {
  * Durability: once a write resolves it survives a crash of the process. The admin writes and the
  * revocations (`createApp`, `updateApp`, `rotateKeys`, `revokeKey`, `pruneKeys`, `resealKeys`,
  * `revokeSession`, `revokeSessions`) also survive a power cut; `createSession`,
- * `consumeRefreshToken`, `pruneExpired` and `recordAudit` may lose their last writes to one.
+ * `consumeRefreshToken`, `updatePersonal`, `pruneExpired` and `recordAudit` may lose their last writes to one.
  */
 export interface Repository {
   /** Registers an app with its first signing keys, atomically. Throws `conflict` if app_id is taken. */
