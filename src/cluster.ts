@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import net from 'node:net';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { loadTlsPair, warnIfExpiring } from './http/tls.js';
@@ -51,9 +52,12 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       worker.process.kill('SIGKILL');
     }
   }, HEARTBEAT_INTERVAL_MS).unref();
+  // PORT=0 (any free port) is chosen here, once: workers started later, even after every other one
+  // died (and the port with them), then listen on the port announced, not on another free one.
+  const port = config.port === 0 ? await freePort(config.host) : config.port;
   const fork = () => {
     const runsMaintenance = maintenanceWorker === undefined;
-    const worker = cluster.fork({ TOKENMINT_MAINTENANCE: runsMaintenance ? '1' : '0' });
+    const worker = cluster.fork({ TOKENMINT_MAINTENANCE: runsMaintenance ? '1' : '0', PORT: String(port) });
     if (runsMaintenance) maintenanceWorker = worker;
     lastHeartbeat.set(worker, Date.now()); // a worker stuck while starting is stuck too
   };
@@ -164,6 +168,18 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   });
 
   for (let i = 0; i < config.workers; i++) fork();
+}
+
+/** A port free on `host` now; 0 (each worker then says why it cannot listen) when none can be had. */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(0));
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
 }
 
 /** In a worker: tells the primary, every second, that its event loop still turns. */

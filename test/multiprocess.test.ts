@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { client, decodePart, tempDir, testEnv, verifyIndependently, type Pair } from './helpers.js';
-import { childPids, cliProcess, serverEntry, startProcess, startServer, until } from './processes.js';
+import { childPids, cliProcess, startServer, until } from './processes.js';
 
 const post = (url: string, body: unknown, appKey: string) =>
   fetch(url, { method: 'POST', headers: { authorization: appKey, 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -135,29 +135,12 @@ describe('WORKERS=3: a cluster on one port and one file', () => {
   });
 });
 
-/** A port nothing listens on now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-    probe.on('error', reject);
-  });
-}
-
 describe('a cluster whose workers die', () => {
-  it('the primary starts new workers, one killed or all at once, and serves again on the same port; SIGTERM between a death and its restart exits 0', async () => {
+  it('the primary starts new workers, one killed or all at once, and serves again on the same port, PORT=0 included; SIGTERM between a death and its restart exits 0', async () => {
     const dir = tempDir();
-    // A fixed port: with port 0, workers that all die before a new one listens give up the port the
-    // primary announced, and their successors get another.
-    const port = await freePort();
-    const server = await startProcess(serverEntry, {
-      env: { PATH: process.env.PATH, ...testEnv(dir, { WORKERS: '2' }), PORT: String(port) },
-      cwd: dir,
-      ready: /listening on (http:\/\/\S+)/,
-      on: 'stderr',
-    });
+    // PORT=0: the primary picks the port once. Until this version workers that all died before a new
+    // one listened gave up the port it had announced, and their successors got another.
+    const server = await startServer(testEnv(dir, { WORKERS: '2' }), dir);
     const primary = server.child.pid!;
     const healthy = async () => {
       for (let i = 0; i < 100; i++) {
