@@ -123,10 +123,13 @@ export function createClient(options: ClientOptions) {
   /** One attempt, resolving to a 2xx answer's JSON; throws a TokenmintClientError, `unavailable` meaning "safe to try again". */
   async function attempt(route: string, body: unknown, requestId: string): Promise<unknown> {
     let res: Response;
+    // An issue's repeats say they are one call: the server then replaces the session of an attempt
+    // whose answer was lost instead of leaving it beside the new one.
+    const idempotency: Record<string, string> = route === 'issue' ? { 'idempotency-key': requestId } : {};
     try {
       res = await fetchImpl(`${base}/${route}`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${appKey}`, 'content-type': 'application/json', 'x-request-id': requestId },
+        headers: { authorization: `Bearer ${appKey}`, 'content-type': 'application/json', 'x-request-id': requestId, ...idempotency },
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
       });
@@ -148,9 +151,10 @@ export function createClient(options: ClientOptions) {
   /**
    * The route's answer as `read` makes it of the 2xx JSON. Retries network errors, 5xx and answers
    * `read` refuses (`unavailable`) with backoff, none later than `windowMs` after the first attempt.
-   * Safe for renew within the app's reuse grace: a repeat answers the same child session (and
-   * issue and the revokes have no reuse to trip; a retried revokeSubject counts only what its last
-   * attempt ended). A 4xx is an answer, never retried.
+   * Safe for renew within the app's reuse grace: a repeat answers the same child session; a repeated
+   * issue replaces the session its earlier attempt started (Idempotency-Key); the revokes have no
+   * reuse to trip (a retried revokeSubject counts only what its last attempt ended). A 4xx is an
+   * answer, never retried.
    */
   async function call<T>(route: string, body: unknown, read: (answer: unknown) => T, windowMs = Infinity): Promise<T> {
     const started = Date.now();

@@ -31,7 +31,8 @@ async function flakyProxy(target: string, actions: Action[]) {
       const action = actions.shift() ?? 'forward';
       if (action === 'fail-503') return void res.writeHead(503).end('{"message":"internal error"}');
       if (action === 'drop') return void req.socket.destroy();
-      const answer = await fetch(target + req.url, { method: req.method, headers: { authorization: req.headers.authorization!, 'x-request-id': String(req.headers['x-request-id']) }, body });
+      const forwarded = Object.fromEntries(['authorization', 'x-request-id', 'idempotency-key'].flatMap((name) => (req.headers[name] === undefined ? [] : [[name, String(req.headers[name])]])));
+      const answer = await fetch(target + req.url, { method: req.method, headers: forwarded, body });
       const text = await answer.text();
       if (action === 'forward-then-drop') return void req.socket.destroy(); // tokenmint committed; the answer is lost
       if (action === 'forward-then-hang') return; // committed, and the answer never comes: the client times out
@@ -132,6 +133,23 @@ describe('tokenmint/client against a real server', () => {
     // The session is alive and did not fork: the renewed token renews again.
     const again = await tm.renew({ refresh_token: renewed.refresh_token, ...user });
     expect(decodePart(again.refresh_token, 1).jid).not.toBe(decodePart(renewed.refresh_token, 1).jid);
+  });
+
+  it('an issue whose answer was lost is retried with its Idempotency-Key: the retry replaces the session the first attempt started', async () => {
+    const { server, appKey, databasePath } = await setup();
+    const actions: Action[] = ['forward-then-drop'];
+    const proxy = await flakyProxy(server.url, actions);
+    const tm = createClient({ baseUrl: proxy.url, appId: 'acme', appKey, retryDelayMs: 10 });
+    const pair = await tm.issue({ sub: 'u', ...user });
+    expect(proxy.seen).toEqual(['/app/acme/issue', '/app/acme/issue']);
+    // Both attempts were stored; the first, which nobody holds, ended as the retry began.
+    const db = new Database(databasePath, { readonly: true });
+    onCleanup(() => db.close());
+    expect(db.prepare("SELECT revoke_reason FROM sessions WHERE sub = 'u' ORDER BY created_at, session_id").pluck().all()).toEqual(['retried', null]);
+    expect((await tm.sessions('u', { refreshToken: pair.refresh_token })).map((s) => s.current)).toEqual([true]);
+    // Calls of their own, each with its own key: two sessions.
+    await tm.issue({ sub: 'u', ...user });
+    expect(await tm.sessions('u')).toHaveLength(2);
   });
 
   it('a 2xx that is not a token pair (a proxy\'s page) is retried like a 5xx, never handed over as a pair', async () => {

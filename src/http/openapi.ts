@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { appIdSchema } from '../apps/app-settings.js';
 import { VERSION } from '../version.js';
-import { issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody, updatePersonalBody } from './schemas.js';
+import { idempotencyKey, issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody, updatePersonalBody } from './schemas.js';
 
 // GET /openapi.json: the HTTP API as OpenAPI 3.1, for backends in any language. Request bodies are
 // converted from the very zod schemas the routes validate with, so the two cannot drift; answers are
@@ -69,10 +69,11 @@ const invalidRefreshToken = answer('"invalid refresh token", whatever the reason
 
 const appIdParameter = { name: 'app_id', in: 'path', required: true, schema: accepted(appIdSchema) };
 
-const appRoute = (summary: string, body: z.ZodType, ok: Answer, extra: Record<number, unknown> = {}) => ({
+const appRoute = (summary: string, body: z.ZodType, ok: Answer, extra: Record<number, unknown> = {}, headers: object[] = []) => ({
   parameters: [appIdParameter],
   post: {
     summary,
+    ...(headers.length ? { parameters: headers } : {}),
     security: [{ appKey: [] }],
     requestBody: { required: true, content: { 'application/json': { schema: accepted(body) } } },
     responses: { 200: ok, ...extra, ...refusals },
@@ -92,7 +93,15 @@ export function openApiDocument(): object {
       securitySchemes: { appKey: { type: 'http', scheme: 'bearer', description: 'The app key (`Authorization: Bearer tmk_…`; the bare key is accepted too)' } },
     },
     paths: {
-      '/app/{app_id}/issue': appRoute('Start a session for a user your backend has logged in', issueBody, answer('a token pair', 'TokenPair')),
+      '/app/{app_id}/issue': appRoute('Start a session for a user your backend has logged in', issueBody, answer('a token pair', 'TokenPair'), {}, [
+        {
+          name: 'Idempotency-Key',
+          in: 'header',
+          required: false,
+          description: 'One per call, the same on its retries: a repeat replaces the session its earlier attempt started (whose answer was lost). Not an app key.',
+          schema: accepted(idempotencyKey),
+        },
+      ]),
       '/app/{app_id}/renew': appRoute('Rotate a refresh token into a new pair', renewBody, answer('a token pair', 'TokenPair'), { 401: invalidRefreshToken }),
       '/app/{app_id}/revoke': appRoute("End a refresh token's session (200 for unknown or dead tokens too)", revokeBody, answer('revoked', 'Revoked')),
       '/app/{app_id}/revoke-subject': appRoute('End every live session of a subject, or all but the one of except_refresh_token', revokeSubjectBody, answer('how many ended', 'Revoked'), {

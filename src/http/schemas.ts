@@ -25,3 +25,5 @@ export const revokeSubjectBody = z.object({ sub, except_refresh_token: refreshTo
 export const sessionsBody = z.object({ sub, refresh_token: refreshToken.optional() });
 export const revokeSessionBody = z.object({ sub, session_id: z.string().min(1).max(64) });
 export const updatePersonalBody = z.object({ sub, personal: personal.nullable() });
+/** An issue's Idempotency-Key header: 1–128 letters, digits, `_` and `-` (a UUID fits). */
+export const idempotencyKey = z.string().regex(/^[\w-]{1,128}$/);

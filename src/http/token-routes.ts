@@ -1,9 +1,11 @@
-import { Hono, type MiddlewareHandler } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { looksLikeAppKey } from '../apps/app-key.js';
 import { toIso } from '../clock.js';
+import { invalidRequest } from '../errors.js';
 import type { SessionService } from '../tokens/session-service.js';
 import type { AppEnv } from './env.js';
 import { readJson } from './json-body.js';
-import { issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody, updatePersonalBody } from './schemas.js';
+import { idempotencyKey, issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody, updatePersonalBody } from './schemas.js';
 
 /**
  * Answers carry tokens: no cache on the way may keep one (RFC 6749 §5.1), errors included. Per route,
@@ -15,6 +17,15 @@ const noStore: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
+/** The Idempotency-Key header, if any; one that cannot be a key, or is an app key pasted there (it is stored), is a 400. */
+function issueKeyOf(c: Context<AppEnv>): string | undefined {
+  const key = c.req.header('idempotency-key');
+  if (key === undefined) return undefined;
+  const parsed = idempotencyKey.safeParse(key);
+  if (!parsed.success || looksLikeAppKey(key)) throw invalidRequest([{ path: 'Idempotency-Key', message: 'must be 1–128 letters, digits, _ or -, and not an app key' }]);
+  return key;
+}
+
 /**
  * POST /app/:app_id/{issue,renew,revoke,revoke-subject,sessions,revoke-session,update-personal},
  * each behind `auth` (the app key). Variables are read with `c.get`: hono's `c.var` builds an object
@@ -24,7 +35,7 @@ export function tokenRoutes({ sessions, auth }: { sessions: SessionService; auth
   return new Hono<AppEnv>()
     .post('/issue', noStore, auth, async function issue(c) {
       const body = await readJson(c, issueBody);
-      return c.json(await sessions.issue(c.get('app'), body));
+      return c.json(await sessions.issue(c.get('app'), body, issueKeyOf(c)));
     })
     .post('/renew', noStore, auth, async function renew(c) {
       const body = await readJson(c, renewBody);

@@ -102,7 +102,8 @@ export interface SessionFilter {
   exceptSessionId?: string;
 }
 
-export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all';
+/** Why a session ended early; `retried`: an issue sent again with its Idempotency-Key replaced it. */
+export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all' | 'retried';
 
 /** A session as `session list` shows it: with the client that logged in (null for sessions older than that record). */
 export interface SessionListing extends SessionRecord {
@@ -178,8 +179,13 @@ export interface Repository {
     now: number,
   ): Promise<SigningKeyRecord | undefined>;
 
-  /** Stores a new session and its first refresh token, atomically; the session keeps the token's ip and user agent as its login's. */
-  createSession(session: SessionRecord, first: RefreshTokenRecord): Promise<void>;
+  /**
+   * Stores a new session and its first refresh token, atomically; the session keeps the token's ip and
+   * user agent as its login's. With `issueKey`, in the same transaction, first revokes (`retried`) the
+   * live sessions of that app and subject started with the same key: an earlier attempt of this issue
+   * whose answer was lost.
+   */
+  createSession(session: SessionRecord, first: RefreshTokenRecord, issueKey?: string): Promise<void>;
   /** The stored sessions of one subject of an app (live, revoked, or ended but not yet pruned), newest first. */
   listSessions(appId: string, sub: string): Promise<SessionListing[]>;
   /** A refresh token with its session and its child, the token it was renewed into: a token is used exactly when it has one. */

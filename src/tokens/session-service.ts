@@ -81,8 +81,11 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
   }
 
   return {
-    /** Starts a session: a new pair for a user the backend has logged in. */
-    async issue(app: AppRecord, input: Client & { sub: string; personal?: Record<string, unknown> }): Promise<TokenPair> {
+    /**
+     * Starts a session: a new pair for a user the backend has logged in. With `issueKey` (the call's
+     * Idempotency-Key), a repeat of the call replaces the session of the attempt whose answer was lost.
+     */
+    async issue(app: AppRecord, input: Client & { sub: string; personal?: Record<string, unknown> }, issueKey?: string): Promise<TokenPair> {
       const now = clock();
       const session: SessionRecord = {
         sessionId: newUlid(now),
@@ -96,7 +99,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
       };
       const first = newRefreshToken(app, session, { jid: newUlid(now), parentJid: null, issuedAt: now, ip: input.ip, useragent: input.useragent });
       const pair = await signPair(app, session, first);
-      await repo.createSession(session, withDigest(first, pair.refresh_token));
+      await repo.createSession(session, withDigest(first, pair.refresh_token), issueKey);
       return pair;
     },
 

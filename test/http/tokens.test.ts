@@ -358,6 +358,36 @@ describe('POST /app/:app_id/sessions and /revoke-session ("your devices")', () =
   });
 });
 
+describe('POST /app/:app_id/issue with an Idempotency-Key', () => {
+  it('a repeat with the same key replaces the session of the first (its answer lost): one live session, the first refused as retried', async () => {
+    const h = await harness();
+    const acme = await h.createApp('acme', { refreshNbfSeconds: 0 });
+    const issue = async (sub: string, key?: string) => {
+      const res = await h.post('/app/acme/issue', { sub, ...client }, acme.appKey, key === undefined ? {} : { 'idempotency-key': key });
+      return { status: res.status, body: (await res.json()) as Pair & { errors?: Array<{ path: string }> } };
+    };
+    const live = async (sub: string) => ((await (await h.post('/app/acme/sessions', { sub }, acme.appKey)).json()) as { sessions: unknown[] }).sessions.length;
+    const lost = await issue('u', '6c1f5e0e-7c38-4b7c-9d0c-1f2a3b4c5d6e');
+    const retried = await issue('u', '6c1f5e0e-7c38-4b7c-9d0c-1f2a3b4c5d6e');
+    expect([lost.status, retried.status]).toEqual([200, 200]);
+    expect(await live('u')).toBe(1);
+    expect((await h.post('/app/acme/renew', { refresh_token: lost.body.refresh_token, ...client }, acme.appKey)).status).toBe(401);
+    expect(h.logs.at(-1)).toMatchObject({ status: 401, reason: 'session revoked (retried)' });
+    expect((await h.post('/app/acme/renew', { refresh_token: retried.body.refresh_token, ...client }, acme.appKey)).status).toBe(200);
+    // No key, or another one, or another subject: sessions of their own.
+    await issue('u');
+    await issue('u', 'another-call');
+    await issue('v', '6c1f5e0e-7c38-4b7c-9d0c-1f2a3b4c5d6e');
+    expect([await live('u'), await live('v')]).toEqual([3, 1]);
+    // A key that cannot be one, or an app key pasted there (it would be stored): 400, nothing issued.
+    for (const key of ['', 'two words', 'x'.repeat(129), acme.appKey]) {
+      const refused = await issue('w', key);
+      expect([refused.status, refused.body.errors?.map((e) => e.path)]).toEqual([400, ['Idempotency-Key']]);
+    }
+    expect(await live('w')).toBe(0);
+  });
+});
+
 describe('POST /app/:app_id/update-personal', () => {
   it('sets the personal claims of every live session of the subject, in the auth tokens of their next renews; null removes them; nothing else changes', async () => {
     const h = await harness();

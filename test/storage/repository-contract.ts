@@ -283,6 +283,25 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.listSessions('acme', 'a')).map((s) => [s.sessionId, s.revokeReason])).toEqual([[second.sessionId, null], [first.sessionId, 'admin']]);
     });
 
+    it('createSession with an issue key revokes (retried) the live sessions of that app and subject started with the same key, and no other', async () => {
+      const { repo } = await withApp();
+      await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);
+      const start = async (appId: string, sub: string, issueKey?: string) => {
+        const s = session(appId, sub);
+        await repo.createSession(s, token(s), issueKey);
+        return s.sessionId;
+      };
+      const reasons = async (appId: string, sub: string) => Object.fromEntries((await repo.listSessions(appId, sub)).map((s) => [s.sessionId, s.revokeReason]));
+      const [first, noKey, otherKey, otherSub, otherApp] = [await start('acme', 'a', 'K'), await start('acme', 'a'), await start('acme', 'a', 'L'), await start('acme', 'b', 'K'), await start('other', 'a', 'K')];
+      const retry = await start('acme', 'a', 'K');
+      expect(await reasons('acme', 'a')).toEqual({ [first]: 'retried', [noKey]: null, [otherKey]: null, [retry]: null });
+      expect(await reasons('acme', 'b')).toEqual({ [otherSub]: null });
+      expect(await reasons('other', 'a')).toEqual({ [otherApp]: null });
+      // A third attempt replaces the second; a session already ended stays as it ended.
+      const third = await start('acme', 'a', 'K');
+      expect(await reasons('acme', 'a')).toMatchObject({ [first]: 'retried', [retry]: 'retried', [third]: null });
+    });
+
     it('updatePersonal sets personal on the live sessions of one subject of one app, and counts them', async () => {
       const { repo } = await withApp();
       await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);

@@ -125,7 +125,7 @@ describe('SQLite storage', () => {
     expect(await repo.findRefreshToken('J2')).toMatchObject({ token: { jid: 'J2', parentJid: 'J1', sessionId: 'S1' }, child: null });
   });
 
-  it('upgrades a file from before migration 0009: its sessions list with no login client; a renew never reads the client', async () => {
+  it('upgrades a file from before migrations 0009 and 0010: its sessions list with no login client and no issue key; a renew never reads either', async () => {
     const before = migrationsBefore(9);
     const file = path.join(tempDir(), 'old.db');
     const old = new Database(file);

@@ -67,6 +67,9 @@ export const sessions = sqliteTable(
     // started before migration 0009. Never read by a renew (sqlite-repository's hot path leaves them out).
     ip: text('ip'),
     useragent: text('useragent'),
+    // The Idempotency-Key of the issue that started it, if it sent one: a retry of that issue (its
+    // answer lost) revokes this session, which nobody holds, as it starts its own.
+    issueKey: text('issue_key'),
   },
   (t) => [index('sessions_app_sub_idx').on(t.appId, t.sub), index('sessions_expires_idx').on(t.expiresAt)],
 );

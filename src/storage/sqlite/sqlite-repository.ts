@@ -86,8 +86,8 @@ function tokensThatMayGo<T extends { jid: string; parentJid: string | null; pare
   return batch.filter(mayGo);
 }
 
-/** A session's columns but the login's client, which only `session list` reads. */
-const { ip: _ip, useragent: _useragent, ...sessionColumns } = getTableColumns(sessions);
+/** A session's columns but the login's client, which only `session list` reads, and the issue's key. */
+const { ip: _ip, useragent: _useragent, issueKey: _issueKey, ...sessionColumns } = getTableColumns(sessions);
 
 /** Statements of the request path, prepared once: building and preparing SQL per request costs more than running it. */
 function prepareHotPath(db: SqliteDb) {
@@ -127,6 +127,7 @@ function prepareHotPath(db: SqliteDb) {
         revokeReason: p('revokeReason'),
         ip: p('ip'),
         useragent: p('useragent'),
+        issueKey: p('issueKey'),
       })
       .prepare(),
     insertToken: db.insert(refreshTokens).values(tokenValues).prepare(),
@@ -153,10 +154,17 @@ export function createSqliteRepository(db: SqliteDb): Repository {
   // The two writes of the request path. Both run inside a group-commit batch (one transaction per
   // event-loop turn, a savepoint each), which also waits out another process's lock itself.
   const commit = groupCommit(db.$client);
-  const insertSession = (session: SessionRecord, first: RefreshTokenRecord) => {
-    hot.insertSession.run({ ...session, ip: first.ip, useragent: first.useragent });
+  const insertSession = (session: SessionRecord, first: RefreshTokenRecord, issueKey: string | null) => {
+    hot.insertSession.run({ ...session, ip: first.ip, useragent: first.useragent, issueKey });
     hot.insertToken.run(asParams(first));
   };
+  /** Revokes the live sessions an earlier attempt of the same issue started (found through the app and subject index). */
+  const replaceEarlierAttempt = (session: SessionRecord, issueKey: string) =>
+    db
+      .update(sessions)
+      .set({ revokedAt: session.createdAt, revokeReason: 'retried' })
+      .where(and(eq(sessions.appId, session.appId), eq(sessions.sub, session.sub), eq(sessions.issueKey, issueKey), isNull(sessions.revokedAt)))
+      .run();
   const consume = (child: RefreshTokenRecord) => hot.consume.run(asParams(child)).changes === 1;
   /** Deletes up to PRUNE_BATCH rows of `table` matching `where`, found by their key `id`; resolves to how many. */
   const deleteBatch = (table: typeof sessions | typeof auditEvents, id: SQLiteColumn, where: SQL) =>
@@ -303,13 +311,16 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       );
     },
 
-    async createSession(session, first) {
-      await commit(() => insertSession(session, first));
+    async createSession(session, first, issueKey) {
+      await commit(() => {
+        if (issueKey !== undefined) replaceEarlierAttempt(session, issueKey);
+        insertSession(session, first, issueKey ?? null);
+      });
     },
 
     async listSessions(appId, sub) {
       return db
-        .select()
+        .select({ ...sessionColumns, ip: sessions.ip, useragent: sessions.useragent })
         .from(sessions)
         .where(and(eq(sessions.appId, appId), eq(sessions.sub, sub)))
         .orderBy(desc(sessions.createdAt), desc(sessions.sessionId))
