@@ -88,11 +88,13 @@ describe('hostile input never breaks the contract (fast-check)', () => {
     );
     const authorization = fc.oneof(fc.constant(appKey), fc.constant(`Bearer ${appKey}`), fc.string({ maxLength: 100 }), fc.constant(undefined));
     const contentType = fc.constantFrom('application/json', 'text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1', undefined);
+    const idempotencyKey = fc.oneof(fc.constant(undefined), fc.uuid(), fc.string({ maxLength: 200 }), fc.constant(appKey));
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD'), path, body, authorization, contentType, async (method, p, b, auth, type) => {
+      fc.asyncProperty(fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD'), path, body, authorization, contentType, idempotencyKey, async (method, p, b, auth, type, key) => {
         const headers: Record<string, string> = {};
         if (auth !== undefined) headers.authorization = auth.replace(/[\r\n\0]/g, '');
         if (type) headers['content-type'] = type;
+        if (key !== undefined) headers['idempotency-key'] = key.replace(/[\r\n\0]/g, '');
         const res = await h.app.request(p, { method, headers, body: method === 'GET' || method === 'HEAD' ? undefined : b });
         await checkAnswer(res, method);
       }),
