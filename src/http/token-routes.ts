@@ -21,8 +21,7 @@ const noStore: MiddlewareHandler<AppEnv> = async (c, next) => {
 function issueKeyOf(c: Context<AppEnv>): string | undefined {
   const key = c.req.header('idempotency-key');
   if (key === undefined) return undefined;
-  const parsed = idempotencyKey.safeParse(key);
-  if (!parsed.success || looksLikeAppKey(key)) throw invalidRequest([{ path: 'Idempotency-Key', message: 'must be 1–128 letters, digits, _ or -, and not an app key' }]);
+  if (!idempotencyKey.safeParse(key).success || looksLikeAppKey(key)) throw invalidRequest([{ path: 'Idempotency-Key', message: 'must be 1–128 letters, digits, _ or -, and not an app key' }]);
   return key;
 }
 
