@@ -131,6 +131,13 @@ function prepareHotPath(db: SqliteDb) {
       })
       .prepare(),
     insertToken: db.insert(refreshTokens).values(tokenValues).prepare(),
+    // An issue repeated with its Idempotency-Key ends the session its earlier attempt started
+    // (found through the app and subject index).
+    replaceEarlierAttempt: db
+      .update(sessions)
+      .set({ revokedAt: sql`${p('now')}`, revokeReason: 'retried' })
+      .where(and(eq(sessions.appId, p('appId')), eq(sessions.sub, p('sub')), eq(sessions.issueKey, p('issueKey')), isNull(sessions.revokedAt)))
+      .prepare(),
     // The single-use decision is this one statement, run under the write lock: the child is stored
     // only if its session is live (selected by primary key, so zero rows when revoked), and the unique
     // parent_jid lets only the first child in (a second one is a conflict, ignored: zero changes).
@@ -158,13 +165,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
     hot.insertSession.run({ ...session, ip: first.ip, useragent: first.useragent, issueKey });
     hot.insertToken.run(asParams(first));
   };
-  /** Revokes the live sessions an earlier attempt of the same issue started (found through the app and subject index). */
-  const replaceEarlierAttempt = (session: SessionRecord, issueKey: string) =>
-    db
-      .update(sessions)
-      .set({ revokedAt: session.createdAt, revokeReason: 'retried' })
-      .where(and(eq(sessions.appId, session.appId), eq(sessions.sub, session.sub), eq(sessions.issueKey, issueKey), isNull(sessions.revokedAt)))
-      .run();
+
   const consume = (child: RefreshTokenRecord) => hot.consume.run(asParams(child)).changes === 1;
   /** Deletes up to PRUNE_BATCH rows of `table` matching `where`, found by their key `id`; resolves to how many. */
   const deleteBatch = (table: typeof sessions | typeof auditEvents, id: SQLiteColumn, where: SQL) =>
@@ -313,7 +314,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
 
     async createSession(session, first, issueKey) {
       await commit(() => {
-        if (issueKey !== undefined) replaceEarlierAttempt(session, issueKey);
+        if (issueKey !== undefined) hot.replaceEarlierAttempt.run({ now: session.createdAt, appId: session.appId, sub: session.sub, issueKey });
         insertSession(session, first, issueKey ?? null);
       });
     },
