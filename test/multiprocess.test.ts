@@ -179,7 +179,7 @@ describe('a cluster whose workers die', () => {
 });
 
 describe('a cluster whose new worker cannot start', () => {
-  it('while another serves, it is tried again ever less often, and starts once the cause is gone; no worker makes a master key file', async () => {
+  it('while another serves, it is tried again ever less often, and starts once the cause is gone; with none serving, the server stops; no worker makes a master key file', async () => {
     const dir = tempDir();
     const env = testEnv(dir, { WORKERS: '2' });
     delete env.TOKENMINT_MASTER_KEY; // the key file in keys/, which `app create` makes
@@ -210,7 +210,14 @@ describe('a cluster whose new worker cannot start', () => {
     expect(listening()[2]).toMatchObject({ workers: 2 });
     for (let i = 0; i < 4; i++) expect((await fetch(`${server.url}/healthz`, { headers: { connection: 'close' } })).status).toBe(200);
     expect(server.child.exitCode).toBeNull();
-    expect(await server.stop('SIGTERM')).toBe(0);
+
+    // With no worker left serving, a replacement that cannot start stops the server (exit 1): a
+    // supervisor must see that, not a primary retrying with nothing to serve.
+    fs.renameSync(keyFile, `${keyFile}.away`);
+    for (const pid of childPids(primary)) process.kill(pid, 'SIGKILL');
+    const exited = await new Promise<number | null>((resolve) => (server.child.exitCode !== null ? resolve(server.child.exitCode) : server.child.once('exit', resolve)));
+    expect(exited, server.stdout()).toBe(1);
+    expect(server.stdout()).toContain('a worker could not start; stopping');
   });
 });
 
