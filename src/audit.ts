@@ -22,6 +22,7 @@ export type AuditEventName =
   | 'app.disabled'
   | 'app.enabled'
   | 'app.secret_rotated'
+  | 'app.deleted'
   | 'key.rotated'
   | 'key.revoked'
   | 'key.pruned'

@@ -110,6 +110,40 @@ describe('tokenmint app', () => {
     h.clock.advance(31);
     expect((await issue(oldKey)).status).toBe(403);
   });
+
+  it('delete: only a disabled app with no session left, each refusal saying what to do; then its keys are gone, its JWKS 404, its history kept', async () => {
+    const h = await harness();
+    const { app_key: appKey, key_id: kid } = (await cli(h, 'app', 'create', 'acme', '--refresh-ttl', '600', '--refresh-nbf', '0', '--json')).json();
+    await cli(h, 'app', 'create', 'beta');
+    const pair = (await (await h.post('/app/acme/issue', { sub: 'u', ...client }, String(appKey))).json()) as Pair;
+    const remove = () => cli(h, 'app', 'delete', 'acme', '--json');
+
+    let refused = await remove();
+    expect([refused.code, refused.stderr]).toEqual([1, 'tokenmint: app "acme" is enabled: disable it first (`tokenmint app disable acme`), so that it issues nothing more\n']);
+    await cli(h, 'app', 'disable', 'acme');
+    await cli(h, 'session', 'revoke', 'acme', '--all');
+    refused = await remove();
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('app "acme" still has 1 stored session(s): end them (`tokenmint session revoke acme --all`), then delete once pruning has removed them');
+    h.clock.advance(601); // its refresh token expired: pruning may take the session
+    await cli(h, 'prune');
+    expect((await remove()).json()).toEqual({ app_id: 'acme', deleted: true });
+
+    // Gone for the running server too (the catalog version moved), beta untouched.
+    expect((await h.app.request('/app/acme/jwks.json')).status).toBe(404);
+    expect((await h.post('/app/acme/renew', { refresh_token: pair.refresh_token, ...client }, String(appKey))).status).toBe(403);
+    expect((await cli(h, 'app', 'list', '--json')).json().map((a) => a.app_id)).toEqual(['beta']);
+    const db = new Database(h.config.databasePath, { readonly: true });
+    expect(db.prepare("SELECT count(*) FROM signing_keys WHERE app_id = 'acme'").pluck().get()).toBe(0);
+    db.close();
+    expect((await cli(h, 'audit', 'list', '--app', 'acme', '--json')).json().map((e) => e.event).slice(0, 2)).toEqual(['app.deleted', 'session.revoked']);
+    const unknown = await remove();
+    expect([unknown.code, unknown.stderr]).toEqual([1, 'tokenmint: no app "acme"; see `tokenmint app list`\n']);
+    // The id is free again: a new app under it, with new keys, renews nothing of the old one's.
+    const again = (await cli(h, 'app', 'create', 'acme', '--json')).json();
+    expect(again.key_id).not.toBe(kid);
+    expect((await h.post('/app/acme/renew', { refresh_token: pair.refresh_token, ...client }, String(again.app_key))).status).toBe(401);
+  });
 });
 
 describe('tokenmint key', () => {

@@ -1,6 +1,6 @@
 import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
-import { invalidAppKey, invalidRequest, notFound } from '../errors.js';
+import { conflict, invalidAppKey, invalidRequest, notFound } from '../errors.js';
 import { tokenLifetimeMs, type Keyring } from '../keyring/keyring.js';
 import type { AppRecord, AppSettings, Repository } from '../storage/repository.js';
 import { hashSecret, secretMatches } from '../secret.js';
@@ -59,6 +59,24 @@ export function createAppService({ repo, keyring, clock, audit }: { repo: Reposi
       const updated = (await repo.updateApp(appId, { disabled }, clock())) ?? (await get(appId));
       await audit.record(disabled ? 'app.disabled' : 'app.enabled', { appId });
       return updated;
+    },
+
+    /**
+     * Deletes an app for good: its settings, app key and signing keys (the private ones destroyed; its
+     * JWKS then answers 404). Only a disabled app with no session left, so that nothing it issued can
+     * still renew: what to do first is in the refusal. The audit log keeps its history.
+     */
+    async delete(appId: string): Promise<void> {
+      const outcome = await repo.deleteApp(appId);
+      if (outcome === 'unknown') await get(appId); // throws its "no app" sentence
+      if (outcome === 'enabled') throw conflict(`app "${appId}" is enabled: disable it first (\`tokenmint app disable ${appId}\`), so that it issues nothing more`);
+      if (typeof outcome === 'object') {
+        throw conflict(
+          `app "${appId}" still has ${outcome.sessions} stored session(s): end them (\`tokenmint session revoke ${appId} --all\`), then delete once pruning has removed them — ` +
+            'a session goes when its newest refresh token has expired (within refresh-ttl of its last renew) or at its end; `tokenmint prune` prunes at once',
+        );
+      }
+      await audit.record('app.deleted', { appId });
     },
 
     /** A new app key; the old one keeps working for `graceSeconds` (0: stops at once). */

@@ -97,6 +97,17 @@ export function appCommands(withContext: WithContext): Command {
   }
 
   app
+    .command('delete <app_id>')
+    .description('delete a disabled app with no session left, and its signing keys, for good')
+    .option('--json', 'print JSON')
+    .action(
+      withContext(async ({ tm, output }, appId: string) => {
+        await tm.apps.delete(appId);
+        output({ app_id: appId, deleted: true }, `app ${appId} deleted, with its signing keys; its JWKS now answers 404`);
+      }),
+    );
+
+  app
     .command('rotate-secret <app_id>')
     .description('issue a new app key; the old one keeps working for the grace period')
     .option('--grace <seconds>', 'how long the old app key keeps working', '0')

@@ -57,6 +57,7 @@ export function withCatalogCache(repo: Repository): Repository {
     ...repo,
     createApp: writes(repo.createApp),
     updateApp: writes(repo.updateApp),
+    deleteApp: writes(repo.deleteApp),
     rotateKeys: writes(repo.rotateKeys),
     revokeKey: writes(repo.revokeKey),
     pruneKeys: writes(repo.pruneKeys),

@@ -151,6 +151,13 @@ export interface Repository {
    */
   updateApp(appId: string, patch: AppPatch, now: number, tokenLifetimeMs?: (before: AppSettings) => number): Promise<AppRecord | undefined>;
 
+  /**
+   * Deletes a disabled app that has no session left, with its signing keys (private keys and all),
+   * atomically. Resolves to `deleted`, or to why not: `unknown`, `enabled`, or how many sessions are
+   * still stored.
+   */
+  deleteApp(appId: string): Promise<'deleted' | 'unknown' | 'enabled' | { sessions: number }>;
+
   /** Every key of the app in any state, oldest first. */
   listKeys(appId: string): Promise<SigningKeyRecord[]>;
   /**

@@ -80,6 +80,25 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       return { repo, current, next };
     }
 
+    it('deleteApp deletes a disabled app with no session left, and its keys, and nothing else; else says why not', async () => {
+      const { repo } = await withApp();
+      await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);
+      expect(await repo.deleteApp('nobody')).toBe('unknown');
+      expect(await repo.deleteApp('acme')).toBe('enabled');
+      await repo.updateApp('acme', { disabled: true }, NOW);
+      const s = session('acme', 'u');
+      await repo.createSession(s, token(s));
+      await repo.revokeSession(s.sessionId, 'admin', NOW);
+      expect(await repo.deleteApp('acme')).toEqual({ sessions: 1 }); // revoked, but stored until pruned
+      expect(await repo.findApp('acme')).toBeDefined();
+      await repo.pruneExpired(NOW + 7_200_000);
+      expect(await repo.deleteApp('acme')).toBe('deleted');
+      expect(await repo.findApp('acme')).toBeUndefined();
+      expect(await repo.listKeys('acme')).toEqual([]);
+      expect(await repo.listKeys('other')).toHaveLength(2);
+      expect(await repo.deleteApp('acme')).toBe('unknown');
+    });
+
     it('refuses a second app with the same id', async () => {
       const { repo } = await withApp();
       await expect(repo.createApp(appRecord('acme'), [])).rejects.toMatchObject({ code: 'ERR_CONFLICT' });

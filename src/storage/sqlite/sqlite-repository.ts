@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { and, asc, desc, eq, getTableColumns, gt, gte, exists, inArray, isNull, lte, ne, sql, type Placeholder, type SQL } from 'drizzle-orm';
+import { and, asc, count, desc, eq, getTableColumns, gt, gte, exists, inArray, isNull, lte, ne, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import { alias, type SQLiteColumn } from 'drizzle-orm/sqlite-core';
 import { toSeconds } from '../../clock.js';
 import { conflict } from '../../errors.js';
@@ -202,6 +202,21 @@ export function createSqliteRepository(db: SqliteDb): Repository {
 
     async findApp(appId) {
       return hot.findApp.get({ appId });
+    },
+
+    async deleteApp(appId) {
+      return synced(() =>
+        db.transaction((tx) => {
+          const app = tx.select({ disabled: apps.disabled }).from(apps).where(eq(apps.appId, appId)).get();
+          if (!app) return 'unknown' as const;
+          if (!app.disabled) return 'enabled' as const;
+          const stored = tx.select({ n: count() }).from(sessions).where(eq(sessions.appId, appId)).get()!.n;
+          if (stored > 0) return { sessions: stored };
+          tx.delete(signingKeys).where(eq(signingKeys.appId, appId)).run();
+          tx.delete(apps).where(eq(apps.appId, appId)).run();
+          return 'deleted' as const;
+        }, immediate),
+      );
     },
 
     async catalogVersion() {
