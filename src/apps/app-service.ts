@@ -12,10 +12,12 @@ export type AppService = ReturnType<typeof createAppService>;
 // Compared against when the app is unknown, so that an unknown app costs the same as a wrong key.
 const DUMMY_HASH = hashSecret('tokenmint-unknown-app');
 
+const noApp = (appId: string) => notFound(`no app "${appId}"; see \`tokenmint app list\``);
+
 export function createAppService({ repo, keyring, clock, audit }: { repo: Repository; keyring: Keyring; clock: Clock; audit: AuditLog }) {
   async function get(appId: string): Promise<AppRecord> {
     const app = await repo.findApp(appId);
-    if (!app) throw notFound(`no app "${appId}"; see \`tokenmint app list\``);
+    if (!app) throw noApp(appId);
     return app;
   }
 
@@ -68,7 +70,7 @@ export function createAppService({ repo, keyring, clock, audit }: { repo: Reposi
      */
     async delete(appId: string): Promise<void> {
       const outcome = await repo.deleteApp(appId);
-      if (outcome === 'unknown') await get(appId); // throws its "no app" sentence
+      if (outcome === 'unknown') throw noApp(appId);
       if (outcome === 'enabled') throw conflict(`app "${appId}" is enabled: disable it first (\`tokenmint app disable ${appId}\`), so that it issues nothing more`);
       if (typeof outcome === 'object') {
         throw conflict(
