@@ -5,7 +5,6 @@ import { cors } from 'hono/cors';
 import { etag } from 'hono/etag';
 import { createMiddleware } from 'hono/factory';
 import { routePath } from 'hono/route';
-import { looksLikeAppKey } from '../apps/app-key.js';
 import type { AppService } from '../apps/app-service.js';
 import type { AuditLog } from '../audit.js';
 import type { Config } from '../config.js';
@@ -21,6 +20,7 @@ import type { AppKeyLimiter } from './app-key-limiter.js';
 import type { AppEnv } from './env.js';
 import { jwksHandler } from './jwks.js';
 import { openApiDocument } from './openapi.js';
+import { isCallerId } from './schemas.js';
 import { tokenRoutes } from './token-routes.js';
 
 export interface AppDeps {
@@ -63,8 +63,6 @@ function requestLog(logger: Logger, metrics: Metrics | undefined) {
   });
 }
 
-const REQUEST_ID = /^[\w-]{1,128}$/;
-
 /**
  * The caller's `X-Request-Id` (letters, digits, `_` and `-`, up to 128), else a new UUID: answered back
  * and logged, so that a backend's failed call can be found in this log. hono's requestId middleware
@@ -73,7 +71,7 @@ const REQUEST_ID = /^[\w-]{1,128}$/;
 function requestIds() {
   return createMiddleware<AppEnv>(async function requestId(c, next) {
     const given = c.req.header('x-request-id');
-    const id = given !== undefined && REQUEST_ID.test(given) && !looksLikeAppKey(given) ? given : randomUUID();
+    const id = given !== undefined && isCallerId(given) ? given : randomUUID();
     c.set('requestId', id);
     c.header('X-Request-Id', id);
     await next();

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { appIdSchema } from '../apps/app-settings.js';
 import { VERSION } from '../version.js';
-import { idempotencyKey, issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody, updatePersonalBody } from './schemas.js';
+import { callerId, issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody, updatePersonalBody } from './schemas.js';
 
 // GET /openapi.json: the HTTP API as OpenAPI 3.1, for backends in any language. Request bodies are
 // converted from the very zod schemas the routes validate with, so the two cannot drift; answers are
@@ -99,7 +99,7 @@ export function openApiDocument(): object {
           in: 'header',
           required: false,
           description: 'One per call, the same on its retries: a repeat replaces the session its earlier attempt started (whose answer was lost). Not an app key.',
-          schema: accepted(idempotencyKey),
+          schema: accepted(callerId),
         },
       ]),
       '/app/{app_id}/renew': appRoute('Rotate a refresh token into a new pair', renewBody, answer('a token pair', 'TokenPair'), { 401: invalidRefreshToken }),

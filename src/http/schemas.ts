@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { looksLikeAppKey } from '../apps/app-key.js';
 
 const MAX_PERSONAL_BYTES = 4096;
 const MAX_TOKEN_CHARS = 8192;
@@ -25,5 +26,8 @@ export const revokeSubjectBody = z.object({ sub, except_refresh_token: refreshTo
 export const sessionsBody = z.object({ sub, refresh_token: refreshToken.optional() });
 export const revokeSessionBody = z.object({ sub, session_id: z.string().min(1).max(64) });
 export const updatePersonalBody = z.object({ sub, personal: personal.nullable() });
-/** An issue's Idempotency-Key header: 1–128 letters, digits, `_` and `-` (a UUID fits). */
-export const idempotencyKey = z.string().regex(/^[\w-]{1,128}$/);
+const CALLER_ID = /^[\w-]{1,128}$/;
+/** An id a caller chooses (X-Request-Id, an issue's Idempotency-Key): 1–128 letters, digits, `_` and `-` (a UUID fits). */
+export const callerId = z.string().regex(CALLER_ID);
+/** Whether `value` may be taken as a caller's id: its shape, and not an app key pasted there (ids are logged and stored). */
+export const isCallerId = (value: string): boolean => CALLER_ID.test(value) && !looksLikeAppKey(value);

@@ -1,11 +1,10 @@
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
-import { looksLikeAppKey } from '../apps/app-key.js';
 import { toIso } from '../clock.js';
 import { invalidRequest } from '../errors.js';
 import type { SessionService } from '../tokens/session-service.js';
 import type { AppEnv } from './env.js';
 import { readJson } from './json-body.js';
-import { idempotencyKey, issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody, updatePersonalBody } from './schemas.js';
+import { isCallerId, issueBody, renewBody, revokeBody, revokeSessionBody, revokeSubjectBody, sessionsBody, updatePersonalBody } from './schemas.js';
 
 /**
  * Answers carry tokens: no cache on the way may keep one (RFC 6749 §5.1), errors included. Per route,
@@ -21,7 +20,7 @@ const noStore: MiddlewareHandler<AppEnv> = async (c, next) => {
 function issueKeyOf(c: Context<AppEnv>): string | undefined {
   const key = c.req.header('idempotency-key');
   if (key === undefined) return undefined;
-  if (!idempotencyKey.safeParse(key).success || looksLikeAppKey(key)) throw invalidRequest([{ path: 'Idempotency-Key', message: 'must be 1–128 letters, digits, _ or -, and not an app key' }]);
+  if (!isCallerId(key)) throw invalidRequest([{ path: 'Idempotency-Key', message: 'must be 1–128 letters, digits, _ or -, and not an app key' }]);
   return key;
 }
 
