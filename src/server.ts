@@ -75,7 +75,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     process.exit(1);
   }
   server.on('error', cannotListen);
-  answerClientErrors(server, logger, metrics);
+  answerClientErrors(server, logger, metrics, { https: tls !== undefined });
   const connections = trackConnections(server, { secure: tls !== undefined });
   const stopReloadingTls = config.tls && reloadOnChange(server as unknown as https.Server, config.tls, logger);
 

@@ -340,6 +340,7 @@ describe('requests Node refuses before routing', () => {
     expect(parse(malformed)).toEqual({ status: 400, body: { message: 'malformed request' } });
     expect(parse(hugeHeaders)).toEqual({ status: 431, body: { message: 'request headers too large' } });
     expect(hugeHeaders).toMatch(/\r\nContent-Type: application\/json\r\n/);
+    for (const answer of [malformed, hugeHeaders]) expect(answer).toMatch(/\r\nX-Content-Type-Options: nosniff\r\nContent-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n\r\n/);
 
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     expect(metrics).toContain('tokenmint_http_requests_total{route="(unparsed)",method="unknown",status="408"} 2');

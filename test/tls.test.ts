@@ -1,5 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import type http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
@@ -22,11 +23,11 @@ function certificate(dir: string, name: string, days = 30): { cert: string; key:
 }
 
 /** POST over HTTPS trusting only `ca`; the status and parsed JSON. */
-function post(url: string, body: unknown, appKey: string, ca: string): Promise<{ status: number; json: unknown }> {
+function post(url: string, body: unknown, appKey: string, ca: string): Promise<{ status: number; json: unknown; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const req = https.request(url, { method: 'POST', ca, headers: { authorization: appKey, 'content-type': 'application/json' } }, (res) => {
       let text = '';
-      res.on('data', (d) => (text += d)).on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(text) }));
+      res.on('data', (d) => (text += d)).on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(text), headers: res.headers }));
     });
     req.on('error', reject).end(JSON.stringify(body));
   });
@@ -55,7 +56,7 @@ const hasOpenssl = (() => {
 })();
 
 describe.skipIf(!hasOpenssl)('HTTPS (TLS_CERT_FILE, TLS_KEY_FILE)', () => {
-  it('a cluster serves the API over HTTPS: a pair issued and renewed verifies; plain HTTP on that port gets no answer', async () => {
+  it('a cluster serves the API over HTTPS: a pair issued and renewed verifies, with HSTS; plain HTTP on that port gets no answer', async () => {
     const dir = tempDir();
     const one = certificate(dir, 'one');
     const env = testEnv(dir, { WORKERS: '2', TLS_CERT_FILE: 'one.crt', TLS_KEY_FILE: 'one.key' }); // relative to the folder, like DATABASE_URL
@@ -68,6 +69,8 @@ describe.skipIf(!hasOpenssl)('HTTPS (TLS_CERT_FILE, TLS_KEY_FILE)', () => {
     expect(renewed.status).toBe(200);
     const pair = renewed.json as Pair;
     expect(verifyIndependently(pair.auth_token, pair.public_key).payload).toMatchObject({ sub: 'u' });
+    // Served over HTTPS by tokenmint itself: HSTS, beside the headers every answer has.
+    expect(renewed.headers).toMatchObject({ 'strict-transport-security': 'max-age=31536000', 'x-content-type-options': 'nosniff' });
     // Not HTTP: whatever a plain client gets, it is no answer of the API.
     const plain = await fetch(server.url.replace('https:', 'http:') + '/healthz').then((r) => r.status, (e: Error) => e.message);
     expect(plain).not.toBe(200);

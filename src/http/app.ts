@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Hono, type Context, type Handler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
-import { etag } from 'hono/etag';
+import { etag, RETAINED_304_HEADERS } from 'hono/etag';
 import { createMiddleware } from 'hono/factory';
 import { routePath } from 'hono/route';
 import type { AppService } from '../apps/app-service.js';
@@ -21,6 +21,7 @@ import type { AppEnv } from './env.js';
 import { jwksHandler } from './jwks.js';
 import { openApiDocument } from './openapi.js';
 import { isCallerId } from './schemas.js';
+import { securityHeaders } from './security-headers.js';
 import { tokenRoutes } from './token-routes.js';
 
 export interface AppDeps {
@@ -33,7 +34,7 @@ export interface AppDeps {
   logger: Logger;
   /** Absent: no /metrics route. */
   metrics?: Metrics;
-  config: Pick<Config, 'trustProxyHeader' | 'jwksMaxAgeSeconds' | 'metricsToken'>;
+  config: Pick<Config, 'trustProxyHeader' | 'jwksMaxAgeSeconds' | 'metricsToken' | 'tls'>;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -78,6 +79,14 @@ function requestIds() {
   });
 }
 
+/** securityHeaders() on every answer, errors included; set before the route runs, so that no route can forget them. */
+function withSecurityHeaders(headers: ReturnType<typeof securityHeaders>) {
+  return createMiddleware<AppEnv>(async function withSecurityHeaders(c, next) {
+    for (const [name, value] of headers) c.header(name, value);
+    await next();
+  });
+}
+
 /** GET /metrics in Prometheus text format; behind a bearer token when METRICS_TOKEN is set. */
 function metricsHandler(metrics: Metrics, token: string | undefined): Handler<AppEnv> {
   const tokenHash = token === undefined ? undefined : hashSecret(token);
@@ -109,6 +118,8 @@ function limitBody(maxSize: number) {
 export function createApp(deps: AppDeps) {
   const app = new Hono<AppEnv>();
   app.use(requestIds());
+  const security = securityHeaders({ https: deps.config.tls !== undefined });
+  app.use(withSecurityHeaders(security));
   app.use(requestLog(deps.logger, deps.metrics));
   app.use('/app/*', limitBody(MAX_BODY_BYTES));
   // Liveness: the process serves HTTP. Nothing else, so that a database problem does not get every
@@ -136,7 +147,8 @@ export function createApp(deps: AppDeps) {
   app.get(
     '/app/:app_id/jwks.json',
     cors({ origin: '*', allowMethods: ['GET'], exposeHeaders: ['ETag'] }),
-    etag(),
+    // A 304 keeps what every answer says (hono's etag keeps only the cache headers of RFC 9110 §15.4.5).
+    etag({ retainedHeaders: [...RETAINED_304_HEADERS, 'x-request-id', 'access-control-allow-origin', 'access-control-expose-headers', ...security.map(([name]) => name)] }),
     jwksHandler({ repo: deps.repo, keyring: deps.keyring, maxAgeSeconds: deps.config.jwksMaxAgeSeconds }),
   );
   app.route('/app/:app_id', tokenRoutes({ sessions: deps.sessions, auth: appAuth({ ...deps, trustProxyHeader: deps.config.trustProxyHeader }) }));

@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { HttpSocket } from './connections.js';
+import { securityHeaders } from './security-headers.js';
 
 /** Node's parser codes we answer with their own status; any other parse error is a 400. */
 const STATUS_OF_CODE: Record<string, [number, string]> = {
@@ -17,7 +18,8 @@ const STATUS_OF_CODE: Record<string, [number, string]> = {
  * are logged (the code, never the bytes received: they may hold a token) and counted under the
  * route `(unparsed)`. The connection is closed either way.
  */
-export function answerClientErrors(server: ServerType, logger: Logger, metrics: Metrics | undefined): void {
+export function answerClientErrors(server: ServerType, logger: Logger, metrics: Metrics | undefined, options: { https: boolean }): void {
+  const security = securityHeaders(options).map(([name, value]) => `\r\n${name}: ${value}`).join('');
   server.on('clientError', (error: NodeJS.ErrnoException, socket: HttpSocket) => {
     // A reset, or an answer to this request already begun (the check Node's own handler makes):
     // nothing more can be said on this connection. Earlier answers on a keep-alive one do not count.
@@ -27,7 +29,7 @@ export function answerClientErrors(server: ServerType, logger: Logger, metrics: 
     }
     const [status, message] = STATUS_OF_CODE[error.code ?? ''] ?? [400, 'malformed request'];
     const body = JSON.stringify({ message });
-    const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close`;
+    const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close${security}`;
     // Closed once written, as Node does: a client still sending must not keep the socket.
     socket.end(`${head}\r\n\r\n${body}`, () => socket.destroy());
     metrics?.observeRequest('(unparsed)', 'unknown', status, 0);

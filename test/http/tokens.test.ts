@@ -457,6 +457,38 @@ describe('answers that carry tokens', () => {
   });
 });
 
+describe('every answer', () => {
+  it('says nosniff, a CSP that frames and loads nothing, and its X-Request-Id, errors and a 304 included; no HSTS over plain HTTP', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp('acme');
+    const pair = (await (await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, appKey)).json()) as Pair;
+    const answers = [
+      await h.post(`/app/${appId}/renew`, { refresh_token: pair.refresh_token, ...client }, appKey), // 401: before its nbf
+      await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, appKey),
+      await h.post(`/app/${appId}/issue`, { sub: '' }, appKey),
+      await h.post(`/app/${appId}/issue`, { sub: 'u', ...client }, 'tmk_wrong'),
+      await h.app.request(`/app/${appId}/issue`, { method: 'POST', headers: { authorization: appKey, 'content-length': String(70_000) }, body: 'x'.repeat(70_000) }),
+      await h.app.request(`/app/${appId}/jwks.json`),
+      await h.app.request(`/app/${appId}/jwks.json`, { headers: { 'if-none-match': '*' } }),
+      await h.app.request('/app/nobody/jwks.json'),
+      await h.app.request('/healthz'),
+      await h.app.request('/readyz'),
+      await h.app.request('/openapi.json'),
+      await h.app.request('/metrics'),
+      await h.app.request('/no-such-route'),
+    ];
+    expect(answers.map((r) => r.status)).toEqual([401, 200, 400, 403, 413, 200, 304, 404, 200, 200, 200, 200, 404]);
+    for (const res of answers) {
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(res.headers.get('content-security-policy')).toBe("default-src 'none'; frame-ancestors 'none'");
+      expect(res.headers.get('strict-transport-security')).toBeNull();
+      expect(res.headers.get('x-request-id')).toMatch(/^[\w-]{1,128}$/);
+    }
+    // A 304 of the JWKS keeps its CORS header too.
+    expect(answers[6]!.headers.get('access-control-allow-origin')).toBe('*');
+  });
+});
+
 describe('public routes', () => {
   it('GET /healthz', async () => {
     const h = await harness();
