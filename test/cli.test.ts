@@ -41,10 +41,11 @@ describe('tokenmint app', () => {
 
   it('create takes every setting; list and show never print an app key', async () => {
     const h = await harness();
-    const created = (await cli(h, 'app', 'create', 'acme', '--audience', 'api', '--access-ttl', '60', '--refresh-ttl', '600', '--refresh-nbf', '5', '--session-ttl', '86400', '--reuse-grace', '3', '--rotate-every', '0', '--json')).json();
+    const created = (await cli(h, 'app', 'create', 'acme', '--audience', 'api', '--access-ttl', '60', '--refresh-ttl', '600', '--refresh-nbf', '5', '--session-ttl', '86400', '--reuse-grace', '3', '--rotate-every', '0', '--max-sessions', '5', '--json')).json();
     const shown = await cli(h, 'app', 'show', 'acme', '--json');
-    expect(shown.json()).toMatchObject({ app_id: 'acme', audience: 'api', access_ttl: 60, refresh_ttl: 600, refresh_nbf: 5, session_ttl: 86400, reuse_grace: 3, rotate_every: 0, disabled: false });
+    expect(shown.json()).toMatchObject({ app_id: 'acme', audience: 'api', access_ttl: 60, refresh_ttl: 600, refresh_nbf: 5, session_ttl: 86400, reuse_grace: 3, rotate_every: 0, max_sessions: 5, disabled: false });
     await cli(h, 'app', 'create', 'beta');
+    expect((await cli(h, 'app', 'show', 'beta', '--json')).json()).toMatchObject({ max_sessions: 0 }); // no limit unless asked
     const list = await cli(h, 'app', 'list', '--json');
     expect(list.json().map((a) => a.app_id)).toEqual(['acme', 'beta']);
     for (const text of [shown.stdout, list.stdout]) {
@@ -65,6 +66,8 @@ describe('tokenmint app', () => {
       [['app', 'create', 'ok', '--refresh-ttl', '60', '--refresh-nbf', '60'], /refresh-nbf must be shorter than refresh-ttl/],
       [['app', 'create', 'ok', '--access-ttl', '30'], /--refresh-nbf: refresh-nbf must not be longer than access-ttl/], // default nbf 60
       [['app', 'update', 'acme', '--session-ttl', '0'], /--session-ttl/],
+      [['app', 'update', 'acme', '--max-sessions', '-1'], /--max-sessions/],
+      [['app', 'update', 'acme', '--max-sessions', '1.5'], /--max-sessions: must be a whole number/],
       [['app', 'show', 'nope'], /no app "nope"/],
       [['app', 'disable', 'nope'], /no app "nope"/],
       [['app', 'rotate-secret', 'acme', '--grace', '-1'], /--grace/],

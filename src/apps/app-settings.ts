@@ -18,11 +18,12 @@ export const appSettingsPatchSchema = z
     sessionTtlSeconds: seconds(1),
     reuseGraceSeconds: seconds(0),
     rotateEverySeconds: seconds(0),
+    maxSessions: z.coerce.number().int('must be a whole number').min(0),
   })
   .partial()
   .strict();
 
-/** Contract §2 defaults, in seconds. */
+/** Contract §2 defaults, in seconds; and no limit on sessions per subject. */
 export const DEFAULT_APP_SETTINGS: AppSettings = Object.freeze({
   audience: 'web-app',
   accessTtlSeconds: 3600,
@@ -31,6 +32,7 @@ export const DEFAULT_APP_SETTINGS: AppSettings = Object.freeze({
   sessionTtlSeconds: 2_592_000,
   reuseGraceSeconds: 10,
   rotateEverySeconds: 2_592_000,
+  maxSessions: 0,
 });
 
 /** Settings under which refresh tokens could never renew, or not when they are needed, are refused. */
@@ -53,6 +55,7 @@ export function publicApp(app: AppRecord) {
     session_ttl: app.sessionTtlSeconds,
     reuse_grace: app.reuseGraceSeconds,
     rotate_every: app.rotateEverySeconds,
+    max_sessions: app.maxSessions,
     disabled: app.disabled,
     previous_app_key_valid_until: app.previousAppKeyExpiresAt === null ? null : new Date(app.previousAppKeyExpiresAt).toISOString(),
     created_at: new Date(app.createdAt).toISOString(),

@@ -4,7 +4,7 @@ import { invalidRequest } from '../errors.js';
 import type { AppSettings } from '../storage/repository.js';
 import type { WithContext } from './run.js';
 
-// CLI option → setting. Values are seconds except the audience.
+// CLI option → setting. Values are seconds except the audience and max-sessions.
 const SETTING_OPTIONS = {
   audience: { flag: '--audience <aud>', key: 'audience', help: 'the auth tokens\' aud (default web-app)' },
   accessTtl: { flag: '--access-ttl <seconds>', key: 'accessTtlSeconds', help: 'auth token lifetime (default 3600)' },
@@ -13,6 +13,7 @@ const SETTING_OPTIONS = {
   sessionTtl: { flag: '--session-ttl <seconds>', key: 'sessionTtlSeconds', help: 'absolute session lifetime (default 2592000)' },
   reuseGrace: { flag: '--reuse-grace <seconds>', key: 'reuseGraceSeconds', help: 'window in which a repeated renew gets the same child (default 10)' },
   rotateEvery: { flag: '--rotate-every <seconds>', key: 'rotateEverySeconds', help: 'automatic key rotation period, 0 = never (default 2592000)' },
+  maxSessions: { flag: '--max-sessions <n>', key: 'maxSessions', help: 'live sessions a subject may hold; a new one ends the oldest beyond it, 0 = no limit (default 0)' },
 } as const satisfies Record<string, { flag: string; key: keyof AppSettings; help: string }>;
 
 function withSettingOptions(command: Command): Command {

@@ -11,6 +11,8 @@ export interface AppSettings {
   sessionTtlSeconds: number;
   reuseGraceSeconds: number;
   rotateEverySeconds: number;
+  /** Live sessions one subject may hold at once (0: no limit): a new one ends the oldest beyond it. */
+  maxSessions: number;
 }
 
 export interface AppRecord extends AppSettings {
@@ -102,8 +104,11 @@ export interface SessionFilter {
   exceptSessionId?: string;
 }
 
-/** Why a session ended early; `retried`: an issue sent again with its Idempotency-Key replaced it. */
-export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all' | 'retried';
+/**
+ * Why a session ended early; `retried`: an issue sent again with its Idempotency-Key replaced it;
+ * `session-limit`: a newer session of its subject took its place (the app's max-sessions).
+ */
+export type RevokeReason = 'reuse' | 'client' | 'admin' | 'admin-all' | 'retried' | 'session-limit';
 
 /** A session as `session list` shows it: with the client that logged in (null for sessions older than that record). */
 export interface SessionListing extends SessionRecord {
@@ -188,11 +193,13 @@ export interface Repository {
 
   /**
    * Stores a new session and its first refresh token, atomically; the session keeps the token's ip and
-   * user agent as its login's. With `issueKey`, in the same transaction, first revokes (`retried`) the
-   * live sessions of that app and subject started with the same key: an earlier attempt of this issue
-   * whose answer was lost.
+   * user agent as its login's. In the same transaction: with `issueKey`, first revokes (`retried`) the
+   * live sessions of that app and subject started with the same key, an earlier attempt of this issue
+   * whose answer was lost; with `maxLiveSessions` (1 or more), then revokes (`session-limit`) the
+   * subject's oldest live sessions (not revoked, not past `expiresAt`) beyond that many, the new one
+   * counted and always kept, even beside another started in the same millisecond.
    */
-  createSession(session: SessionRecord, first: RefreshTokenRecord, issueKey?: string): Promise<void>;
+  createSession(session: SessionRecord, first: RefreshTokenRecord, options?: { issueKey?: string; maxLiveSessions?: number }): Promise<void>;
   /** The stored sessions of one subject of an app (live, revoked, or ended but not yet pruned), newest first. */
   listSessions(appId: string, sub: string): Promise<SessionListing[]>;
   /** A refresh token with its session and its child, the token it was renewed into: a token is used exactly when it has one. */

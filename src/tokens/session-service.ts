@@ -84,6 +84,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     /**
      * Starts a session: a new pair for a user the backend has logged in. With `issueKey` (the call's
      * Idempotency-Key), a repeat of the call replaces the session of the attempt whose answer was lost.
+     * Under the app's max-sessions, the subject's oldest live sessions beyond it end as this one starts.
      */
     async issue(app: AppRecord, input: Client & { sub: string; personal?: Record<string, unknown> }, issueKey?: string): Promise<TokenPair> {
       const now = clock();
@@ -99,7 +100,7 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
       };
       const first = newRefreshToken(app, session, { jid: newUlid(now), parentJid: null, issuedAt: now, ip: input.ip, useragent: input.useragent });
       const pair = await signPair(app, session, first);
-      await repo.createSession(session, withDigest(first, pair.refresh_token), issueKey);
+      await repo.createSession(session, withDigest(first, pair.refresh_token), { issueKey, maxLiveSessions: app.maxSessions > 0 ? app.maxSessions : undefined });
       return pair;
     },
 

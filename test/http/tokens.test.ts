@@ -388,6 +388,30 @@ describe('POST /app/:app_id/issue with an Idempotency-Key', () => {
   });
 });
 
+describe('an app with max-sessions', () => {
+  it("ends a subject's oldest live sessions beyond it as a new one starts (session-limit); other subjects and ended sessions do not count; 0 is no limit", async () => {
+    const h = await harness();
+    const acme = await h.createApp('acme', { refreshNbfSeconds: 0, maxSessions: 2 });
+    const issue = async (sub: string) => {
+      h.clock.advance(1);
+      return (await (await h.post('/app/acme/issue', { sub, ...client }, acme.appKey)).json()) as Pair;
+    };
+    const renew = async (pair: Pair) => (await h.post('/app/acme/renew', { refresh_token: pair.refresh_token, ...client }, acme.appKey)).status;
+    const live = async (sub: string) => ((await (await h.post('/app/acme/sessions', { sub }, acme.appKey)).json()) as { sessions: unknown[] }).sessions.length;
+    const logout = await issue('u');
+    expect((await h.post('/app/acme/revoke', { refresh_token: logout.refresh_token }, acme.appKey)).status).toBe(200);
+    const [first, second, other] = [await issue('u'), await issue('u'), await issue('v')];
+    const third = await issue('u');
+    expect(await renew(first)).toBe(401);
+    expect(h.logs.at(-1)).toMatchObject({ status: 401, reason: 'session revoked (session-limit)' });
+    expect([await renew(second), await renew(third), await renew(other)]).toEqual([200, 200, 200]);
+    expect([await live('u'), await live('v')]).toEqual([2, 1]);
+    await h.tm.apps.update('acme', { maxSessions: 0 });
+    await issue('u');
+    expect(await live('u')).toBe(3);
+  });
+});
+
 describe('POST /app/:app_id/update-personal', () => {
   it('sets the personal claims of every live session of the subject, in the auth tokens of their next renews; null removes them; nothing else changes', async () => {
     const h = await harness();

@@ -307,7 +307,7 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);
       const start = async (appId: string, sub: string, issueKey?: string) => {
         const s = session(appId, sub);
-        await repo.createSession(s, token(s), issueKey);
+        await repo.createSession(s, token(s), { issueKey });
         return s.sessionId;
       };
       const reasons = async (appId: string, sub: string) => Object.fromEntries((await repo.listSessions(appId, sub)).map((s) => [s.sessionId, s.revokeReason]));
@@ -319,6 +319,36 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       // A third attempt replaces the second; a session already ended stays as it ended.
       const third = await start('acme', 'a', 'K');
       expect(await reasons('acme', 'a')).toMatchObject({ [first]: 'retried', [retry]: 'retried', [third]: null });
+    });
+
+    it('createSession with maxLiveSessions revokes (session-limit) the oldest live sessions of that app and subject beyond it, the new one counted; ended ones do not count', async () => {
+      const { repo } = await withApp();
+      await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);
+      let minute = 0;
+      const start = async (appId: string, sub: string, options?: { issueKey?: string; maxLiveSessions?: number }) => {
+        const s = { ...session(appId, sub), createdAt: NOW + ++minute * 60_000 };
+        await repo.createSession(s, token(s), options);
+        return s.sessionId;
+      };
+      const reasons = async (appId: string, sub: string) => Object.fromEntries((await repo.listSessions(appId, sub)).map((s) => [s.sessionId, s.revokeReason]));
+      const expired = { ...session('acme', 'a'), expiresAt: NOW - 1 };
+      await repo.createSession(expired, token(expired));
+      const revoked = await start('acme', 'a');
+      await repo.revokeSession(revoked, 'client', NOW);
+      const [s1, s2, s3, otherSub, otherApp] = [await start('acme', 'a'), await start('acme', 'a'), await start('acme', 'a'), await start('acme', 'b'), await start('other', 'a')];
+      const s4 = await start('acme', 'a', { maxLiveSessions: 2 });
+      expect(await reasons('acme', 'a')).toEqual({ [expired.sessionId]: null, [revoked]: 'client', [s1]: 'session-limit', [s2]: 'session-limit', [s3]: null, [s4]: null });
+      expect(await reasons('acme', 'b')).toEqual({ [otherSub]: null });
+      expect(await reasons('other', 'a')).toEqual({ [otherApp]: null });
+      // With an issue key too: the replaced attempt is revoked as retried, and the limit keeps the new session.
+      const keyed = await start('acme', 'a', { issueKey: 'K' });
+      const retry = await start('acme', 'a', { issueKey: 'K', maxLiveSessions: 1 });
+      expect(await reasons('acme', 'a')).toMatchObject({ [s3]: 'session-limit', [s4]: 'session-limit', [keyed]: 'retried', [retry]: null });
+      // Started in the same millisecond as the live one, and sorting before it by id: the new one stays all the same.
+      const [before, after] = [{ ...session('acme', 'c', 'S-b'), createdAt: NOW }, { ...session('acme', 'c', 'S-a'), createdAt: NOW }];
+      await repo.createSession(before, token(before));
+      await repo.createSession(after, token(after), { maxLiveSessions: 1 });
+      expect(await reasons('acme', 'c')).toEqual({ [before.sessionId]: 'session-limit', [after.sessionId]: null });
     });
 
     it('updatePersonal sets personal on the live sessions of one subject of one app, and counts them', async () => {

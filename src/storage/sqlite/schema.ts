@@ -16,6 +16,8 @@ export const apps = sqliteTable('apps', {
   sessionTtlSeconds: integer('session_ttl_seconds').notNull(),
   reuseGraceSeconds: integer('reuse_grace_seconds').notNull(),
   rotateEverySeconds: integer('rotate_every_seconds').notNull(),
+  // Live sessions a subject may hold at once; an issue beyond it ends the oldest. 0: no limit.
+  maxSessions: integer('max_sessions').notNull().default(0),
   disabled: integer('disabled', { mode: 'boolean' }).notNull().default(false),
   createdAt: integer('created_at').notNull(),
   updatedAt: integer('updated_at').notNull(),

@@ -138,6 +138,18 @@ function prepareHotPath(db: SqliteDb) {
       .set({ revokedAt: sql`${p('now')}`, revokeReason: 'retried' })
       .where(and(eq(sessions.appId, p('appId')), eq(sessions.sub, p('sub')), eq(sessions.issueKey, p('issueKey')), isNull(sessions.revokedAt)))
       .prepare(),
+    // The app's max-sessions: of the subject's other live sessions, those beyond the newest `keep` end,
+    // found through the app and subject index. The new session is left out by id, not by time: one
+    // started in the same millisecond may sort after it.
+    revokeBeyondLimit: db
+      .update(sessions)
+      .set({ revokedAt: sql`${p('now')}`, revokeReason: 'session-limit' })
+      .where(
+        sql`${sessions.sessionId} IN (SELECT ${sessions.sessionId} FROM ${sessions} WHERE ${sessions.appId} = ${p('appId')} AND ${sessions.sub} = ${p('sub')}
+          AND ${sessions.sessionId} <> ${p('sessionId')} AND ${sessions.revokedAt} IS NULL AND ${sessions.expiresAt} > ${p('now')}
+          ORDER BY ${sessions.createdAt} DESC, ${sessions.sessionId} DESC LIMIT -1 OFFSET ${p('keep')})`,
+      )
+      .prepare(),
     // The single-use decision is this one statement, run under the write lock: the child is stored
     // only if its session is live (selected by primary key, so zero rows when revoked), and the unique
     // parent_jid lets only the first child in (a second one is a conflict, ignored: zero changes).
@@ -327,10 +339,12 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       );
     },
 
-    async createSession(session, first, issueKey) {
+    async createSession(session, first, { issueKey, maxLiveSessions } = {}) {
+      const { appId, sub, createdAt: now } = session;
       await commit(() => {
-        if (issueKey !== undefined) hot.replaceEarlierAttempt.run({ now: session.createdAt, appId: session.appId, sub: session.sub, issueKey });
+        if (issueKey !== undefined) hot.replaceEarlierAttempt.run({ now, appId, sub, issueKey });
         insertSession(session, first, issueKey ?? null);
+        if (maxLiveSessions !== undefined) hot.revokeBeyondLimit.run({ now, appId, sub, sessionId: session.sessionId, keep: maxLiveSessions - 1 });
       });
     },
 

@@ -1,0 +1,1 @@
+ALTER TABLE `apps` ADD `max_sessions` integer DEFAULT 0 NOT NULL;
