@@ -87,6 +87,23 @@ function withSecurityHeaders(headers: ReturnType<typeof securityHeaders>) {
   });
 }
 
+/**
+ * A path the API has, asked with a method it does not have for it: 405 with the methods it has
+ * (RFC 9110 §15.5.6), not a 404 that reads as a wrong URL. Called once every route is in; hono
+ * answers HEAD with the GET route.
+ */
+function answerOtherMethods(app: Hono<AppEnv>) {
+  const methodsOf = new Map<string, Set<string>>();
+  for (const { method, path } of app.routes) if (method !== 'ALL') methodsOf.set(path, (methodsOf.get(path) ?? new Set()).add(method));
+  for (const [path, methods] of methodsOf) {
+    const allow = [...methods, ...(methods.has('GET') ? ['HEAD'] : [])].join(', ');
+    app.all(path, function methodNotAllowed(c) {
+      c.header('Allow', allow);
+      return c.json({ message: 'method not allowed' }, 405);
+    });
+  }
+}
+
 /** GET /metrics in Prometheus text format; behind a bearer token when METRICS_TOKEN is set. */
 function metricsHandler(metrics: Metrics, token: string | undefined): Handler<AppEnv> {
   const tokenHash = token === undefined ? undefined : hashSecret(token);
@@ -152,6 +169,7 @@ export function createApp(deps: AppDeps) {
     jwksHandler({ repo: deps.repo, keyring: deps.keyring, maxAgeSeconds: deps.config.jwksMaxAgeSeconds }),
   );
   app.route('/app/:app_id', tokenRoutes({ sessions: deps.sessions, auth: appAuth({ ...deps, trustProxyHeader: deps.config.trustProxyHeader }) }));
+  answerOtherMethods(app);
 
   app.notFound((c) => c.json({ message: 'not found' }, 404));
   app.onError(function errorHandler(error, c) {

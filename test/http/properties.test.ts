@@ -7,7 +7,7 @@ const runs = Number(process.env.FUZZ_RUNS ?? 150);
 const seed = Number(process.env.FUZZ_SEED ?? 20261122);
 const params = { numRuns: runs, seed, endOnFailure: true };
 
-const CONTRACT_STATUSES = new Set([200, 204, 304, 400, 401, 403, 404, 413, 429]);
+const CONTRACT_STATUSES = new Set([200, 204, 304, 400, 401, 403, 404, 405, 413, 429]);
 /** Every route of an app: the contract's, and those beyond it. */
 const APP_ROUTES = ['issue', 'renew', 'revoke', 'revoke-subject', 'sessions', 'revoke-session', 'update-personal', 'jwks.json'];
 

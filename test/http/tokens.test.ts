@@ -513,6 +513,29 @@ describe('every answer', () => {
   });
 });
 
+describe('a method a path does not have', () => {
+  it('gets 405 with Allow naming the methods it has, before any app key is checked; an unknown path stays 404', async () => {
+    const h = await harness();
+    const { appKey } = await h.createApp('acme', { refreshNbfSeconds: 0 });
+    const asked = async (method: string, path: string) => {
+      const res = await h.app.request(path, { method, headers: { authorization: appKey } });
+      return [res.status, res.headers.get('allow'), res.status === 405 ? await res.json() : undefined];
+    };
+    const refused = { message: 'method not allowed' };
+    expect(await asked('GET', '/app/acme/renew')).toEqual([405, 'POST', refused]);
+    expect(await asked('PUT', '/app/nobody/issue')).toEqual([405, 'POST', refused]);
+    expect(await asked('POST', '/app/acme/jwks.json')).toEqual([405, 'GET, HEAD', refused]);
+    expect(await asked('DELETE', '/healthz')).toEqual([405, 'GET, HEAD', refused]);
+    expect(await asked('HEAD', '/healthz')).toEqual([200, null, undefined]);
+    expect(await asked('GET', '/app/acme/no-such-route')).toEqual([404, null, undefined]);
+    expect(await asked('GET', '/nope')).toEqual([404, null, undefined]);
+    // Each under its own route in the log; the routes themselves answer as before.
+    expect(h.logs.filter((l) => l.status === 405).map((l) => l.route)).toEqual(['/app/:app_id/renew', '/app/:app_id/issue', '/app/:app_id/jwks.json', '/healthz']);
+    expect((await h.post('/app/acme/issue', { sub: 'u', ...client }, appKey)).status).toBe(200);
+    expect(h.logs.at(-1)).toMatchObject({ route: '/app/:app_id/issue', status: 200 });
+  });
+});
+
 describe('public routes', () => {
   it('GET /healthz', async () => {
     const h = await harness();
