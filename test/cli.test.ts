@@ -54,6 +54,27 @@ describe('tokenmint app', () => {
     }
   });
 
+  it('takes lifetimes up to ten years, with which sessions list and keys rotate; one second more is refused', async () => {
+    const h = await harness();
+    const tenYears = String(315_360_000);
+    const lifetimes = ['--access-ttl', tenYears, '--refresh-ttl', tenYears, '--session-ttl', tenYears, '--reuse-grace', tenYears, '--rotate-every', tenYears];
+    const created = (await cli(h, 'app', 'create', 'acme', ...lifetimes, '--max-sessions', String(Number.MAX_SAFE_INTEGER), '--json')).json();
+    const issued = await h.post('/app/acme/issue', { sub: 'u', ...client }, String(created.app_key));
+    expect(issued.status).toBe(200);
+    const listed = await h.post('/app/acme/sessions', { sub: 'u' }, String(created.app_key));
+    expect([listed.status, ((await listed.json()) as { sessions: Array<{ expires_at: string }> }).sessions[0]?.expires_at]).toEqual([200, new Date(h.clock() + 315_360_000_000).toISOString()]);
+    const cliListed = await cli(h, 'session', 'list', 'acme', '--sub', 'u', '--json');
+    expect([cliListed.code, cliListed.json().length]).toEqual([0, 1]);
+    h.clock.advance(3600);
+    expect((await cli(h, 'key', 'rotate', 'acme', '--json')).code).toBe(0);
+    const keys = await cli(h, 'key', 'list', 'acme', '--json');
+    expect([keys.code, keys.json().map((k) => k.state).sort()]).toEqual([0, ['current', 'next', 'retired']]);
+    for (const option of ['--access-ttl', '--refresh-ttl', '--session-ttl', '--reuse-grace', '--rotate-every']) {
+      const refused = await cli(h, 'app', 'update', 'acme', option, '315360001', '--json');
+      expect([refused.code, refused.stderr]).toEqual([1, expect.stringContaining(`${option}: must be at most 315360000 seconds (10 years)`)]);
+    }
+  });
+
   it('refuses bad input with a sentence on stderr and a non-zero exit', async () => {
     const h = await harness();
     await cli(h, 'app', 'create', 'acme');

@@ -6,7 +6,15 @@ const APP_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export const isAppId = (value: string): boolean => APP_ID.test(value);
 export const appIdSchema = z.string().regex(APP_ID, 'app_id must be 1–63 characters of a-z 0-9 _ -, starting with a letter or digit');
 
-const seconds = (min: number) => z.coerce.number().int('must be a whole number of seconds').min(min);
+/**
+ * The longest a setting in seconds may be: ten years, longer than any of them has a use for. Until
+ * this bound, lifetimes near 2^53 s were taken, and the times they led to were past what a Date can
+ * print: `POST …/sessions` answered 500 and `session list` failed.
+ */
+export const MAX_SETTING_SECONDS = 10 * 365 * 86_400;
+
+const seconds = (min: number) =>
+  z.coerce.number().int('must be a whole number of seconds').min(min).max(MAX_SETTING_SECONDS, `must be at most ${MAX_SETTING_SECONDS} seconds (10 years)`);
 
 /** The settings an admin may set; each is optional here, DEFAULT_APP_SETTINGS fills the rest. */
 export const appSettingsPatchSchema = z
