@@ -25,14 +25,17 @@ const envSchema = z.object({
   APP_KEY_FAILURE_WINDOW_SECONDS: positiveInt.default(300),
   APP_KEY_LIMITER_MAX_CLIENTS: positiveInt.default(10_000),
   JWKS_MAX_AGE_SECONDS: positiveInt.default(300),
-  SHUTDOWN_TIMEOUT_SECONDS: positiveInt.default(10),
+  // This and MAINTENANCE_INTERVAL_SECONDS drive Node timers, which take at most 2^31 - 1 ms (24.8
+  // days) and run one given more after 1 ms instead: until these bounds, a SIGTERM exited 1 at once,
+  // and maintenance ran every millisecond (two-thirds of a core, idle).
+  SHUTDOWN_TIMEOUT_SECONDS: positiveInt.max(3600, 'must be at most 3600 seconds').default(10),
   // A request's headers and body must all arrive within this (else 408): a client trickling bytes
   // cannot hold a connection for Node's default of five minutes.
   REQUEST_TIMEOUT_SECONDS: positiveInt.max(3600).default(30),
   // How long an idle keep-alive connection stays open. Behind a load balancer that reuses
   // connections, make it longer than the balancer's idle timeout, or it may send on a closing one (502).
   KEEP_ALIVE_TIMEOUT_SECONDS: positiveInt.max(3600).default(5),
-  MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().default(60),
+  MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().max(86_400, 'must be at most 86400 seconds (a day)').default(60),
   // When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
   METRICS_TOKEN: z.string().min(16).optional(),
   // Server processes sharing the port and the database (node:cluster): by default one per CPU this
