@@ -115,7 +115,22 @@ function sessionList(answer: unknown): SessionInfo[] {
   throw new TokenmintClientError('unavailable', 'the answer is not a list of sessions: is baseUrl a tokenmint server?');
 }
 
+/** What setTimeout and AbortSignal.timeout hold; given more, they fire after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Misuse is a TypeError at once, as jose does, rather than every call failing later. */
+function checkOptions(options: ClientOptions): void {
+  if (!URL.canParse(options.baseUrl)) throw new TypeError(`baseUrl must be an absolute URL such as http://127.0.0.1:8080, not ${JSON.stringify(options.baseUrl)}`);
+  for (const name of ['appId', 'appKey'] as const) if (typeof options[name] !== 'string' || options[name] === '') throw new TypeError(`${name} must be a non-empty string`);
+  const numbers = [['retries', 0, 100], ['retryDelayMs', 0, MAX_TIMER_MS], ['timeoutMs', 1, MAX_TIMER_MS], ['renewRetryWindowMs', 0, MAX_TIMER_MS]] as const;
+  for (const [name, min, max] of numbers) {
+    const value = options[name];
+    if (value !== undefined && !(Number.isInteger(value) && value >= min && value <= max)) throw new TypeError(`${name} must be a whole number from ${min} to ${max}, not ${String(value)}`);
+  }
+}
+
 export function createClient(options: ClientOptions) {
+  checkOptions(options);
   const { baseUrl, appId, appKey, retries = 3, retryDelayMs = 100, timeoutMs = 10_000, renewRetryWindowMs = 8_000 } = options;
   const fetchImpl = options.fetch ?? fetch;
   const base = `${baseUrl.replace(/\/+$/, '')}/app/${encodeURIComponent(appId)}`;

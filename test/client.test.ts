@@ -45,6 +45,25 @@ async function flakyProxy(target: string, actions: Action[]) {
   return { url: `http://127.0.0.1:${(proxy.address() as { port: number }).port}`, seen, requestIds };
 }
 
+describe('createClient', () => {
+  it('throws a TypeError for misuse at once, not a failure on every call: a relative baseUrl, an empty key, a timeout no timer holds', () => {
+    const ok = { baseUrl: 'http://127.0.0.1:8080', appId: 'acme', appKey: 'tmk_x' };
+    const misuse: Array<[Record<string, unknown>, string]> = [
+      [{ baseUrl: '127.0.0.1:8080/' }, 'baseUrl must be an absolute URL such as http://127.0.0.1:8080, not "127.0.0.1:8080/"'],
+      [{ appKey: '' }, 'appKey must be a non-empty string'],
+      [{ appId: undefined }, 'appId must be a non-empty string'],
+      // Node's timers take at most 2^31 - 1 ms; more aborts every attempt after 1 ms.
+      [{ timeoutMs: 2 ** 31 }, 'timeoutMs must be a whole number from 1 to 2147483647, not 2147483648'],
+      [{ timeoutMs: 0 }, 'timeoutMs must be a whole number from 1 to 2147483647, not 0'],
+      [{ retries: -1 }, 'retries must be a whole number from 0 to 100, not -1'],
+      [{ retryDelayMs: Number.NaN }, 'retryDelayMs must be a whole number from 0 to 2147483647, not NaN'],
+      [{ renewRetryWindowMs: Infinity }, 'renewRetryWindowMs must be a whole number from 0 to 2147483647, not Infinity'],
+    ];
+    for (const [change, message] of misuse) expect(() => createClient({ ...ok, ...change } as never)).toThrow(new TypeError(message));
+    expect(() => createClient({ ...ok, retries: 0, retryDelayMs: 0, timeoutMs: 2 ** 31 - 1, renewRetryWindowMs: 0 })).not.toThrow();
+  });
+});
+
 describe('tokenmint/client against a real server', () => {
   it('issues, renews and revokes; the pair verifies independently', async () => {
     const { server, appKey } = await setup();
