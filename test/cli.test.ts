@@ -92,6 +92,10 @@ describe('tokenmint app', () => {
       [['app', 'show', 'nope'], /no app "nope"/],
       [['app', 'disable', 'nope'], /no app "nope"/],
       [['app', 'rotate-secret', 'acme', '--grace', '-1'], /--grace/],
+      // Until this version taken, after which app show and app list failed on a date no Date holds.
+      [['app', 'rotate-secret', 'acme', '--grace', '9007199254740991'], /--grace: must be a whole number of seconds from 0 to 315360000 \(10 years\)/],
+      [['audit', 'prune', '--before', '999999999999d'], /--before: 999999999999d back from now is before 1970/],
+      [['audit', 'list', '--since', '999999999999d'], /--since: 999999999999d back from now is before 1970/],
       [['key', 'list', 'nope'], /no app "nope"/],
       [['key', 'revoke', 'acme', '01ARZ3NDEKTSV4RRFFQ69G5FAV'], /has no key/],
       [['session', 'revoke', 'acme'], /exactly one of --sub <sub>, --session <session_id> or --all/],
@@ -105,6 +109,7 @@ describe('tokenmint app', () => {
       expect(r.stdout, args.join(' ')).toBe('');
     }
     expect((await cli(h, 'app', 'list', '--json')).json()).toHaveLength(1);
+    expect((await cli(h, 'app', 'show', 'acme', '--json')).json()).toMatchObject({ previous_app_key_valid_until: null });
   });
 
   it('update, disable and enable reach the running HTTP app with no restart', async () => {

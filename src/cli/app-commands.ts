@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { publicApp, appSettingsPatchSchema } from '../apps/app-settings.js';
+import { MAX_SETTING_SECONDS, publicApp, appSettingsPatchSchema } from '../apps/app-settings.js';
 import { invalidRequest } from '../errors.js';
 import type { AppSettings } from '../storage/repository.js';
 import type { WithContext } from './run.js';
@@ -116,7 +116,9 @@ export function appCommands(withContext: WithContext): Command {
     .action(
       withContext(async ({ tm, output }, appId: string, opts: { grace: string }) => {
         const grace = Number(opts.grace);
-        if (!Number.isSafeInteger(grace) || grace < 0) throw invalidRequest([{ path: '--grace', message: 'must be a whole number of seconds, 0 or more' }]);
+        if (!Number.isSafeInteger(grace) || grace < 0 || grace > MAX_SETTING_SECONDS) {
+          throw invalidRequest([{ path: '--grace', message: `must be a whole number of seconds from 0 to ${MAX_SETTING_SECONDS} (10 years)` }]);
+        }
         const appKey = await tm.apps.rotateSecret(appId, grace);
         output(
           { app_id: appId, app_key: appKey },

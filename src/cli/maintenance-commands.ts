@@ -12,7 +12,12 @@ const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 /** `--since` or `--before`: an ISO 8601 time, or a duration back from now such as 90m, 24h, 7d. */
 function parseTime(option: string, value: string, now: number): number {
   const relative = /^(\d+)([smhd])$/.exec(value);
-  if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS];
+  if (relative) {
+    const time = now - Number(relative[1]) * UNIT_MS[relative[2] as keyof typeof UNIT_MS];
+    // Nothing here is older; and far enough back, no date can print it (`audit prune` records it).
+    if (time < 0) throw invalidRequest([{ path: option, message: `${value} back from now is before 1970` }]);
+    return time;
+  }
   const absolute = Date.parse(value);
   if (Number.isNaN(absolute)) throw invalidRequest([{ path: option, message: 'give an ISO 8601 time (2026-01-31T12:00:00Z) or a duration back from now (90m, 24h, 7d)' }]);
   return absolute;
