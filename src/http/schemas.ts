@@ -7,16 +7,52 @@ const MAX_TOKEN_CHARS = 8192;
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/**
+ * No unpaired surrogate (`"\ud800"` in JSON text): SQLite stores text as UTF-8, in which one becomes
+ * U+FFFD, so a subject would change between its first auth token and the next.
+ */
+const WELL_FORMED = /^[^\uD800-\uDFFF]*$/u;
+const UNPAIRED_SURROGATE = 'must be valid Unicode: no unpaired surrogate';
+const text = (max: number) => z.string().min(1).max(max).regex(WELL_FORMED, UNPAIRED_SURROGATE);
+
 const ip = z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' });
-const sub = z.string().min(1).max(255);
-const useragent = z.string().min(1).max(1024);
+const sub = text(255);
+const useragent = text(1024);
 const refreshToken = z.string().min(1).max(MAX_TOKEN_CHARS);
 
+/**
+ * What is wrong with a parsed JSON value, walked level by level without recursion (a 64 KiB body
+ * can nest 30,000 deep, past what JSON.stringify's recursion takes): nesting deeper than `maxDepth`,
+ * or a key or string with an unpaired surrogate.
+ */
+function jsonFault(value: unknown, maxDepth: number): 'too deep' | 'unpaired surrogate' | undefined {
+  let level: unknown[] = [value];
+  for (let depth = 0; level.length > 0; depth++) {
+    if (depth > maxDepth) return 'too deep';
+    const next: unknown[] = [];
+    for (const v of level) {
+      if (typeof v === 'string' && !WELL_FORMED.test(v)) return 'unpaired surrogate';
+      if (typeof v !== 'object' || v === null) continue;
+      for (const [key, child] of Object.entries(v)) {
+        if (!WELL_FORMED.test(key)) return 'unpaired surrogate';
+        next.push(child);
+      }
+    }
+    level = next;
+  }
+  return undefined;
+}
+
 // `personal` is kept as JSON.parse made it (not rebuilt key by key), so a key such as "__proto__"
-// stays plain data and never touches a prototype.
+// stays plain data and never touches a prototype. Each level of nesting takes at least two bytes
+// ("[]"), so a value nested deeper than half the byte limit is over it: said without stringifying it.
 const personal = z
   .custom<Record<string, unknown>>(isPlainObject, { error: 'must be a JSON object' })
-  .refine((v) => Buffer.byteLength(JSON.stringify(v)) <= MAX_PERSONAL_BYTES, { error: `must be at most ${MAX_PERSONAL_BYTES} bytes of JSON` })
+  .superRefine((v, ctx) => {
+    const fault = jsonFault(v, MAX_PERSONAL_BYTES / 2);
+    if (fault === 'unpaired surrogate') ctx.addIssue({ code: 'custom', message: UNPAIRED_SURROGATE });
+    else if (fault === 'too deep' || Buffer.byteLength(JSON.stringify(v)) > MAX_PERSONAL_BYTES) ctx.addIssue({ code: 'custom', message: `must be at most ${MAX_PERSONAL_BYTES} bytes of JSON` });
+  })
   .meta({ type: 'object', description: `a JSON object of at most ${MAX_PERSONAL_BYTES} bytes as JSON, copied into every auth token of the session` }); // for /openapi.json
 
 export const issueBody = z.object({ sub, ip, useragent, personal: personal.optional() });

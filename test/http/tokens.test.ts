@@ -90,6 +90,32 @@ describe('POST /app/:app_id/issue', () => {
     expect(await res.json()).toEqual({ message: 'request too large' });
   });
 
+  it('refuses text with an unpaired surrogate (SQLite would store U+FFFD, and the subject change at renew); a pair such as an emoji stays as sent', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp('acme', { refreshNbfSeconds: 0 });
+    const issue = (fields: string) => h.post(`/app/${appId}/issue`, `{"sub":"s","ip":"${client.ip}","useragent":"u",${fields}}`, appKey);
+    for (const [fields, path] of [['"sub":"a\\ud800b"', 'sub'], ['"useragent":"\\udfff"', 'useragent'], ['"personal":{"name":["\\ud83d"]}', 'personal'], ['"personal":{"\\udc00":1}', 'personal']]) {
+      const res = await issue(fields!);
+      expect([res.status, await res.json()]).toEqual([400, { message: 'invalid request', errors: [{ path, message: 'must be valid Unicode: no unpaired surrogate' }] }]);
+    }
+    const res = await issue('"sub":"\\ud83d\\ude00 ann","personal":{"mood":"\\ud83d\\ude00"}');
+    expect(res.status).toBe(200);
+    const renewed = (await (await h.post(`/app/${appId}/renew`, { refresh_token: ((await res.json()) as Pair).refresh_token, ...client }, appKey)).json()) as Pair;
+    expect(decodePart(renewed.auth_token, 1)).toMatchObject({ sub: '\u{1F600} ann', personal: { mood: '\u{1F600}' } });
+  });
+
+  it('answers 400, not 500, for a personal nested past what JSON.stringify takes; nesting that fits in 4 KiB is kept', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp();
+    const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;
+    const issue = (depth: number) => h.post(`/app/${appId}/issue`, `{"sub":"s","ip":"${client.ip}","useragent":"u","personal":{"a":${nested(depth)}}}`, appKey);
+    const deep = await issue(20_000); // 40 KB, under the 64 KiB body limit; until this version a 500
+    expect([deep.status, await deep.json()]).toEqual([400, { message: 'invalid request', errors: [{ path: 'personal', message: 'must be at most 4096 bytes of JSON' }] }]);
+    const fits = await issue(2_040); // 4,087 bytes of JSON
+    expect(fits.status).toBe(200);
+    expect(JSON.stringify(decodePart(((await fits.json()) as Pair).auth_token, 1).personal)).toBe(`{"a":${nested(2_040)}}`);
+  });
+
   it('keeps a "__proto__" key in personal as plain data', async () => {
     const h = await harness();
     const { appId, appKey } = await h.createApp();
