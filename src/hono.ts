@@ -1,6 +1,7 @@
 // tokenmint/hono — session middleware for an app's own hono backend: the browser holds the tokens in
 // HttpOnly cookies, the backend talks to tokenmint with its app key (tokenmint/client) and verifies
 // auth tokens locally with the app's JWKS (tokenmint/verify).
+import { isIP } from 'node:net';
 import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
@@ -44,14 +45,16 @@ const MAX_USERAGENT_CHARS = 1024;
 const MAX_COOKIE_BYTES = 4096;
 
 /**
- * An address as tokenmint takes it: without an IPv4-mapped prefix (`::ffff:1.2.3.4`) or a port, which
- * some proxies write into their forwarded header (`1.2.3.4:4711`, `[2001:db8::1]:443`).
+ * An address as tokenmint takes it: without an IPv4-mapped prefix (`::ffff:1.2.3.4`), a port or a
+ * zone, which some proxies write into their forwarded header (`1.2.3.4:4711`, `[2001:db8::1]:443`,
+ * `fe80::1%eth0`).
  */
 const plainIp = (address: string) =>
   address
     .replace(/^\[([^\]]+)\](?::\d+)?$/, '$1')
     .replace(/^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/, '$1')
-    .replace(/^::ffff:(?=\d{1,3}(?:\.\d{1,3}){3}$)/i, '');
+    .replace(/^::ffff:(?=\d{1,3}(?:\.\d{1,3}){3}$)/i, '')
+    .replace(/%.*$/, '');
 
 const unauthorized = (c: Context) => c.json({ message: 'not logged in' }, 401);
 
@@ -61,12 +64,13 @@ export function tokenmintSession(options: SessionOptions) {
   const refreshName = options.cookies?.refreshName ?? 'refresh_token';
   const cookieBase = { httpOnly: true, secure: options.cookies?.secure ?? true, sameSite: options.cookies?.sameSite ?? 'Lax', path: options.cookies?.path ?? '/' } as const;
 
-  // tokenmint wants a plain IP (loopback when there is no socket: tests) and a user agent of at most
-  // 1,024 characters: a longer one is cut rather than failing the login.
+  // tokenmint wants a plain IP and a user agent of at most 1,024 characters: a longer one is cut, and
+  // a forwarded value that is no IP (a proxy may write "unknown") gives way to the socket's address
+  // (loopback when there is none: tests), rather than failing the login.
   const user = (c: Context) => {
-    const address = clientAddress(c, trustProxyHeader);
     const useragent = (c.req.header('user-agent') || 'unknown').slice(0, MAX_USERAGENT_CHARS);
-    return { ip: address === 'unknown' ? '127.0.0.1' : plainIp(address), useragent };
+    const ip = [clientAddress(c, trustProxyHeader), clientAddress(c, undefined)].map(plainIp).find((address) => isIP(address) !== 0);
+    return { ip: ip ?? '127.0.0.1', useragent };
   };
 
   /**

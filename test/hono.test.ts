@@ -83,12 +83,17 @@ describe('tokenmint/hono session middleware', () => {
     expect(longLogin.status).toBe(200);
     expect(((await longLogin.json()) as { useragent: string }).useragent).toBe(long.slice(0, 1024));
 
-    // A proxy that writes the port, or an IPv4-mapped address, still gives tokenmint a plain IP.
+    // A proxy that writes the port, a zone, or an IPv4-mapped address, still gives tokenmint a plain IP.
     for (const [forwardedFor, ip] of [
       ['198.51.100.7:4711', '198.51.100.7'],
       ['[2001:db8::1]:443', '2001:db8::1'],
       ['::ffff:198.51.100.8', '198.51.100.8'],
       ['2001:db8::2', '2001:db8::2'],
+      ['fe80::1%eth0', 'fe80::1'],
+      // No IP there ("unknown" is what some proxies write): the socket's address, here none, so loopback.
+      // Until this version tokenmint refused it (400) and the login failed.
+      ['unknown', '127.0.0.1'],
+      ['198.51.100.7, not-an-address', '127.0.0.1'],
     ]) {
       const { res } = await request('POST', '/login', { forwardedFor });
       expect([res.status, ((await res.json()) as { ip: string }).ip]).toEqual([200, ip]);
