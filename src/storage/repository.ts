@@ -202,6 +202,11 @@ export interface Repository {
   createSession(session: SessionRecord, first: RefreshTokenRecord, options?: { issueKey?: string; maxLiveSessions?: number }): Promise<void>;
   /** The stored sessions of one subject of an app (live, revoked, or ended but not yet pruned), newest first. */
   listSessions(appId: string, sub: string): Promise<SessionListing[]>;
+  /**
+   * The newest `limit` live sessions (not revoked, not past `expiresAt` at `now`) of one subject of an
+   * app, newest first; then the live session `include` of that app and subject, if it is not among them.
+   */
+  listLiveSessions(appId: string, sub: string, now: number, options: { limit: number; include?: string }): Promise<SessionListing[]>;
   /** A refresh token with its session and its child, the token it was renewed into: a token is used exactly when it has one. */
   findRefreshToken(jid: string): Promise<RefreshToken | undefined>;
   /**

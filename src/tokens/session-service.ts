@@ -171,11 +171,10 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     async liveSessions(app: AppRecord, sub: string, refreshToken?: string, requestId?: string): Promise<Array<SessionListing & { current: boolean }>> {
       const now = clock();
       const found = refreshToken === undefined ? undefined : await authenticate(app, refreshToken, { now, checkTimes: false, requestId }).catch(notGenuine);
-      const live = (await repo.listSessions(app.appId, sub)).filter((s) => s.revokedAt === null && s.expiresAt > now);
-      const listed = live.slice(0, LIVE_SESSIONS_LISTED);
-      const current = live.find((s) => s.sessionId === found?.session.sessionId);
-      if (current && !listed.includes(current)) listed.push(current); // this device is always there
-      return listed.map((s) => Object.assign(s, { current: s === current }));
+      const current = found?.session.sessionId;
+      // This device is always there, if it is one of the subject's live sessions.
+      const listed = await repo.listLiveSessions(app.appId, sub, now, { limit: LIVE_SESSIONS_LISTED, include: current });
+      return listed.map((s) => Object.assign(s, { current: s.sessionId === current }));
     },
 
     /**

@@ -302,6 +302,27 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.listSessions('acme', 'a')).map((s) => [s.sessionId, s.revokeReason])).toEqual([[second.sessionId, null], [first.sessionId, 'admin']]);
     });
 
+    it('listLiveSessions: the newest live sessions of one subject of one app, up to the limit, then the one to include if it is live, theirs and not among them', async () => {
+      const { repo } = await withApp();
+      await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);
+      let minute = 0;
+      const start = async (appId: string, sub: string, changes: Partial<SessionRecord> = {}) => {
+        const s = { ...session(appId, sub), createdAt: NOW + ++minute * 60_000, ...changes };
+        await repo.createSession(s, token(s));
+        return s.sessionId;
+      };
+      const [oldest, older, newer, newest] = [await start('acme', 'a'), await start('acme', 'a'), await start('acme', 'a'), await start('acme', 'a')];
+      const [revoked, expired, otherSub, otherApp] = [await start('acme', 'a'), await start('acme', 'a', { expiresAt: NOW }), await start('acme', 'b'), await start('other', 'a')];
+      await repo.revokeSession(revoked, 'client', NOW);
+      const listed = async (limit: number, include?: string) => (await repo.listLiveSessions('acme', 'a', NOW, { limit, include })).map((s) => s.sessionId);
+      expect(await listed(100)).toEqual([newest, newer, older, oldest]);
+      expect(await listed(2)).toEqual([newest, newer]);
+      expect(await listed(2, oldest)).toEqual([newest, newer, oldest]);
+      expect(await listed(2, newer)).toEqual([newest, newer]);
+      for (const notListed of [revoked, expired, otherSub, otherApp, 'no-such-session']) expect(await listed(2, notListed)).toEqual([newest, newer]);
+      expect((await repo.listLiveSessions('acme', 'a', NOW, { limit: 1 }))[0]).toMatchObject({ sessionId: newest, ip: '203.0.113.7', useragent: 'ua' });
+    });
+
     it('createSession with an issue key revokes (retried) the live sessions of that app and subject started with the same key, and no other', async () => {
       const { repo } = await withApp();
       await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);

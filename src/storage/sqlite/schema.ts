@@ -73,7 +73,9 @@ export const sessions = sqliteTable(
     // answer lost) revokes this session, which nobody holds, as it starts its own.
     issueKey: text('issue_key'),
   },
-  (t) => [index('sessions_app_sub_idx').on(t.appId, t.sub), index('sessions_expires_idx').on(t.expiresAt)],
+  // By app and subject, in the order they started: "your devices" and --max-sessions read the newest
+  // few of a subject without sorting all of them (migration 0012; before, on app and subject only).
+  (t) => [index('sessions_app_sub_created_idx').on(t.appId, t.sub, t.createdAt), index('sessions_expires_idx').on(t.expiresAt)],
 );
 
 export const refreshTokens = sqliteTable(

@@ -357,6 +357,17 @@ export function createSqliteRepository(db: SqliteDb): Repository {
         .all();
     },
 
+    async listLiveSessions(appId, sub, now, { limit, include }) {
+      const live = (...where: SQL[]) =>
+        db
+          .select({ ...sessionColumns, ip: sessions.ip, useragent: sessions.useragent })
+          .from(sessions)
+          .where(and(eq(sessions.appId, appId), eq(sessions.sub, sub), isNull(sessions.revokedAt), gt(sessions.expiresAt, now), ...where));
+      const newest = live().orderBy(desc(sessions.createdAt), desc(sessions.sessionId)).limit(limit).all();
+      if (include === undefined || newest.some((s) => s.sessionId === include)) return newest;
+      return [...newest, ...live(eq(sessions.sessionId, include)).all()];
+    },
+
     async findRefreshToken(jid) {
       return hot.findRefreshToken.get({ jid });
     },
