@@ -22,9 +22,12 @@ const envSchema = z.object({
   // Header set by a reverse proxy you trust (e.g. x-forwarded-for); unset = the socket address.
   TRUST_PROXY_HEADER: z.string().min(1).optional(),
   APP_KEY_FAILURE_LIMIT: positiveInt.default(20),
-  APP_KEY_FAILURE_WINDOW_SECONDS: positiveInt.default(300),
+  // A day at most: the block lasts this long, for whoever shares the address (an IPv6 /64) too.
+  APP_KEY_FAILURE_WINDOW_SECONDS: positiveInt.max(86_400, 'must be at most 86400 seconds (a day)').default(300),
   APP_KEY_LIMITER_MAX_CLIENTS: positiveInt.default(10_000),
-  JWKS_MAX_AGE_SECONDS: positiveInt.default(300),
+  // A day at most: a revoked key stays trusted this long by a verifier that cached the JWKS, and every
+  // scheduled rotation waits at least this long after its key was published.
+  JWKS_MAX_AGE_SECONDS: positiveInt.max(86_400, 'must be at most 86400 seconds (a day)').default(300),
   // This and MAINTENANCE_INTERVAL_SECONDS drive Node timers, which take at most 2^31 - 1 ms (24.8
   // days) and run one given more after 1 ms instead: until these bounds, a SIGTERM exited 1 at once,
   // and maintenance ran every millisecond (two-thirds of a core, idle).
