@@ -157,6 +157,9 @@ describe('GET /metrics', () => {
     expect((await h.app.request('/metrics')).status).toBe(401);
     expect((await h.app.request('/metrics', { headers: { authorization: 'Bearer wrong-token-of-some-length' } })).status).toBe(401);
     expect((await h.app.request('/metrics', { headers: { authorization: 'Bearer a-long-random-metrics-token' } })).status).toBe(200);
+    // The scheme in any case, as RFC 9110 §11.1 has it (until this version only "Bearer " was read).
+    expect((await h.app.request('/metrics', { headers: { authorization: 'bearer  a-long-random-metrics-token' } })).status).toBe(200);
+    expect((await h.app.request('/metrics', { headers: { authorization: 'a-long-random-metrics-token' } })).status).toBe(401);
   });
 });
 

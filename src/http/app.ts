@@ -108,7 +108,8 @@ function answerOtherMethods(app: Hono<AppEnv>) {
 function metricsHandler(metrics: Metrics, token: string | undefined): Handler<AppEnv> {
   const tokenHash = token === undefined ? undefined : hashSecret(token);
   return async function metricsRoute(c) {
-    const presented = /^Bearer (.+)$/.exec(c.req.header('authorization') ?? '')?.[1] ?? '';
+    // The scheme is case-insensitive (RFC 9110 §11.1), as for app keys: "bearer" is Bearer too.
+    const presented = /^Bearer\s+(\S+)$/i.exec((c.req.header('authorization') ?? '').trim())?.[1] ?? '';
     if (tokenHash !== undefined && !secretMatches(presented, tokenHash)) return c.json({ message: 'metrics token required' }, 401);
     return c.body(await metrics.text(), 200, { 'content-type': metrics.registry.contentType });
   };
