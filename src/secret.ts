@@ -8,6 +8,11 @@ export function hashSecret(secret: string): string {
   return hash('sha256', secret, 'hex');
 }
 
+/** The credentials of `Authorization: Bearer <credentials>`: the scheme in any case (RFC 9110 §11.1), any spacing. */
+export function bearerCredentials(header: string | undefined): string | undefined {
+  return /^Bearer\s+(\S+)$/i.exec((header ?? '').trim())?.[1];
+}
+
 /** Constant-time comparison of a presented secret with a stored hash (both sides 32-byte digests). */
 export function secretMatches(presented: string, storedHash: string): boolean {
   const a = hash('sha256', presented, 'buffer');

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { bearerCredentials } from '../secret.js';
 
 // Stored and compared with hashSecret / secretMatches (src/secret.ts).
 const PREFIX = 'tmk_';
@@ -14,7 +15,5 @@ export function generateAppKey(): string {
 /** The app key from `Authorization: <key>` or `Authorization: Bearer <key>`. */
 export function appKeyFromAuthorization(header: string | undefined): string | undefined {
   if (!header) return undefined;
-  const value = header.trim();
-  const match = /^Bearer\s+(\S+)$/i.exec(value);
-  return match ? match[1] : value;
+  return bearerCredentials(header) ?? header.trim();
 }

@@ -12,7 +12,7 @@ import { TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
 import { describeError, requestLineLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import { hashSecret, secretMatches } from '../secret.js';
+import { bearerCredentials, hashSecret, secretMatches } from '../secret.js';
 import type { Repository } from '../storage/repository.js';
 import type { SessionService } from '../tokens/session-service.js';
 import { appAuth } from './app-auth.js';
@@ -108,8 +108,7 @@ function answerOtherMethods(app: Hono<AppEnv>) {
 function metricsHandler(metrics: Metrics, token: string | undefined): Handler<AppEnv> {
   const tokenHash = token === undefined ? undefined : hashSecret(token);
   return async function metricsRoute(c) {
-    // The scheme is case-insensitive (RFC 9110 §11.1), as for app keys: "bearer" is Bearer too.
-    const presented = /^Bearer\s+(\S+)$/i.exec((c.req.header('authorization') ?? '').trim())?.[1] ?? '';
+    const presented = bearerCredentials(c.req.header('authorization')) ?? '';
     if (tokenHash !== undefined && !secretMatches(presented, tokenHash)) return c.json({ message: 'metrics token required' }, 401);
     return c.body(await metrics.text(), 200, { 'content-type': metrics.registry.contentType });
   };
