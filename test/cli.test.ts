@@ -262,6 +262,30 @@ describe('tokenmint session', () => {
     expect([both.code, both.stderr]).toEqual([1, expect.stringContaining('give exactly one of --sub <sub>, --session <session_id> or --all')]);
     expect((await cli(h, 'session', 'list', 'nope', '--sub', 'a')).code).toBe(1);
   });
+
+  it('human output shows what an end user wrote with its control characters escaped: it cannot drive the admin\'s terminal or forge a row', async () => {
+    const h = await harness();
+    const { app_key: appKey } = (await cli(h, 'app', 'create', 'acme', '--json')).json();
+    // Sets the window title, clears the screen, forges a second row; a bidi override and a C1 CSI.
+    const useragent = 'Firefox\x1b]0;owned\x07\x1b[2J\nrow 2\u202eevil\u009b31m';
+    const sub = 'eve\x1b[8m\u2028';
+    const post = (path: string, body: object) => h.post(`/app/acme/${path}`, body, String(appKey));
+    expect((await post('issue', { sub, ip: '192.0.2.1', useragent })).status).toBe(200);
+    expect((await post('revoke-subject', { sub })).status).toBe(200); // an audit event with that sub
+
+    const listed = await cli(h, 'session', 'list', 'acme', '--sub', sub);
+    const audit = await cli(h, 'audit', 'list', '--app', 'acme');
+    for (const { stdout } of [listed, audit]) {
+      expect(stdout).not.toMatch(/[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u202e]/); // only the rows' own line breaks
+    }
+    expect(listed.stdout.split('\n')).toHaveLength(2); // one row, and the final line break
+    expect(listed.stdout).toContain('192.0.2.1  Firefox\\x1b]0;owned\\x07\\x1b[2J\\x0arow 2\\u202eevil\\x9b31m\n');
+    expect(audit.stdout).toContain('sub=eve\\x1b[8m\\u2028');
+    expect((await cli(h, 'session', 'list', 'acme', '--sub', 'nobody\x1b[2J')).stdout).toBe('no sessions of nobody\\x1b[2J in acme\n');
+    // --json keeps the exact values.
+    expect((await cli(h, 'session', 'list', 'acme', '--sub', sub, '--json')).json()[0]).toMatchObject({ useragent });
+    expect((await cli(h, 'audit', 'list', '--app', 'acme', '--json')).json()[0]).toMatchObject({ event: 'session.revoked', sub });
+  });
 });
 
 /**

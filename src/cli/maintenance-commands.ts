@@ -5,6 +5,7 @@ import { invalidRequest } from '../errors.js';
 import { errorCode } from '../files.js';
 import { runMaintenance } from '../maintenance.js';
 import { killedBackupFiles } from '../storage/sqlite/backup-files.js';
+import { printable } from './printable.js';
 import type { WithContext } from './run.js';
 
 const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -98,7 +99,7 @@ export function auditCommands(withContext: WithContext): Command {
         output(
           events,
           events
-            .map((e) => [e.at, e.actor.padEnd(6), e.event.padEnd(32), e.app_id ?? '-', e.sub ? `sub=${e.sub}` : '', e.kid ? `kid=${e.kid}` : '', e.client_address ? `from=${e.client_address}` : ''].filter(Boolean).join(' '))
+            .map((e) => [e.at, e.actor.padEnd(6), e.event.padEnd(32), e.app_id ?? '-', e.sub ? `sub=${printable(e.sub)}` : '', e.kid ? `kid=${e.kid}` : '', e.client_address ? `from=${printable(e.client_address)}` : ''].filter(Boolean).join(' '))
             .join('\n') || 'no events',
         );
       }),

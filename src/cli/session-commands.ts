@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { invalidRequest } from '../errors.js';
 import type { SessionListing } from '../storage/repository.js';
 import { toIso as iso } from '../clock.js';
+import { printable } from './printable.js';
 import type { WithContext } from './run.js';
 
 /** A session as printed: no `personal` (it is the user's data, not needed to tell sessions apart). */
@@ -30,8 +31,8 @@ export function sessionCommands(withContext: WithContext): Command {
         output(
           sessions,
           sessions.length === 0
-            ? `no sessions of ${opts.sub} in ${appId}`
-            : sessions.map((s) => `${s.session_id}  since ${s.created_at}  ${s.revoked_at ? `revoked ${s.revoked_at} (${s.revoke_reason})` : `until ${s.expires_at}`}  ${s.ip ?? '-'}  ${s.useragent ?? '-'}`).join('\n'),
+            ? `no sessions of ${printable(opts.sub)} in ${appId}`
+            : sessions.map((s) => `${s.session_id}  since ${s.created_at}  ${s.revoked_at ? `revoked ${s.revoked_at} (${s.revoke_reason})` : `until ${s.expires_at}`}  ${printable(s.ip ?? '-')}  ${printable(s.useragent ?? '-')}`).join('\n'),
         );
       }),
     );
