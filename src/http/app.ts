@@ -6,6 +6,7 @@ import { etag, RETAINED_304_HEADERS } from 'hono/etag';
 import { createMiddleware } from 'hono/factory';
 import { routePath } from 'hono/route';
 import type { AppService } from '../apps/app-service.js';
+import { isAppId } from '../apps/app-settings.js';
 import type { AuditLog } from '../audit.js';
 import type { Config } from '../config.js';
 import { TokenmintError } from '../errors.js';
@@ -40,6 +41,12 @@ export interface AppDeps {
 const MAX_BODY_BYTES = 64 * 1024;
 
 /**
+ * The path's app id, for the log, if it can be one: a backend that swapped its app id and app key
+ * would otherwise have the key logged (and a pasted token; up to 16 KB of whatever was sent).
+ */
+const loggableAppId = (appId: string | undefined) => (appId !== undefined && isAppId(appId) ? appId : undefined);
+
+/**
  * One structured line per request — route, app, status, duration, its request id, and why it
  * failed; never a body — and the request metrics.
  */
@@ -55,7 +62,7 @@ function requestLog(logger: Logger, metrics: Metrics | undefined) {
     lines[status >= 500 ? 'error' : 'info']({
       method: c.req.method,
       route,
-      app_id: c.req.param('app_id'),
+      app_id: loggableAppId(c.req.param('app_id')),
       status,
       duration_ms: Math.round(ms * 100) / 100,
       request_id: c.get('requestId'),

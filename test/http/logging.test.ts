@@ -60,4 +60,24 @@ describe('request log', () => {
     }
     expect(h.rawLogs()).not.toContain(appKey.slice(4));
   });
+
+  it('an app key or a token put in the path where the app id goes is answered, and its line has no app_id', async () => {
+    const h = await harness();
+    const { appKey } = await h.createApp('acme');
+    const issued = (await (await h.post('/app/acme/issue', { sub: 'u', ...client }, appKey)).json()) as Pair;
+    // A backend whose app id and app key were swapped; a token pasted where the id goes.
+    const pasted = [appKey, issued.refresh_token];
+    for (const value of pasted) {
+      expect((await h.post(`/app/${value}/issue`, { sub: 'u', ...client }, 'acme')).status).toBe(403);
+      expect(h.logs.at(-1)).toMatchObject({ route: '/app/:app_id/issue', status: 403 });
+      expect(h.logs.at(-1)).not.toHaveProperty('app_id');
+      expect((await h.app.request(`/app/${value}/jwks.json`)).status).toBe(404);
+      expect(h.logs.at(-1)).not.toHaveProperty('app_id');
+    }
+    const raw = h.rawLogs();
+    for (const value of pasted) expect(raw).not.toContain(value.slice(4, 30));
+    // A well-formed id is logged, known or not.
+    await h.post('/app/nope/issue', { sub: 'u', ...client }, appKey);
+    expect(h.logs.at(-1)).toMatchObject({ app_id: 'nope', status: 403 });
+  });
 });
