@@ -98,5 +98,10 @@ describe.skipIf(!runBrowser)('tokenmint/verify in real headless Chromium', () =>
     // One JWKS fetch served the whole page life, rotation included.
     const jwksFetches = tokenmint.stdout().split('\n').filter((l) => l.includes('"route":"/app/:app_id/jwks.json"') && l.includes('"app_id":"acme"'));
     expect(jwksFetches).toHaveLength(1);
+
+    // The page's own fetch with a header of its own is preflighted (OPTIONS), and reads the key set.
+    const read = await page.evaluate((url) => fetch(url, { headers: { 'x-app-version': '7' }, cache: 'no-store' }).then((r) => r.json()).then((set) => set.keys.length, (error) => String(error)), jwksUrl);
+    expect(read).toBe(3); // next, current, retired
+    expect(tokenmint.stdout()).toMatch(/"method":"OPTIONS","route":"\/app\/:app_id\/jwks.json","app_id":"acme","status":204/);
   });
 });

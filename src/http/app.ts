@@ -103,7 +103,7 @@ function answerOtherMethods(app: Hono<AppEnv>) {
   const methodsOf = new Map<string, Set<string>>();
   for (const { method, path } of app.routes) if (method !== 'ALL') methodsOf.set(path, (methodsOf.get(path) ?? new Set()).add(method));
   for (const [path, methods] of methodsOf) {
-    const allow = [...methods, ...(methods.has('GET') ? ['HEAD'] : [])].join(', ');
+    const allow = [...(methods.has('GET') ? ['GET', 'HEAD'] : []), ...[...methods].filter((m) => m !== 'GET')].join(', ');
     app.all(path, function methodNotAllowed(c) {
       c.header('Allow', allow);
       return c.json({ message: 'method not allowed' }, 405);
@@ -168,9 +168,13 @@ export function createApp(deps: AppDeps) {
     c.header('Cache-Control', 'public, max-age=300');
     return c.json(openApiDocument());
   });
+  // Readable from any page. A page's fetch that adds a header of its own is preflighted (OPTIONS),
+  // answered here for a day (browsers keep it at most 2 h to 24 h).
+  const jwksCors = cors({ origin: '*', allowMethods: ['GET', 'HEAD'], exposeHeaders: ['ETag'], maxAge: 86_400 });
+  app.options('/app/:app_id/jwks.json', jwksCors);
   app.get(
     '/app/:app_id/jwks.json',
-    cors({ origin: '*', allowMethods: ['GET'], exposeHeaders: ['ETag'] }),
+    jwksCors,
     // A 304 keeps what every answer says (hono's etag keeps only the cache headers of RFC 9110 §15.4.5).
     etag({ retainedHeaders: [...RETAINED_304_HEADERS, 'x-request-id', 'access-control-allow-origin', 'access-control-expose-headers', ...security.map(([name]) => name)] }),
     jwksHandler({ repo: deps.repo, keyring: deps.keyring, maxAgeSeconds: deps.config.jwksMaxAgeSeconds }),

@@ -113,6 +113,7 @@ export function openApiDocument(): object {
       '/app/{app_id}/jwks.json': {
         parameters: [appIdParameter],
         ...publicRoute("The app's published keys (next, current, retired)", answer('the key set', 'Jwks'), { 304: { description: 'If-None-Match matched' }, 404: answer('unknown app', 'Error') }),
+        options: { summary: "A browser's CORS preflight: any origin, GET and HEAD, any header, kept a day", responses: { 204: { description: 'the CORS headers' } } },
       },
       '/healthz': publicRoute('Liveness: the process serves HTTP', answer('ok', 'Status')),
       '/readyz': publicRoute('Readiness: the database answers a read', answer('ok', 'Status'), { 503: answer('"not ready"', 'Error') }),

@@ -550,7 +550,7 @@ describe('a method a path does not have', () => {
     const refused = { message: 'method not allowed' };
     expect(await asked('GET', '/app/acme/renew')).toEqual([405, 'POST', refused]);
     expect(await asked('PUT', '/app/nobody/issue')).toEqual([405, 'POST', refused]);
-    expect(await asked('POST', '/app/acme/jwks.json')).toEqual([405, 'GET, HEAD', refused]);
+    expect(await asked('POST', '/app/acme/jwks.json')).toEqual([405, 'GET, HEAD, OPTIONS', refused]);
     expect(await asked('DELETE', '/healthz')).toEqual([405, 'GET, HEAD', refused]);
     expect(await asked('HEAD', '/healthz')).toEqual([200, null, undefined]);
     expect(await asked('GET', '/app/acme/no-such-route')).toEqual([404, null, undefined]);
