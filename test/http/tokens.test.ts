@@ -70,6 +70,13 @@ describe('POST /app/:app_id/issue', () => {
     }
     // IPv6 is an address too.
     expect((await h.post(`/app/${appId}/issue`, { sub: 's', ...client, ip: '2001:db8::1' }, appKey)).status).toBe(200);
+    // Characters are code points, as JSON Schema counts them: 255 emoji are a subject (510 UTF-16 units), 256 are not.
+    const emoji = (n: number) => '\u{1F600}'.repeat(n);
+    const taken = await h.post(`/app/${appId}/issue`, { sub: emoji(255), ...client, useragent: emoji(1024) }, appKey);
+    expect(taken.status).toBe(200);
+    expect(decodePart(((await taken.json()) as Pair).auth_token, 1)).toMatchObject({ sub: emoji(255), useragent: emoji(1024) });
+    const over = await h.post(`/app/${appId}/issue`, { sub: emoji(256), ...client }, appKey);
+    expect(await over.json()).toEqual({ message: 'invalid request', errors: [{ path: 'sub', message: 'Too big: expected string to have <=255 characters' }] });
   });
 
   it('answers 400 for a body that is not JSON, whatever the content type', async () => {
