@@ -1,10 +1,11 @@
 import cluster from 'node:cluster';
+import http from 'node:http';
 import https from 'node:https';
-import { serve } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
 import { runPrimary, sendHeartbeats } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
-import { answerClientErrors } from './http/client-errors.js';
+import { answerClientErrors, requestListener } from './http/client-errors.js';
 import { trackConnections } from './http/connections.js';
 import { loadTlsPair, reloadOnChange, warnIfExpiring } from './http/tls.js';
 import { systemClock } from './clock.js';
@@ -57,13 +58,15 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     headersTimeout: requestTimeoutMs,
     connectionsCheckingInterval: 1000, // how often Node looks for timed-out requests (default 30 s)
     keepAliveTimeout: config.keepAliveTimeoutSeconds * 1000,
+    requireHostHeader: false, // requestListener checks it, answering as the contract does
   };
-  const listen = { fetch: app.fetch, hostname: config.host, port: config.port };
+  const listener = requestListener(app.fetch, { logger, metrics, https: tls !== undefined, defaultHostname: config.host });
   // A TLS handshake is held to the request timeout too, not Node's 120 s.
-  const tlsOptions = tls && { createServer: https.createServer, serverOptions: { ...serverOptions, cert: tls.cert, key: tls.key, handshakeTimeout: requestTimeoutMs } };
-  const server = serve(tlsOptions ? { ...listen, ...tlsOptions } : { ...listen, serverOptions }, (info) => {
+  const server = tls ? https.createServer({ ...serverOptions, cert: tls.cert, key: tls.key, handshakeTimeout: requestTimeoutMs }, listener) : http.createServer(serverOptions, listener);
+  server.listen(config.port, config.host, () => {
     server.off('error', cannotListen);
     if (cluster.isWorker) return; // the primary announces the cluster once
+    const info = server.address() as AddressInfo;
     process.stderr.write(`tokenmint ${VERSION} listening on ${tls ? 'https' : 'http'}://${info.address}:${info.port} (database ${config.databasePath})\n`);
     logger.info({ version: VERSION, node: process.version, address: info.address, port: info.port, database: config.databasePath }, 'listening');
   });

@@ -354,6 +354,28 @@ describe('requests Node refuses before routing', () => {
     expect(server.stdout()).not.toMatch(/eyJsecret|tmk_|"level":50/);
     expect(server.stdout()).not.toContain(String(appKey));
   });
+
+  it('a request that names no URL (HTTP/1.1 without Host, a Host that is no host name, OPTIONS *) gets 400 as JSON; an HTTP/1.0 one without Host is served', async () => {
+    const dir = tempDir();
+    const server = await startServer(testEnv(dir), dir);
+    const port = Number(new URL(server.url).port);
+    const answers = await Promise.all(
+      ['GET /healthz HTTP/1.1\r\nConnection: close', 'GET /healthz HTTP/1.1\r\nHost: a b\r\nConnection: close', 'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close'].map((head) => rawExchange(port, `${head}\r\n\r\n`)),
+    );
+    for (const answer of answers) {
+      expect(answer).toMatch(/^HTTP\/1.1 400 Bad Request\r\n/);
+      expect(answer).toMatch(/\r\nContent-Type: application\/json\r\n/i);
+      expect(answer).toMatch(/\r\nX-Content-Type-Options: nosniff\r\n/i);
+      expect(answer.endsWith('\r\n\r\n{"message":"malformed request"}')).toBe(true);
+    }
+    // A load balancer's HTTP/1.0 health check is answered for the listening address.
+    expect(await rawExchange(port, 'GET /healthz HTTP/1.0\r\n\r\n')).toMatch(/^HTTP\/1.1 200 OK\r\n[^]*\r\n\r\n\{"status":"ok"\}$/);
+
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics).toContain('tokenmint_http_requests_total{route="(unparsed)",method="unknown",status="400"} 3');
+    const lines = server.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.filter((l) => l.route === '(unparsed)').map((l) => l.reason).sort()).toEqual(['Invalid URL', 'Invalid URL', 'Missing host header']);
+  });
 });
 
 describe('keep-alive', () => {

@@ -1,6 +1,6 @@
-import type { ServerType } from '@hono/node-server';
-import { STATUS_CODES } from 'node:http';
-import type { Logger } from '../log.js';
+import { getRequestListener, RequestError, type ServerType } from '@hono/node-server';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { describeError, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { HttpSocket } from './connections.js';
 import { securityHeaders } from './security-headers.js';
@@ -35,4 +35,42 @@ export function answerClientErrors(server: ServerType, logger: Logger, metrics: 
     metrics?.observeRequest('(unparsed)', 'unknown', status, 0);
     logger.info({ route: '(unparsed)', status, reason: error.code ?? error.message }, 'request refused before routing');
   });
+}
+
+/**
+ * The server's request listener: node-server's, and for requests Node parsed but that name no URL —
+ * an HTTP/1.1 request without Host (RFC 9112 §3.2), a Host that is no host name (`a b`), `OPTIONS *`,
+ * a backslash in the path — the contract's JSON 400 with the security headers, a log line (a fixed
+ * sentence, never what was sent) and the `(unparsed)` count, as for Node's own refusals; Node and
+ * node-server answer those with an empty body. Give the server `requireHostHeader: false`: the
+ * Host check is made here. An HTTP/1.0 request without one is for the listening address, as in
+ * node-server (a load balancer's health check may send one).
+ */
+export function requestListener(
+  fetch: Parameters<typeof getRequestListener>[0],
+  { logger, metrics, https, defaultHostname }: { logger: Logger; metrics: Metrics | undefined; https: boolean; defaultHostname: string },
+): (incoming: IncomingMessage, outgoing: ServerResponse) => void {
+  const headers = { 'Content-Type': 'application/json', ...Object.fromEntries(securityHeaders({ https })) };
+  const refused = (reason: string) => {
+    metrics?.observeRequest('(unparsed)', 'unknown', 400, 0);
+    logger.info({ route: '(unparsed)', status: 400, reason }, 'request refused before routing');
+    return JSON.stringify({ message: 'malformed request' });
+  };
+  const listener = getRequestListener(fetch, {
+    hostname: defaultHostname,
+    errorHandler(error) {
+      if (error instanceof RequestError) return new Response(refused(error.message), { status: 400, headers });
+      // Thrown by the app before it answered, which hono does not do: a bug, answered as one.
+      logger.error({ route: '(unparsed)', status: 500, error: describeError(error) }, 'unhandled error');
+      return new Response(JSON.stringify({ message: 'internal error' }), { status: 500, headers });
+    },
+  });
+  return (incoming, outgoing) => {
+    if (incoming.headers.host === undefined && incoming.httpVersion !== '1.0') {
+      const body = refused('Missing host header');
+      outgoing.writeHead(400, { ...headers, 'Content-Length': Buffer.byteLength(body) }).end(body);
+      return;
+    }
+    void listener(incoming, outgoing);
+  };
 }
