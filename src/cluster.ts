@@ -12,11 +12,13 @@ import { VERSION } from './version.js';
 // listening port (node:cluster hands out connections round-robin) and the SQLite file. Everything
 // that must happen once across processes already does — a refresh token is consumed in one
 // transaction, a due rotation is rechecked inside its own — so workers need no coordination beyond
-// what a second server on the same file would need.
+// what a second server on the same file would need, but for what lives in memory: the metrics,
+// summed here on request, and the app-key limiter's counts, each failure relayed here to the others.
 
 const METRICS_REQUEST = 'tokenmint:metrics-request';
 const METRICS_ANSWER = 'tokenmint:metrics';
 const HEARTBEAT = 'tokenmint:heartbeat';
+const APP_KEY_FAILURE = 'tokenmint:app-key-failure';
 const HEARTBEAT_INTERVAL_MS = 1000;
 const RESTART_DELAY_MS = 1000;
 /** The longest wait between tries at a worker that cannot start while others serve. */
@@ -129,6 +131,11 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   const aggregator = new AggregatorRegistry();
   cluster.on('message', (worker, message: { type?: string; id?: number }) => {
     if (message?.type === HEARTBEAT && lastHeartbeat.has(worker)) lastHeartbeat.set(worker, Date.now());
+    if (message?.type === APP_KEY_FAILURE) {
+      // To every other worker; one that is exiting can miss it (the callback takes the error).
+      for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(message, undefined, {}, () => {});
+      return;
+    }
     if (message?.type !== METRICS_REQUEST) return;
     aggregator
       .clusterMetrics()
@@ -187,6 +194,24 @@ export function sendHeartbeats(): void {
   const beat = () => process.send?.({ type: HEARTBEAT });
   beat();
   setInterval(beat, HEARTBEAT_INTERVAL_MS).unref();
+}
+
+/**
+ * In a worker: the app-key limiter's `share`. Sends a wrong app key it counted to the other workers,
+ * through the primary, which count it too (receiveAppKeyFailures). Without it each worker counted
+ * alone: a client whose connections were spread over n workers had n × APP_KEY_FAILURE_LIMIT tries,
+ * and a block on one worker left the others open to it. A failure reaches the others within a
+ * millisecond or so; a worker started later knows only the failures from then on.
+ */
+export function sendAppKeyFailure(appId: string, client: string): void {
+  if (process.connected) process.send!({ type: APP_KEY_FAILURE, appId, client }, undefined, {}, () => {});
+}
+
+/** In a worker: counts in `limiter` the wrong app keys the other workers send. */
+export function receiveAppKeyFailures(limiter: { recordSharedFailure: (appId: string, client: string) => void }): void {
+  process.on('message', (message: { type?: string; appId?: unknown; client?: unknown }) => {
+    if (message?.type === APP_KEY_FAILURE && typeof message.appId === 'string' && typeof message.client === 'string') limiter.recordSharedFailure(message.appId, message.client);
+  });
 }
 
 /** In a worker: answer the primary's metric collection, and collect everyone's through it. */

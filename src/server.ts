@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { runPrimary, sendHeartbeats } from './cluster.js';
+import { receiveAppKeyFailures, runPrimary, sendAppKeyFailure, sendHeartbeats } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
 import { answerClientErrors, requestListener } from './http/client-errors.js';
@@ -48,7 +48,9 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     windowSeconds: config.appKeyFailureWindowSeconds,
     maxClients: config.appKeyLimiterMaxClients,
     clock: systemClock,
+    share: cluster.isWorker ? sendAppKeyFailure : undefined, // the others count it too
   });
+  if (cluster.isWorker) receiveAppKeyFailures(limiter);
   const app = createApp({ ...tm, limiter, logger, metrics, config });
 
   const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance) : undefined;

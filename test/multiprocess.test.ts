@@ -378,6 +378,36 @@ describe('requests Node refuses before routing', () => {
   });
 });
 
+describe('the app-key limiter in a cluster', () => {
+  it('counts the wrong keys every worker saw: after APP_KEY_FAILURE_LIMIT of them, spread over the workers, each answers 429, even to the right key', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir, { WORKERS: '2', APP_KEY_FAILURE_LIMIT: '4' });
+    const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme');
+    const server = await startServer(env, dir);
+    await until(() => server.stdout().split('\n').filter((l) => l.includes('"msg":"worker listening"')).length === 2);
+    // Each on a new connection: node:cluster deals connections to the workers in turn.
+    const issue = (key: string) =>
+      new Promise<number>((resolve, reject) => {
+        const request = http.request(`${server.url}/app/acme/issue`, { method: 'POST', agent: false, headers: { authorization: key, 'content-type': 'application/json' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        });
+        request.on('error', reject);
+        request.end(JSON.stringify({ sub: 'u', ...client }));
+      });
+    for (let i = 0; i < 4; i++) expect(await issue('tmk_wrong')).toBe(403);
+    // Until this version, two failures on each worker blocked neither, and the right key got 200.
+    await until(async () => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push(await issue(String(appKey)));
+      return statuses.every((status) => status === 429);
+    });
+    const events = (await cliProcess(env, dir, 'audit', 'list', '--app', 'acme', '--json')) as unknown as Array<{ event: string }>;
+    expect(events.filter((e) => e.event === 'security.app_key_blocked').length).toBeGreaterThanOrEqual(1);
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+});
+
 describe('keep-alive', () => {
   it('an idle keep-alive connection is closed after KEEP_ALIVE_TIMEOUT_SECONDS, not Node\'s 5 s', async () => {
     const dir = tempDir();

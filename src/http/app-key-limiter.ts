@@ -24,15 +24,46 @@ interface Entry {
  * After `limit` failures within `windowSeconds`, that pair is blocked for `windowSeconds` — even with
  * the right key — while other apps and networks go on untouched. At most `maxClients` pairs are
  * remembered: the oldest is forgotten first, so memory stays bounded whatever an attacker sends.
- * Each server process has its own.
+ * Each server process has its own; the workers of a cluster `share` each failure they count, and
+ * count those of the others (`recordSharedFailure`), so that all block at the same count.
  */
-export function createAppKeyLimiter({ limit, windowSeconds, maxClients, clock }: { limit: number; windowSeconds: number; maxClients: number; clock: Clock }) {
+export function createAppKeyLimiter({
+  limit,
+  windowSeconds,
+  maxClients,
+  clock,
+  share,
+}: {
+  limit: number;
+  windowSeconds: number;
+  maxClients: number;
+  clock: Clock;
+  share?: (appId: string, client: string) => void;
+}) {
   const entries = new Map<string, Entry>();
   const windowMs = windowSeconds * 1000;
   const recordedBlocks = new Map<string, { windowStart: number; count: number }>();
   // An address longer than any IP can only come from a forged proxy header: cut, it still counts.
   // An IPv6 client may use any address of its /64, so the /64 is what counts.
   const keyOf = (appId: string, client: string) => `${appId}\u0000${clientNetwork(client.slice(0, MAX_ADDRESS_CHARS))}`;
+
+  /** Counts one failure of the pair; true when it starts a block. */
+  function count(appId: string, client: string): boolean {
+    const key = keyOf(appId, client);
+    const now = clock();
+    let entry = entries.get(key);
+    if (!entry || now - entry.windowStart >= windowMs) {
+      entries.delete(key); // re-insert as the newest
+      entry = { windowStart: now, failures: 0, blockedUntil: entry?.blockedUntil ?? 0 };
+      entries.set(key, entry);
+      if (entries.size > maxClients) entries.delete(entries.keys().next().value!);
+    }
+    entry.failures += 1;
+    if (entry.failures < limit) return false;
+    const started = entry.blockedUntil <= now;
+    entry.blockedUntil = now + windowMs;
+    return started;
+  }
 
   return {
     /** Seconds until the pair may try again, or 0 when it is not blocked. */
@@ -42,22 +73,15 @@ export function createAppKeyLimiter({ limit, windowSeconds, maxClients, clock }:
       return wait > 0 ? Math.ceil(wait / 1000) : 0;
     },
 
-    /** Counts one wrong key; true when this failure starts a block. */
+    /** Counts one wrong key (and shares it); true when this failure starts a block. */
     recordFailure(appId: string, client: string): boolean {
-      const key = keyOf(appId, client);
-      const now = clock();
-      let entry = entries.get(key);
-      if (!entry || now - entry.windowStart >= windowMs) {
-        entries.delete(key); // re-insert as the newest
-        entry = { windowStart: now, failures: 0, blockedUntil: entry?.blockedUntil ?? 0 };
-        entries.set(key, entry);
-        if (entries.size > maxClients) entries.delete(entries.keys().next().value!);
-      }
-      entry.failures += 1;
-      if (entry.failures < limit) return false;
-      const started = entry.blockedUntil <= now;
-      entry.blockedUntil = now + windowMs;
-      return started;
+      share?.(appId, client);
+      return count(appId, client);
+    },
+
+    /** Counts a wrong key another worker counted and shared. Its block, if it starts one, is that worker's to record. */
+    recordSharedFailure(appId: string, client: string): void {
+      count(appId, client);
     },
 
     /**

@@ -106,4 +106,21 @@ describe('app key brute force (429)', () => {
     for (let i = 0; i < 3; i++) limiter.recordFailure('acme', 'attacker');
     expect(limiter.retryAfterSeconds('acme', 'attacker')).toBe(60);
   });
+
+  it('shares each failure it counts, and counts those another worker shared without sharing them again', () => {
+    const shared: string[][] = [];
+    const limiter = createAppKeyLimiter({ limit: 3, windowSeconds: 60, maxClients: 100, clock: manualClock(), share: (appId, client) => shared.push([appId, client]) });
+    expect(limiter.recordFailure('acme', '198.51.100.1')).toBe(false);
+    limiter.recordSharedFailure('acme', '198.51.100.1');
+    expect(shared).toEqual([['acme', '198.51.100.1']]); // the shared one is not sent back
+    expect(limiter.retryAfterSeconds('acme', '198.51.100.1')).toBe(0);
+    expect(limiter.recordFailure('acme', '198.51.100.1')).toBe(true); // the third, counting the other worker's
+    expect(limiter.retryAfterSeconds('acme', '198.51.100.1')).toBe(60);
+    // Blocked by others' failures alone, the block is theirs to record.
+    limiter.recordSharedFailure('beta', '198.51.100.1');
+    limiter.recordSharedFailure('beta', '198.51.100.1');
+    limiter.recordSharedFailure('beta', '198.51.100.1');
+    expect(limiter.retryAfterSeconds('beta', '198.51.100.1')).toBe(60);
+    expect(shared).toHaveLength(2);
+  });
 });
