@@ -197,20 +197,29 @@ export function sendHeartbeats(): void {
 }
 
 /**
- * In a worker: the app-key limiter's `share`. Sends a wrong app key it counted to the other workers,
- * through the primary, which count it too (receiveAppKeyFailures). Without it each worker counted
- * alone: a client whose connections were spread over n workers had n × APP_KEY_FAILURE_LIMIT tries,
- * and a block on one worker left the others open to it. A failure reaches the others within a
- * millisecond or so; a worker started later knows only the failures from then on.
+ * In a worker: the app-key limiter's `share`. Sends the wrong app keys it counted to the other
+ * workers, through the primary, which count them too (receiveAppKeyFailures). Without it each worker
+ * counted alone: a client whose connections were spread over n workers had n × APP_KEY_FAILURE_LIMIT
+ * tries, and a block on one worker left the others open to it. Those of one turn of the event loop
+ * go as one message, which reaches the others within a millisecond or so (a message each cost a
+ * third of the rate a flood of wrong keys was refused at; README, Security model). A worker started
+ * later knows only the failures from then on.
  */
 export function sendAppKeyFailure(appId: string, client: string): void {
-  if (process.connected) process.send!({ type: APP_KEY_FAILURE, appId, client }, undefined, {}, () => {});
+  if (pendingFailures.push([appId, client]) > 1) return;
+  setImmediate(() => {
+    const failures = pendingFailures;
+    pendingFailures = [];
+    if (process.connected) process.send!({ type: APP_KEY_FAILURE, failures }, undefined, {}, () => {});
+  });
 }
+let pendingFailures: Array<[appId: string, client: string]> = [];
 
 /** In a worker: counts in `limiter` the wrong app keys the other workers send. */
 export function receiveAppKeyFailures(limiter: { recordSharedFailure: (appId: string, client: string) => void }): void {
-  process.on('message', (message: { type?: string; appId?: unknown; client?: unknown }) => {
-    if (message?.type === APP_KEY_FAILURE && typeof message.appId === 'string' && typeof message.client === 'string') limiter.recordSharedFailure(message.appId, message.client);
+  process.on('message', (message: { type?: string; failures?: unknown }) => {
+    if (message?.type !== APP_KEY_FAILURE || !Array.isArray(message.failures)) return;
+    for (const [appId, client] of message.failures as Array<[string, string]>) limiter.recordSharedFailure(appId, client);
   });
 }
 
