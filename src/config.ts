@@ -86,6 +86,34 @@ export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
+/**
+ * DATABASE_URL as the absolute path of a file: a path, or a `file:` URI as SQLite reads one
+ * (`file:data.db`, `file:/srv/data.db`, `file:///srv/data.db`, `file://localhost/srv/data.db`;
+ * %-escapes decoded), `sqlite:` taken for `file:`. Refused with what to write instead, where each
+ * used to name a file no one meant: an in-memory database (`:memory:` became a file of that name),
+ * URI parameters (`?mode=ro` became part of the name) and a host (`sqlite://data.db` became /data.db).
+ */
+function databaseFile(url: string, cwd: string): string {
+  const refuse = (why: string) => new ConfigError(`invalid environment:\n  DATABASE_URL: ${why}`);
+  let file = url;
+  const scheme = /^(?:file|sqlite):/i.exec(url);
+  if (scheme) {
+    const rest = url.slice(scheme[0].length);
+    if (/[?#]/.test(rest)) throw refuse(`${url} has URI parameters, which tokenmint does not take (it opens the file itself): give the file alone`);
+    const host = /^\/\/([^/]*)/.exec(rest);
+    if (host && host[1] !== '' && host[1]!.toLowerCase() !== 'localhost') {
+      throw refuse(`${url} names the host "${host[1]}": for a file in the working folder write file:${host[1]}${rest.slice(host[0].length)} (or the path alone), for an absolute one file:///…`);
+    }
+    try {
+      file = decodeURIComponent(host ? rest.slice(host[0].length) : rest);
+    } catch {
+      throw refuse(`${url} has a % that does not start an escape such as %20`);
+    }
+  }
+  if (file === '' || file === ':memory:') throw refuse('must name a file: the server, its workers and the CLI share it, and an in-memory database would be another, empty one in each');
+  return path.resolve(cwd, file);
+}
+
 /** Parses the environment once; relative paths resolve against `cwd`. Throws listing every bad field. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Config {
   const parsed = envSchema.safeParse(env);
@@ -100,7 +128,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
   return Object.freeze({
     host: e.HOST,
     port: e.PORT,
-    databasePath: path.resolve(cwd, e.DATABASE_URL.replace(/^(file|sqlite):/, '')),
+    databasePath: databaseFile(e.DATABASE_URL, cwd),
     masterKeyBase64: e.TOKENMINT_MASTER_KEY,
     masterKeyPath: path.resolve(cwd, 'keys/master.key'),
     logLevel: e.LOG_LEVEL,

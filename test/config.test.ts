@@ -25,4 +25,23 @@ describe('loadConfig', () => {
     expect(loadConfig({ JWKS_MAX_AGE_SECONDS: '86400', APP_KEY_FAILURE_WINDOW_SECONDS: '86400' }, '/srv')).toMatchObject({ jwksMaxAgeSeconds: 86400, appKeyFailureWindowSeconds: 86400 });
     expect(loadConfig({}, '/srv')).toMatchObject({ shutdownTimeoutSeconds: 10, maintenanceIntervalSeconds: 60, databasePath: '/srv/data/tokenmint.db' });
   });
+
+  it('reads DATABASE_URL as a path or a file: URI as SQLite does, and refuses, saying what to write, what would name a file no one meant', () => {
+    const fileOf = (url: string) => loadConfig({ DATABASE_URL: url }, '/srv').databasePath;
+    expect(fileOf('data/t.db')).toBe('/srv/data/t.db');
+    expect(fileOf('file:data/t.db')).toBe('/srv/data/t.db');
+    expect(fileOf('sqlite:t.db')).toBe('/srv/t.db');
+    expect(fileOf('file:/var/lib/t.db')).toBe('/var/lib/t.db');
+    expect(fileOf('file:///var/lib/t.db')).toBe('/var/lib/t.db');
+    expect(fileOf('file://localhost/var/lib/t.db')).toBe('/var/lib/t.db');
+    expect(fileOf('file:my%20data.db')).toBe('/srv/my data.db');
+    expect(fileOf('/srv/odd?name.db')).toBe('/srv/odd?name.db'); // a path is taken as it is
+    const refusal = (url: string) => () => fileOf(url);
+    expect(refusal(':memory:')).toThrow(/^invalid environment:\n {2}DATABASE_URL: must name a file: the server, its workers and the CLI share it/);
+    expect(refusal('file::memory:')).toThrow(/DATABASE_URL: must name a file/);
+    expect(refusal('file:')).toThrow(/DATABASE_URL: must name a file/);
+    expect(refusal('file:t.db?mode=ro')).toThrow('DATABASE_URL: file:t.db?mode=ro has URI parameters, which tokenmint does not take (it opens the file itself): give the file alone');
+    expect(refusal('sqlite://t.db')).toThrow('DATABASE_URL: sqlite://t.db names the host "t.db": for a file in the working folder write file:t.db (or the path alone), for an absolute one file:///…');
+    expect(refusal('file:100%.db')).toThrow('DATABASE_URL: file:100%.db has a % that does not start an escape such as %20');
+  });
 });
