@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -320,6 +320,21 @@ describe('the tokenmint bin', () => {
     const listed = await run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env });
     expect(JSON.parse(listed.stdout)).toHaveLength(1);
     expect(fs.readFileSync(path.join(cwd, 'keys/master.key'), 'utf8')).toBe(masterKey);
+  });
+
+  it('a reader that stops reading its output (`| head -1`) is not a failure: no EPIPE stack trace, exit 0, and the command\'s change is made', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH };
+    await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd, env });
+    for (const args of [['app', 'list', '--json'], ['app', 'create', 'beta']]) {
+      const child = spawn('node', [cliEntry, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout.destroy(); // the reader is gone before the command writes
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect([code, stderr.replace(/^database: .*\n/, '')]).toEqual([0, '']);
+    }
+    expect(JSON.parse((await run('node', [cliEntry, 'app', 'list', '--json'], { cwd, env })).stdout)).toHaveLength(2);
   });
 
   it('run in a folder with no database (not the server\'s), only `app create` makes one: every other command says where it looked, exit 1, and leaves nothing behind', async () => {
