@@ -575,6 +575,27 @@ describe('the tokenmint bin', () => {
     await run('node', [cliEntry, 'key', 'rotate', 'acme'], { cwd, env: serverEnv });
   });
 
+  it('the first app made from a shell without the server\'s master key is refused, once a server has started: no stray key file, no app whose every issue fails', async () => {
+    const cwd = tempDir();
+    const serverEnv = { PATH: process.env.PATH, DATABASE_URL: path.join(cwd, 'data/tokenmint.db'), TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    const server = await startServer(serverEnv, cwd);
+    const elsewhere = tempDir(); // an admin's shell, in another folder, with the database's path alone
+    const failed = await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd: elsewhere, env: { PATH: process.env.PATH, DATABASE_URL: serverEnv.DATABASE_URL } }).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in failed && failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/tokenmint: the server last started with master key [0-9a-f]{16}, but no master key is loaded: TOKENMINT_MASTER_KEY is not set, and there is no key file at .*; run with the server's TOKENMINT_MASTER_KEY, or in the folder the server runs in/);
+    // Another master key than the server's is refused as well.
+    const otherKey = { PATH: process.env.PATH, DATABASE_URL: serverEnv.DATABASE_URL, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    const refused = await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd: elsewhere, env: otherKey }).catch((e: { code: number; stderr: string }) => e);
+    expect('code' in refused && refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/but master key [0-9a-f]{16} was loaded \(from TOKENMINT_MASTER_KEY\); run with the server's TOKENMINT_MASTER_KEY/);
+    // Until this version the first made keys/master.key here, sealed acme's keys under it, and the server answered every issue 500.
+    expect(fs.readdirSync(elsewhere)).toEqual([]);
+    const created = JSON.parse((await run('node', [cliEntry, 'app', 'create', 'acme', '--json'], { cwd: elsewhere, env: serverEnv })).stdout) as { app_key: string };
+    const issued = await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers: { authorization: created.app_key }, body: JSON.stringify({ sub: 'u', ...client }) });
+    expect(issued.status).toBe(200);
+    expect(await server.stop()).toBe(0);
+  });
+
   it('exits non-zero with a sentence for a bad master key', async () => {
     const cwd = tempDir();
     const failed = await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd, env: { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: 'c2hvcnQ=' } }).catch((e: { code: number; stderr: string }) => e);

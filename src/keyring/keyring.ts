@@ -7,7 +7,7 @@ import { notFound } from '../errors.js';
 import type { AppRecord, AppSettings, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
 import { ALG, encodedHeader } from '../tokens/jwt.js';
 import { ConfigError } from '../config.js';
-import { seal, sealedUnder, unseal, type MasterKeyRing } from './master-key.js';
+import { seal, sealedUnder, unseal, type MasterKey, type MasterKeyRing } from './master-key.js';
 
 export type Keyring = ReturnType<typeof createKeyring>;
 
@@ -118,17 +118,38 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
    * (or of every app) are sealed under — the keys whose private half will sign. With another master
    * key every issue and renew would fail, and keys sealed now would not open under the right one.
    * Retired and revoked keys only verify (with their public half), so they do not count: after a
-   * lost master key, `key revoke` (never checked) replaces the keys that sign.
+   * lost master key, `key revoke` (never checked) replaces the keys that sign. Resolves to whether
+   * there was such a key to check.
    */
-  async function checkMasterKey(appId?: string): Promise<void> {
+  async function checkMasterKey(appId?: string): Promise<boolean> {
+    let checked = false;
     for (const app of appId === undefined ? await repo.listApps() : [{ appId }]) {
       for (const key of await repo.listKeys(app.appId)) {
         const id = key.sealedPrivateKey !== null && (key.state === 'current' || key.state === 'next') ? sealedUnder(key.sealedPrivateKey) : undefined;
-        if (id === undefined || masterKeys.find(id)) continue;
+        if (id === undefined) continue;
+        checked = true;
+        if (masterKeys.find(id)) continue;
         const advice = masterKeys.loaded().length ? '; start with the master key they were sealed under (README: Backups)' : '';
         throw new ConfigError(`the signing keys of app "${app.appId}" are sealed under master key ${id}, but ${masterKeys.describeLoaded()}${advice}`);
       }
     }
+    return checked;
+  }
+
+  /**
+   * The master key for the keys of a first app (no other app's signing keys to check it against): one
+   * the server last started with, if a server has started, or a key file made now for a new install.
+   * A first app made from a shell that lacks the server's TOKENMINT_MASTER_KEY was otherwise sealed
+   * under a stray new key file, which the server cannot open: every issue of it answered 500.
+   */
+  async function sealingForFirstApp(): Promise<MasterKey> {
+    const serverKeys = await repo.serverMasterKeys();
+    if (serverKeys.length === 0) return masterKeys.sealing({ createFile: true });
+    if (!serverKeys.some((id) => masterKeys.find(id))) {
+      const advice = masterKeys.loaded().length ? "; run with the server's TOKENMINT_MASTER_KEY, or in the folder the server runs in" : '';
+      throw new ConfigError(`the server last started with master key${serverKeys.length === 1 ? '' : 's'} ${serverKeys.join(', ')}, but ${masterKeys.describeLoaded()}${advice}`);
+    }
+    return masterKeys.sealing();
   }
 
   /**
@@ -182,10 +203,14 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
   return {
     checkMasterKey,
 
+    /** At a server's start, once checkMasterKey has passed: records the ids of the master keys it runs with (see sealingForFirstApp). */
+    async recordServerMasterKeys(): Promise<void> {
+      await repo.recordServerMasterKeys(masterKeys.loaded().map((k) => k.id), clock());
+    },
+
     /** The first keys of a new app: one current, one next already published, under the master key the other apps use. */
     async newKeys(appId: string, now: number): Promise<SigningKeyRecord[]> {
-      await checkMasterKey();
-      const master = masterKeys.sealing({ createFile: true });
+      const master = (await checkMasterKey()) ? masterKeys.sealing() : await sealingForFirstApp();
       return [await newKey(appId, 'current', now, master), await newKey(appId, 'next', now, master)];
     },
 

@@ -256,6 +256,11 @@ export interface Repository {
   /** Deletes the audit events from before `before` (ms), in small batches like pruneExpired; resolves to how many went. */
   pruneAudit(before: number): Promise<number>;
 
+  /** Replaces the ids of the master keys the server runs with, atomically (at its start). */
+  recordServerMasterKeys(ids: string[], now: number): Promise<void>;
+  /** The ids the last server start recorded; none before one. */
+  serverMasterKeys(): Promise<string[]>;
+
   /**
    * Writes a consistent copy of the whole store to `file`, a new file readable by its user only, while
    * other connections go on reading and writing. Throws `conflict` if `file` exists. Resolves to its size

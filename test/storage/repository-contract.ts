@@ -388,6 +388,15 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.findRefreshToken(first.jid))?.session.personal).toBeNull();
     });
 
+    it('recordServerMasterKeys replaces the ids a server start recorded; none before one', async () => {
+      const repo = await open();
+      expect(await repo.serverMasterKeys()).toEqual([]);
+      await repo.recordServerMasterKeys(['aaaa', 'bbbb'], NOW);
+      expect((await repo.serverMasterKeys()).sort()).toEqual(['aaaa', 'bbbb']);
+      await repo.recordServerMasterKeys(['cccc'], NOW + 1);
+      expect(await repo.serverMasterKeys()).toEqual(['cccc']);
+    });
+
     it('pruneAudit deletes the events from before a time, and only those', async () => {
       const { repo } = await withApp();
       const event = (id: string, at: number) => ({ id, at, actor: 'cli' as const, event: 'app.created', appId: 'acme', sub: null, sessionId: null, kid: null, clientAddress: null, detail: null });

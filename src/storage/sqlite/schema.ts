@@ -112,6 +112,13 @@ export const catalogVersion = sqliteTable('catalog_version', {
   version: integer('version').notNull(),
 });
 
+// The ids of the master keys the server last started with (never a key): the CLI seals a first app's
+// keys under one of them, not under a stray new key file the server could not open.
+export const serverMasterKeys = sqliteTable('server_master_keys', {
+  id: text('id').primaryKey(),
+  recordedAt: integer('recorded_at').notNull(),
+});
+
 // Admin actions and security events. Never a secret: no token, key or app key.
 export const auditEvents = sqliteTable(
   'audit_events',
