@@ -575,9 +575,9 @@ describe('the tokenmint bin', () => {
     await run('node', [cliEntry, 'key', 'rotate', 'acme'], { cwd, env: serverEnv });
   });
 
-  it('the first app made from a shell without the server\'s master key is refused, once a server has started: no stray key file, no app whose every issue fails', async () => {
+  it.each(['1', '2'])('the first app made from a shell without the server\'s master key is refused, once a server (WORKERS=%s) has started: no stray key file, no app whose every issue fails', async (workers) => {
     const cwd = tempDir();
-    const serverEnv = { PATH: process.env.PATH, DATABASE_URL: path.join(cwd, 'data/tokenmint.db'), TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    const serverEnv = { PATH: process.env.PATH, DATABASE_URL: path.join(cwd, 'data/tokenmint.db'), TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64'), WORKERS: workers };
     const server = await startServer(serverEnv, cwd);
     const elsewhere = tempDir(); // an admin's shell, in another folder, with the database's path alone
     const failed = await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd: elsewhere, env: { PATH: process.env.PATH, DATABASE_URL: serverEnv.DATABASE_URL } }).catch((e: { code: number; stderr: string }) => e);
