@@ -206,6 +206,7 @@ export function sendHeartbeats(): void {
  * third of the rate a flood of wrong keys was refused at; README, Security model). A worker started
  * later knows only the failures from then on.
  */
+let pendingFailures: Array<[appId: string, client: string]> = [];
 export function sendAppKeyFailure(appId: string, client: string): void {
   if (pendingFailures.push([appId, client]) > 1) return;
   setImmediate(() => {
@@ -214,7 +215,6 @@ export function sendAppKeyFailure(appId: string, client: string): void {
     if (process.connected) process.send!({ type: APP_KEY_FAILURE, failures }, undefined, {}, () => {});
   });
 }
-let pendingFailures: Array<[appId: string, client: string]> = [];
 
 /** In a worker: counts in `limiter` the wrong app keys the other workers send. */
 export function receiveAppKeyFailures(limiter: { recordSharedFailure: (appId: string, client: string) => void }): void {
