@@ -197,6 +197,9 @@ export function sendHeartbeats(): void {
   setInterval(beat, HEARTBEAT_INTERVAL_MS).unref();
 }
 
+/** The wrong app keys counted in this turn of the event loop, not yet sent (sendAppKeyFailure). */
+let pendingFailures: Array<[appId: string, client: string]> = [];
+
 /**
  * In a worker: the app-key limiter's `share`. Sends the wrong app keys it counted to the other
  * workers, through the primary, which count them too (receiveAppKeyFailures). Without it each worker
@@ -206,7 +209,6 @@ export function sendHeartbeats(): void {
  * third of the rate a flood of wrong keys was refused at; README, Security model). A worker started
  * later knows only the failures from then on.
  */
-let pendingFailures: Array<[appId: string, client: string]> = [];
 export function sendAppKeyFailure(appId: string, client: string): void {
   if (pendingFailures.push([appId, client]) > 1) return;
   setImmediate(() => {
