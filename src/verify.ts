@@ -66,6 +66,21 @@ function importPublicKey(base64Pem: string): Promise<CryptoKey> {
 }
 
 /**
+ * Misuse is a TypeError, as in jose: jose skips the `iss` or `aud` check it is given no value for, so
+ * an `audience` read from an unset environment variable would take a token of any audience of the app.
+ */
+function checkOptions(options: VerifyAuthTokenOptions): void {
+  for (const name of ['appId', 'audience'] as const) {
+    if (typeof options?.[name] !== 'string' || options[name] === '') throw new TypeError(`verifyAuthToken: ${name} must be a non-empty string`);
+  }
+  if ((options.jwksUrl === undefined) === (options.publicKey === undefined)) throw new TypeError('verifyAuthToken: give jwksUrl or publicKey, one of them');
+  const tolerance = options.clockTolerance;
+  if (tolerance !== undefined && !(typeof tolerance === 'number' && Number.isFinite(tolerance) && tolerance >= 0)) {
+    throw new TypeError('verifyAuthToken: clockTolerance must be a number of seconds, 0 or more');
+  }
+}
+
+/**
  * Verifies a tokenmint auth token and resolves to its claims. Rejects (with a jose error carrying a
  * `code` such as `ERR_JWT_EXPIRED` or `ERR_JWS_SIGNATURE_VERIFICATION_FAILED`) unless the token is
  * an ES256 JWS with `typ` JWT, signed by a key of the app, with `iss` = appId, `aud` = audience,
@@ -78,6 +93,7 @@ function importPublicKey(base64Pem: string): Promise<CryptoKey> {
  * claims.sub; // "user-42"
  */
 export async function verifyAuthToken(token: string, options: VerifyAuthTokenOptions): Promise<AuthTokenClaims> {
+  checkOptions(options);
   const tolerance = options.clockTolerance ?? 0;
   const checks: JWTVerifyOptions = {
     algorithms: ['ES256'],

@@ -56,6 +56,24 @@ describe('tokenmint/verify in Node', () => {
     await expect(verifyAuthToken(pair.auth_token, { appId: 'acme', audience: 'mobile', publicKey: pair.public_key })).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED' });
   });
 
+  it('rejects misuse with a TypeError before looking at the token: no appId or audience (jose would skip that check), neither or both of jwksUrl and publicKey, a bad clockTolerance', async () => {
+    const { pair, jwksUrl } = await setup();
+    const base = { appId: 'acme', audience: 'web-app', publicKey: pair.public_key };
+    const misuses: Array<[object, string]> = [
+      [{ ...base, audience: undefined }, 'verifyAuthToken: audience must be a non-empty string'], // an unset AUDIENCE variable
+      [{ ...base, audience: '' }, 'verifyAuthToken: audience must be a non-empty string'],
+      [{ ...base, appId: undefined }, 'verifyAuthToken: appId must be a non-empty string'],
+      [{ appId: 'acme', audience: 'web-app' }, 'verifyAuthToken: give jwksUrl or publicKey, one of them'],
+      [{ ...base, jwksUrl }, 'verifyAuthToken: give jwksUrl or publicKey, one of them'],
+      [{ ...base, clockTolerance: '60' }, 'verifyAuthToken: clockTolerance must be a number of seconds, 0 or more'],
+      [{ ...base, clockTolerance: -1 }, 'verifyAuthToken: clockTolerance must be a number of seconds, 0 or more'],
+    ];
+    for (const [options, message] of misuses) await expect(verifyAuthToken(pair.auth_token, options as never)).rejects.toThrow(new TypeError(message));
+    // Until this version a token of another audience of the app was taken when audience was missing.
+    const api = await verifyAuthToken(pair.auth_token, base);
+    expect(api.aud).toBe('web-app');
+  });
+
   it('rejects an expired token, to the second; clockTolerance allows that much past exp', async () => {
     const { pair } = await setup(Date.now() - 3601_000);
     const options = { appId: 'acme', audience: 'web-app', publicKey: pair.public_key };
