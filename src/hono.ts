@@ -59,6 +59,10 @@ const plainIp = (address: string) =>
 const unauthorized = (c: Context) => c.json({ message: 'not logged in' }, 401);
 
 export function tokenmintSession(options: SessionOptions) {
+  // Misuse is a TypeError now, not every request taken as logged out (verifyCookie takes any error so).
+  for (const name of ['appId', 'audience', 'jwksUrl'] as const) {
+    if (typeof options[name] !== 'string' || options[name] === '') throw new TypeError(`tokenmintSession: ${name} must be a non-empty string`);
+  }
   const { client, appId, audience, jwksUrl, trustProxyHeader } = options;
   const accessName = options.cookies?.accessName ?? 'access_token';
   const refreshName = options.cookies?.refreshName ?? 'refresh_token';

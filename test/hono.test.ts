@@ -219,4 +219,12 @@ describe('tokenmint/hono session middleware', () => {
     expect(refused.res.status).toBe(401);
     expect(jar.size).toBe(0);
   });
+
+  it('misuse is a TypeError when the middleware is made, not every request taken as logged out', () => {
+    const client = createClient({ baseUrl: 'http://127.0.0.1:1', appId: 'acme', appKey: 'tmk_x' });
+    const options = { client, appId: 'acme', audience: 'web-app', jwksUrl: 'http://127.0.0.1:1/app/acme/jwks.json' };
+    expect(() => tokenmintSession({ ...options, audience: undefined as unknown as string })).toThrow(new TypeError('tokenmintSession: audience must be a non-empty string'));
+    expect(() => tokenmintSession({ ...options, jwksUrl: '' })).toThrow(new TypeError('tokenmintSession: jwksUrl must be a non-empty string'));
+    expect(() => tokenmintSession(options)).not.toThrow();
+  });
 });
