@@ -80,6 +80,8 @@ function refreshOnce(refreshUrl: string | URL): Promise<Response> {
  * pass a string, Blob, FormData or URLSearchParams.
  */
 export async function fetchWithRefresh(input: RequestInfo | URL, init: RequestInit = {}, options: FetchWithRefreshOptions): Promise<Response> {
+  // Misuse is a TypeError at once, not a first 401 followed by a POST to "undefined".
+  if (options?.refreshUrl === undefined || options.refreshUrl === '') throw new TypeError('fetchWithRefresh: options.refreshUrl is required');
   const withCookies: RequestInit = { credentials: 'include', ...init };
   const retryInput = input instanceof Request ? input.clone() : input;
   const first = await fetch(input, withCookies);

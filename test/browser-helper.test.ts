@@ -65,4 +65,12 @@ describe('tokenmint/browser fetchWithRefresh', () => {
       expect(seen.filter((s) => s === 'POST /refresh')).toHaveLength(2);
     }
   });
+
+  it('without a refreshUrl it rejects with a TypeError and sends nothing', async () => {
+    const { url, seen } = await backend(204);
+    for (const options of [undefined, {}, { refreshUrl: '' }]) {
+      await expect(fetchWithRefresh(`${url}/api`, {}, options as never)).rejects.toThrow(new TypeError('fetchWithRefresh: options.refreshUrl is required'));
+    }
+    expect(seen).toEqual([]);
+  });
 });
