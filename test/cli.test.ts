@@ -94,6 +94,14 @@ describe('tokenmint app', () => {
       [['app', 'rotate-secret', 'acme', '--grace', '-1'], /--grace/],
       // Until this version taken, after which app show and app list failed on a date no Date holds.
       [['app', 'rotate-secret', 'acme', '--grace', '9007199254740991'], /--grace: must be a whole number of seconds from 0 to 315360000 \(10 years\)/],
+      // An empty or odd number (an unset "$VAR"): until this version Number() took '' and ' ' for 0, which
+      // ended the old app key at once, stopped rotations, made refresh tokens renew at once.
+      [['app', 'rotate-secret', 'acme', '--grace', ''], /--grace: must be a whole number of seconds/],
+      [['app', 'update', 'acme', '--rotate-every', ''], /--rotate-every: must be a whole number of seconds/],
+      [['app', 'update', 'acme', '--refresh-nbf', ' '], /--refresh-nbf: must be a whole number of seconds/],
+      [['app', 'update', 'acme', '--reuse-grace', '1e3'], /--reuse-grace: must be a whole number of seconds/],
+      [['app', 'update', 'acme', '--max-sessions', ''], /--max-sessions: must be a whole number/],
+      [['audit', 'list', '--limit', ''], /--limit: must be a whole number, 1 or more/],
       [['audit', 'prune', '--before', '999999999999d'], /--before: 999999999999d back from now is before 1970/],
       [['audit', 'list', '--since', '999999999999d'], /--since: 999999999999d back from now is before 1970/],
       [['key', 'list', 'nope'], /no app "nope"/],

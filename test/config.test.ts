@@ -44,4 +44,13 @@ describe('loadConfig', () => {
     expect(refusal('sqlite://t.db')).toThrow('DATABASE_URL: sqlite://t.db names the host "t.db": for a file in the working folder write file:t.db (or the path alone), for an absolute one file:///…');
     expect(refusal('file:100%.db')).toThrow('DATABASE_URL: file:100%.db has a % that does not start an escape such as %20');
   });
+
+  it('takes a number from the environment only as digits: an empty PORT listened on a random port', () => {
+    for (const value of ['', ' ', '1e3', '0x1F90', '8080.0', '+8080']) {
+      expect(() => loadConfig({ PORT: value }, '/srv'), JSON.stringify(value)).toThrow(new ConfigError('invalid environment:\n  PORT: must be a whole number'));
+    }
+    expect(() => loadConfig({ WORKERS: '', SHUTDOWN_TIMEOUT_SECONDS: ' ' }, '/srv')).toThrow(new ConfigError('invalid environment:\n  SHUTDOWN_TIMEOUT_SECONDS: must be a whole number\n  WORKERS: must be a whole number'));
+    expect(loadConfig({ PORT: '0' }, '/srv').port).toBe(0); // any free port, when asked for
+    expect(loadConfig({ PORT: '08080', WORKERS: '3' }, '/srv')).toMatchObject({ port: 8080, workers: 3 });
+  });
 });

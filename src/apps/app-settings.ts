@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { AppRecord, AppSettings } from '../storage/repository.js';
+import { whole, wholeNumberFrom } from '../whole-number.js';
 
 /** 1–63 of a-z 0-9 _ -, starting with a letter or digit. It is also the tokens' `iss`. */
 const APP_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
@@ -13,8 +14,7 @@ export const appIdSchema = z.string().regex(APP_ID, 'app_id must be 1–63 chara
  */
 export const MAX_SETTING_SECONDS = 10 * 365 * 86_400;
 
-const seconds = (min: number) =>
-  z.coerce.number().int('must be a whole number of seconds').min(min).max(MAX_SETTING_SECONDS, `must be at most ${MAX_SETTING_SECONDS} seconds (10 years)`);
+const seconds = (min: number) => wholeNumberFrom(whole(' of seconds').min(min).max(MAX_SETTING_SECONDS, `must be at most ${MAX_SETTING_SECONDS} seconds (10 years)`));
 
 /** The settings an admin may set; each is optional here, DEFAULT_APP_SETTINGS fills the rest. */
 export const appSettingsPatchSchema = z
@@ -26,7 +26,7 @@ export const appSettingsPatchSchema = z
     sessionTtlSeconds: seconds(1),
     reuseGraceSeconds: seconds(0),
     rotateEverySeconds: seconds(0),
-    maxSessions: z.coerce.number().int('must be a whole number').min(0),
+    maxSessions: wholeNumberFrom(whole().min(0)),
   })
   .partial()
   .strict();

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { MAX_SETTING_SECONDS, publicApp, appSettingsPatchSchema } from '../apps/app-settings.js';
+import { wholeNumber } from '../whole-number.js';
 import { invalidRequest } from '../errors.js';
 import type { AppSettings } from '../storage/repository.js';
 import type { WithContext } from './run.js';
@@ -115,7 +116,7 @@ export function appCommands(withContext: WithContext): Command {
     .option('--json', 'print JSON')
     .action(
       withContext(async ({ tm, output }, appId: string, opts: { grace: string }) => {
-        const grace = Number(opts.grace);
+        const grace = wholeNumber(opts.grace);
         if (!Number.isSafeInteger(grace) || grace < 0 || grace > MAX_SETTING_SECONDS) {
           throw invalidRequest([{ path: '--grace', message: `must be a whole number of seconds from 0 to ${MAX_SETTING_SECONDS} (10 years)` }]);
         }

@@ -5,6 +5,7 @@ import { invalidRequest } from '../errors.js';
 import { errorCode } from '../files.js';
 import { runMaintenance } from '../maintenance.js';
 import { killedBackupFiles } from '../storage/sqlite/backup-files.js';
+import { wholeNumber } from '../whole-number.js';
 import { printable } from './printable.js';
 import type { WithContext } from './run.js';
 
@@ -81,7 +82,7 @@ export function auditCommands(withContext: WithContext): Command {
     .option('--json', 'print JSON')
     .action(
       withContext(async ({ tm, output }, opts: { app?: string; since?: string; limit: string }) => {
-        const limit = Number(opts.limit);
+        const limit = wholeNumber(opts.limit);
         if (!Number.isSafeInteger(limit) || limit < 1) throw invalidRequest([{ path: '--limit', message: 'must be a whole number, 1 or more' }]);
         const since = opts.since === undefined ? undefined : parseTime('--since', opts.since, tm.clock());
         const events = (await tm.audit.list({ appId: opts.app, since, limit })).map((e) => ({
