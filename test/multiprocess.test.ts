@@ -4,7 +4,9 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { client, decodePart, tempDir, testEnv, verifyIndependently, type Pair } from './helpers.js';
+import { requestListener } from '../src/http/client-errors.js';
+import { createLogger } from '../src/log.js';
+import { client, decodePart, harness, tempDir, testEnv, verifyIndependently, type Pair } from './helpers.js';
 import { childPids, cliProcess, startServer, until } from './processes.js';
 
 const post = (url: string, body: unknown, appKey: string) =>
@@ -375,6 +377,20 @@ describe('requests Node refuses before routing', () => {
     expect(metrics).toContain('tokenmint_http_requests_total{route="(unparsed)",method="unknown",status="400"} 3');
     const lines = server.stdout().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.filter((l) => l.route === '(unparsed)').map((l) => l.reason).sort()).toEqual(['Invalid URL', 'Invalid URL', 'Missing host header']);
+  });
+});
+
+describe('the request listener', () => {
+  it('serves an HTTP/1.0 request without Host for the listening address, an IPv6 one (HOST=::) included', async () => {
+    const h = await harness();
+    for (const host of ['::', '0.0.0.0', '127.0.0.1']) {
+      const server = http.createServer(requestListener(h.app.fetch, { logger: createLogger('silent'), metrics: undefined, https: false, defaultHostname: host }));
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      const answer = await rawExchange((server.address() as net.AddressInfo).port, 'GET /healthz HTTP/1.0\r\n\r\n');
+      await new Promise((resolve) => server.close(resolve));
+      // Until this version HOST=:: made it http://::/healthz, no URL: a 400.
+      expect([host, answer.split('\r\n')[0], answer.split('\r\n\r\n')[1]]).toEqual([host, 'HTTP/1.1 200 OK', '{"status":"ok"}']);
+    }
   });
 });
 

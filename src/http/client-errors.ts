@@ -1,5 +1,6 @@
 import { getRequestListener, RequestError, type ServerType } from '@hono/node-server';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { isIPv6 } from 'node:net';
 import { describeError, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { HttpSocket } from './connections.js';
@@ -57,7 +58,7 @@ export function requestListener(
     return JSON.stringify({ message: 'malformed request' });
   };
   const listener = getRequestListener(fetch, {
-    hostname: defaultHostname,
+    hostname: isIPv6(defaultHostname) ? `[${defaultHostname}]` : defaultHostname, // HOST=:: makes http://[::]/
     errorHandler(error) {
       if (error instanceof RequestError) return new Response(refused(error.message), { status: 400, headers });
       // Thrown by the app before it answered, which hono does not do: a bug, answered as one.
