@@ -3,6 +3,7 @@ import net from 'node:net';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { loadTlsPair, warnIfExpiring } from './http/tls.js';
+import { urlHost } from './http/url-host.js';
 import type { Logger } from './log.js';
 import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
@@ -75,7 +76,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     if (announced) return;
     announced = true;
     const host = address.address ?? config.host;
-    process.stderr.write(`tokenmint ${VERSION} listening on ${config.tls ? 'https' : 'http'}://${host}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
+    process.stderr.write(`tokenmint ${VERSION} listening on ${config.tls ? 'https' : 'http'}://${urlHost(host)}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
     logger.info({ version: VERSION, node: process.version, address: host, port: address.port, database: config.databasePath, workers: config.workers }, 'listening');
   });
 

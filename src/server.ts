@@ -7,6 +7,7 @@ import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { createApp } from './http/app.js';
 import { answerClientErrors, requestListener } from './http/client-errors.js';
 import { trackConnections } from './http/connections.js';
+import { urlHost } from './http/url-host.js';
 import { loadTlsPair, reloadOnChange, warnIfExpiring } from './http/tls.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
@@ -70,7 +71,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     server.off('error', cannotListen);
     if (cluster.isWorker) return; // the primary announces the cluster once
     const info = server.address() as AddressInfo;
-    process.stderr.write(`tokenmint ${VERSION} listening on ${tls ? 'https' : 'http'}://${info.address}:${info.port} (database ${config.databasePath})\n`);
+    process.stderr.write(`tokenmint ${VERSION} listening on ${tls ? 'https' : 'http'}://${urlHost(info.address)}:${info.port} (database ${config.databasePath})\n`);
     logger.info({ version: VERSION, node: process.version, address: info.address, port: info.port, database: config.databasePath }, 'listening');
   });
   // A port taken or not ours to bind is the operator's to fix: a sentence and exit 1 (in a worker,

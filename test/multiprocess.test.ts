@@ -394,6 +394,22 @@ describe('the request listener', () => {
   });
 });
 
+/** Whether this machine can listen on IPv6 loopback (the HOST=:: test needs it). */
+const hasIpv6 = await new Promise<boolean>((resolve) => {
+  const probe = net.createServer().once('error', () => resolve(false));
+  probe.listen(0, '::1', () => probe.close(() => resolve(true)));
+});
+
+describe.skipIf(!hasIpv6)('HOST=::', () => {
+  it.each(['1', '2'])('the server (WORKERS=%s) announces a URL that works: http://[::]:port, not http://:::port', async (workers) => {
+    const dir = tempDir();
+    const server = await startServer(testEnv(dir, { HOST: '::', WORKERS: workers }), dir);
+    expect(server.url).toMatch(/^http:\/\/\[::\]:\d+$/);
+    expect(await (await fetch(`${server.url}/healthz`)).json()).toEqual({ status: 'ok' });
+    expect(await server.stop()).toBe(0);
+  });
+});
+
 describe('the app-key limiter in a cluster', () => {
   it('counts the wrong keys every worker saw: after APP_KEY_FAILURE_LIMIT of them, spread over the workers, each answers 429, even to the right key', async () => {
     const dir = tempDir();

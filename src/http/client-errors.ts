@@ -1,10 +1,10 @@
 import { getRequestListener, RequestError, type ServerType } from '@hono/node-server';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import { isIPv6 } from 'node:net';
 import { describeError, type Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { HttpSocket } from './connections.js';
 import { securityHeaders } from './security-headers.js';
+import { urlHost } from './url-host.js';
 
 /** Node's parser codes we answer with their own status; any other parse error is a 400. */
 const STATUS_OF_CODE: Record<string, [number, string]> = {
@@ -58,7 +58,7 @@ export function requestListener(
     return JSON.stringify({ message: 'malformed request' });
   };
   const listener = getRequestListener(fetch, {
-    hostname: isIPv6(defaultHostname) ? `[${defaultHostname}]` : defaultHostname, // HOST=:: makes http://[::]/
+    hostname: urlHost(defaultHostname), // HOST=:: makes http://[::]/, not http://::/
     errorHandler(error) {
       if (error instanceof RequestError) return new Response(refused(error.message), { status: 400, headers });
       // Thrown by the app before it answered, which hono does not do: a bug, answered as one.
