@@ -713,6 +713,22 @@ describe('the tokenmint bin', () => {
     if (tiny) expect(fs.readdirSync(tiny)).toEqual([]); // the partial copy went too
   });
 
+  it('a backup given a folder (`backups/`, or one that exists) asks for a file name in it, and writes nothing', async () => {
+    const cwd = tempDir();
+    const env = { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };
+    await run('node', [cliEntry, 'app', 'create', 'acme', '--json'], { cwd, env });
+    fs.mkdirSync(path.join(cwd, 'existing'));
+    for (const folder of ['backups/', 'existing', 'existing/']) {
+      const failed = await run('node', [cliEntry, 'backup', folder], { cwd, env }).catch((e: { code: number; stderr: string }) => e);
+      expect('code' in failed && failed.code).toBe(1);
+      const target = path.join(cwd, folder.replace(/\/$/, ''));
+      expect(failed.stderr).toMatch(new RegExp(`file: ${target} is a folder: name the new file in it, such as ${target}/tokenmint-\\d{4}-\\d{2}-\\d{2}\\.db`));
+    }
+    // Until this version `backup backups/` wrote a file named backups.
+    expect(fs.readdirSync(cwd).sort()).toEqual(['data', 'existing']); // the master key is in the environment
+    expect(fs.readdirSync(path.join(cwd, 'existing'))).toEqual([]);
+  });
+
   it('a backup killed halfway leaves no file under the name asked for: whatever is there is a whole copy', async () => {
     const cwd = tempDir();
     const env = { PATH: process.env.PATH, TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64') };

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { ConfigError } from '../config.js';
@@ -48,6 +49,10 @@ export function backupCommand(withContext: WithContext): Command {
     .action(
       withContext(async ({ tm, cwd, output, warn }, file: string) => {
         const target = path.resolve(cwd, file);
+        // `backup backups/` means a file in that folder, which path.resolve would make a file named `backups`.
+        if (file.endsWith('/') || fs.statSync(target, { throwIfNoEntry: false })?.isDirectory()) {
+          throw invalidRequest([{ path: 'file', message: `${target} is a folder: name the new file in it, such as ${path.join(target, `tokenmint-${new Date(tm.clock()).toISOString().slice(0, 10)}.db`)}` }]);
+        }
         const bytes = await tm.repo.backup(target).catch((error: unknown) => {
           throw cannotWrite(target, error);
         });
