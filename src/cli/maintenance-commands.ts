@@ -50,7 +50,7 @@ export function backupCommand(withContext: WithContext): Command {
       withContext(async ({ tm, cwd, output, warn }, file: string) => {
         const target = path.resolve(cwd, file);
         // `backup backups/` means a file in that folder, which path.resolve would make a file named `backups`.
-        if (file.endsWith('/') || fs.statSync(target, { throwIfNoEntry: false })?.isDirectory()) {
+        if (file.endsWith('/') || isFolder(target)) {
           throw invalidRequest([{ path: 'file', message: `${target} is a folder: name the new file in it, such as ${path.join(target, `tokenmint-${new Date(tm.clock()).toISOString().slice(0, 10)}.db`)}` }]);
         }
         const bytes = await tm.repo.backup(target).catch((error: unknown) => {
@@ -65,6 +65,15 @@ export function backupCommand(withContext: WithContext): Command {
         output({ file: target, bytes }, `backed up to ${target} (${bytes} bytes); back up the master key separately`);
       }),
     );
+}
+
+/** Whether `file` is a folder; a path that cannot be looked at (through a file) is left to the backup to report. */
+function isFolder(file: string): boolean {
+  try {
+    return fs.statSync(file, { throwIfNoEntry: false })?.isDirectory() ?? false;
+  } catch {
+    return false;
+  }
 }
 
 /**
