@@ -219,11 +219,11 @@ export function sendAppKeyFailure(appId: string, client: string): void {
   });
 }
 
-/** In a worker: counts in `limiter` the wrong app keys the other workers send. */
-export function receiveAppKeyFailures(limiter: { recordSharedFailure: (appId: string, client: string) => void }): void {
+/** In a worker: counts in `limiter` the wrong app keys the other workers send; `onBlock` for each block one of them starts here. */
+export function receiveAppKeyFailures(limiter: { recordSharedFailure: (appId: string, client: string) => boolean }, onBlock: (appId: string, client: string) => void): void {
   process.on('message', (message: { type?: string; failures?: unknown }) => {
     if (message?.type !== APP_KEY_FAILURE || !Array.isArray(message.failures)) return;
-    for (const [appId, client] of message.failures as Array<[string, string]>) limiter.recordSharedFailure(appId, client);
+    for (const [appId, client] of message.failures as Array<[string, string]>) if (limiter.recordSharedFailure(appId, client)) onBlock(appId, client);
   });
 }
 

@@ -4,6 +4,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { receiveAppKeyFailures, runPrimary, sendAppKeyFailure, sendHeartbeats } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
+import { recordAppKeyBlock } from './http/app-auth.js';
 import { createApp } from './http/app.js';
 import { answerClientErrors, requestListener } from './http/client-errors.js';
 import { trackConnections } from './http/connections.js';
@@ -11,7 +12,7 @@ import { urlHost } from './http/url-host.js';
 import { loadTlsPair, reloadOnChange, warnIfExpiring } from './http/tls.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createLogger, type Logger } from './log.js';
+import { createLogger, describeError, type Logger } from './log.js';
 import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
 import { watchDatabaseFile } from './storage/sqlite/file-watch.js';
@@ -52,7 +53,14 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     clock: systemClock,
     share: cluster.isWorker ? sendAppKeyFailure : undefined, // the others count it too
   });
-  if (cluster.isWorker) receiveAppKeyFailures(limiter);
+  if (cluster.isWorker) {
+    // A block started here by another worker's failure: recorded here (for an app that exists), as that worker may not have seen it start.
+    receiveAppKeyFailures(limiter, (appId, client) => {
+      void (async () => {
+        if (await tm.repo.findApp(appId)) await recordAppKeyBlock({ audit: tm.audit, limiter }, appId, client);
+      })().catch((error: unknown) => logger.error({ error: describeError(error) }, 'could not record an app-key block'));
+    });
+  }
   const app = createApp({ ...tm, limiter, logger, metrics, config });
 
   const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance) : undefined;

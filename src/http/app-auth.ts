@@ -28,12 +28,25 @@ export function appAuth({ apps, audit, limiter, trustProxyHeader }: { apps: AppS
       // an app that exists (app ids are the caller's to invent) and only the first
       // RECORDED_BLOCKS_PER_WINDOW of an app in a window; the last of those says so.
       if (error instanceof TokenmintError && error.code === 'ERR_INVALID_APP_KEY' && limiter.recordFailure(appId, client) && error.reason !== 'unknown app') {
-        const number = limiter.blockNumber(appId);
-        const last = number === RECORDED_BLOCKS_PER_WINDOW ? { later_blocks_not_recorded: true } : {};
-        if (number <= RECORDED_BLOCKS_PER_WINDOW) await audit.record('security.app_key_blocked', { appId, clientAddress: client, requestId: c.get('requestId'), detail: { reason: error.reason, ...last } });
+        await recordAppKeyBlock({ audit, limiter }, appId, client, { requestId: c.get('requestId'), reason: error.reason });
       }
       throw error;
     }
     await next();
   });
+}
+
+/**
+ * Records the start of a block of an app that exists, the first RECORDED_BLOCKS_PER_WINDOW of the app
+ * in a window (the last of them says so), with the request that started it when it was this worker's.
+ */
+export async function recordAppKeyBlock(
+  { audit, limiter }: { audit: AuditLog; limiter: AppKeyLimiter },
+  appId: string,
+  client: string,
+  { requestId, reason }: { requestId?: string; reason?: string } = {},
+): Promise<void> {
+  const number = limiter.blockNumber(appId);
+  const last = number === RECORDED_BLOCKS_PER_WINDOW ? { later_blocks_not_recorded: true } : {};
+  if (number <= RECORDED_BLOCKS_PER_WINDOW) await audit.record('security.app_key_blocked', { appId, clientAddress: client, requestId, detail: { reason: reason ?? 'wrong app keys counted by another worker', ...last } });
 }

@@ -79,9 +79,13 @@ export function createAppKeyLimiter({
       return count(appId, client);
     },
 
-    /** Counts a wrong key another worker counted and shared. Its block, if it starts one, is that worker's to record. */
-    recordSharedFailure(appId: string, client: string): void {
-      count(appId, client);
+    /**
+     * Counts a wrong key another worker counted and shared; true when it starts a block here. The
+     * workers' counts meet only through these messages, so a block may start in every worker from a
+     * failure of another: each records the block it starts (recordAppKeyBlock), lest none do.
+     */
+    recordSharedFailure(appId: string, client: string): boolean {
+      return count(appId, client);
     },
 
     /**
