@@ -3,8 +3,9 @@ import { z } from 'zod';
 import { usableCpus } from './cpus.js';
 import { whole, wholeNumberFrom } from './whole-number.js';
 
-const port = whole().min(0).max(65535);
-const positiveInt = whole().positive();
+const port = wholeNumberFrom(whole().min(0).max(65535));
+/** A positive whole number, digits only, at most `max` if given. */
+const positiveInt = (max?: number, message?: string) => wholeNumberFrom(max === undefined ? whole().positive() : whole().positive().max(max, message));
 
 /**
  * Every worker is ~100 MB and one more writer of the one SQLite file, whose commits empty the other
@@ -16,37 +17,37 @@ const DEFAULT_MAX_WORKERS = 8;
 // The only reader of process.env. Every default is here, with its unit in the name.
 const envSchema = z.object({
   HOST: z.string().min(1).default('127.0.0.1'),
-  PORT: wholeNumberFrom(port).default(8080),
+  PORT: port.default(8080),
   DATABASE_URL: z.string().min(1).default('data/tokenmint.db'),
   TOKENMINT_MASTER_KEY: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // Header set by a reverse proxy you trust (e.g. x-forwarded-for); unset = the socket address.
   TRUST_PROXY_HEADER: z.string().min(1).optional(),
-  APP_KEY_FAILURE_LIMIT: wholeNumberFrom(positiveInt).default(20),
+  APP_KEY_FAILURE_LIMIT: positiveInt().default(20),
   // A day at most: the block lasts this long, for whoever shares the address (an IPv6 /64) too.
-  APP_KEY_FAILURE_WINDOW_SECONDS: wholeNumberFrom(positiveInt.max(86_400, 'must be at most 86400 seconds (a day)')).default(300),
-  APP_KEY_LIMITER_MAX_CLIENTS: wholeNumberFrom(positiveInt).default(10_000),
+  APP_KEY_FAILURE_WINDOW_SECONDS: positiveInt(86_400, 'must be at most 86400 seconds (a day)').default(300),
+  APP_KEY_LIMITER_MAX_CLIENTS: positiveInt().default(10_000),
   // A day at most: a revoked key stays trusted this long by a verifier that cached the JWKS, and every
   // scheduled rotation waits at least this long after its key was published.
-  JWKS_MAX_AGE_SECONDS: wholeNumberFrom(positiveInt.max(86_400, 'must be at most 86400 seconds (a day)')).default(300),
+  JWKS_MAX_AGE_SECONDS: positiveInt(86_400, 'must be at most 86400 seconds (a day)').default(300),
   // This and MAINTENANCE_INTERVAL_SECONDS drive Node timers, which take at most 2^31 - 1 ms (24.8
   // days) and run one given more after 1 ms instead: until these bounds, a SIGTERM exited 1 at once,
   // and maintenance ran every millisecond (two-thirds of a core, idle).
-  SHUTDOWN_TIMEOUT_SECONDS: wholeNumberFrom(positiveInt.max(3600, 'must be at most 3600 seconds')).default(10),
+  SHUTDOWN_TIMEOUT_SECONDS: positiveInt(3600, 'must be at most 3600 seconds').default(10),
   // A request's headers and body must all arrive within this (else 408): a client trickling bytes
   // cannot hold a connection for Node's default of five minutes.
-  REQUEST_TIMEOUT_SECONDS: wholeNumberFrom(positiveInt.max(3600)).default(30),
+  REQUEST_TIMEOUT_SECONDS: positiveInt(3600).default(30),
   // How long an idle keep-alive connection stays open. Behind a load balancer that reuses
   // connections, make it longer than the balancer's idle timeout, or it may send on a closing one (502).
-  KEEP_ALIVE_TIMEOUT_SECONDS: wholeNumberFrom(positiveInt.max(3600)).default(5),
+  KEEP_ALIVE_TIMEOUT_SECONDS: positiveInt(3600).default(5),
   MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().max(86_400, 'must be at most 86400 seconds (a day)').default(60),
   // When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
   METRICS_TOKEN: z.string().min(16).optional(),
   // Server processes sharing the port and the database (node:cluster): by default one per CPU this
   // process may use (a container's CPU limit counts), at most DEFAULT_MAX_WORKERS.
-  WORKERS: wholeNumberFrom(positiveInt.max(64)).default(Math.min(usableCpus(), DEFAULT_MAX_WORKERS)),
+  WORKERS: positiveInt(64).default(Math.min(usableCpus(), DEFAULT_MAX_WORKERS)),
   // A worker that has not shown a turning event loop for this long is killed and restarted.
-  WORKER_STALL_TIMEOUT_SECONDS: wholeNumberFrom(positiveInt.max(3600)).default(30),
+  WORKER_STALL_TIMEOUT_SECONDS: positiveInt(3600).default(30),
   // HTTPS: PEM files of the certificate (its chain after it) and its private key, both or neither.
   // Read again when they change (a renewal), with no restart.
   TLS_CERT_FILE: z.string().min(1).optional(),

@@ -33,9 +33,14 @@ export function answerClientErrors(server: ServerType, logger: Logger, metrics: 
     const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close${security}`;
     // Closed once written, as Node does: a client still sending must not keep the socket.
     socket.end(`${head}\r\n\r\n${body}`, () => socket.destroy());
-    metrics?.observeRequest('(unparsed)', 'unknown', status, 0);
-    logger.info({ route: '(unparsed)', status, reason: error.code ?? error.message }, 'request refused before routing');
+    noteRefused(logger, metrics, status, error.code ?? error.message);
   });
+}
+
+/** A request refused before routing, counted under the route `(unparsed)` and logged with why (never what was sent). */
+function noteRefused(logger: Logger, metrics: Metrics | undefined, status: number, reason: string): void {
+  metrics?.observeRequest('(unparsed)', 'unknown', status, 0);
+  logger.info({ route: '(unparsed)', status, reason }, 'request refused before routing');
 }
 
 /**
@@ -53,8 +58,7 @@ export function requestListener(
 ): (incoming: IncomingMessage, outgoing: ServerResponse) => void {
   const headers = { 'Content-Type': 'application/json', ...Object.fromEntries(securityHeaders({ https })) };
   const refused = (reason: string) => {
-    metrics?.observeRequest('(unparsed)', 'unknown', 400, 0);
-    logger.info({ route: '(unparsed)', status: 400, reason }, 'request refused before routing');
+    noteRefused(logger, metrics, 400, reason);
     return JSON.stringify({ message: 'malformed request' });
   };
   const listener = getRequestListener(fetch, {
