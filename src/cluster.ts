@@ -34,7 +34,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   const tm = openTokenmint(config, { logger });
   try {
     await tm.keyring.checkMasterKey();
-    await tm.keyring.recordServerMasterKeys();
+    await tm.keyring.recordServerStart();
   } finally {
     await tm.close();
   }

@@ -44,7 +44,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     createMasterKeyFile: cluster.isWorker ? 'when-sealing' : 'at-open',
   });
   await tm.keyring.checkMasterKey();
-  if (!cluster.isWorker) await tm.keyring.recordServerMasterKeys(); // the primary does it for a cluster
+  if (!cluster.isWorker) await tm.keyring.recordServerStart(); // the primary does it for a cluster
   metrics = createMetrics(tm.repo);
   const limiter = createAppKeyLimiter({
     limit: config.appKeyFailureLimit,

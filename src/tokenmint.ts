@@ -45,7 +45,7 @@ export function openTokenmint(config: Config, { clock = systemClock, logger, act
       onAuditEvent?.(event, fields);
     },
   });
-  const keyring = createKeyring({ repo, masterKeys, clock, publicationLeadSeconds: config.jwksMaxAgeSeconds, audit });
+  const keyring = createKeyring({ repo, masterKeys, clock, publicationLeadSeconds: config.jwksMaxAgeSeconds, followServerPublicationLead: actor === 'cli', audit });
   return {
     repo,
     clock,

@@ -216,6 +216,27 @@ describe('tokenmint key', () => {
   });
 });
 
+describe('tokenmint key, from a shell without the server\'s JWKS_MAX_AGE_SECONDS', () => {
+  it('rotate warns, and rotate --due waits, by the JWKS max-age the server last started with; by its own before any start', async () => {
+    const h = await harness({ env: { JWKS_MAX_AGE_SECONDS: '3600' } });
+    const shell = { ...h, env: { ...h.env, JWKS_MAX_AGE_SECONDS: undefined } }; // the default there: 300 s
+    await cli(shell, 'app', 'create', 'acme', '--json');
+    h.clock.advance(301);
+    expect((await cli(shell, 'key', 'rotate', 'acme', '--json')).stderr).toBe(''); // no server has started: the shell's 300 s
+
+    await h.tm.keyring.recordServerStart(); // as the server does at its start
+    h.clock.advance(301);
+    // Until this version: no warning, though verifiers cache the JWKS for an hour.
+    expect((await cli(shell, 'key', 'rotate', 'acme', '--json')).stderr).toMatch(/^warning: key \w+ was published 301 s ago, less than the JWKS cache lifetime \(3600 s\)/);
+
+    await cli(shell, 'app', 'create', 'beta', '--rotate-every', '60', '--json');
+    h.clock.advance(301);
+    expect((await cli(shell, 'key', 'rotate', '--due', '--json')).json()).toEqual({ rotated: [], pruned: 0 });
+    h.clock.advance(3600 - 301);
+    expect((await cli(shell, 'key', 'rotate', '--due', '--json')).json()).toEqual({ rotated: [{ app_id: 'beta', kid: expect.any(String) }], pruned: 0 });
+  });
+});
+
 describe('tokenmint session', () => {
   it('--sub ends that subject\'s sessions, --all every session of the app', async () => {
     const h = await harness();
@@ -585,7 +606,7 @@ describe('the tokenmint bin', () => {
 
   it.each(['1', '2'])('the first app made from a shell without the server\'s master key is refused, once a server (WORKERS=%s) has started: no stray key file, no app whose every issue fails', async (workers) => {
     const cwd = tempDir();
-    const serverEnv = { PATH: process.env.PATH, DATABASE_URL: path.join(cwd, 'data/tokenmint.db'), TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64'), WORKERS: workers };
+    const serverEnv = { PATH: process.env.PATH, DATABASE_URL: path.join(cwd, 'data/tokenmint.db'), TOKENMINT_MASTER_KEY: randomBytes(32).toString('base64'), WORKERS: workers, JWKS_MAX_AGE_SECONDS: '7200' };
     const server = await startServer(serverEnv, cwd);
     const elsewhere = tempDir(); // an admin's shell, in another folder, with the database's path alone
     const failed = await run('node', [cliEntry, 'app', 'create', 'acme'], { cwd: elsewhere, env: { PATH: process.env.PATH, DATABASE_URL: serverEnv.DATABASE_URL } }).catch((e: { code: number; stderr: string }) => e);
@@ -601,6 +622,9 @@ describe('the tokenmint bin', () => {
     const created = JSON.parse((await run('node', [cliEntry, 'app', 'create', 'acme', '--json'], { cwd: elsewhere, env: serverEnv })).stdout) as { app_key: string };
     const issued = await fetch(`${server.url}/app/acme/issue`, { method: 'POST', headers: { authorization: created.app_key }, body: JSON.stringify({ sub: 'u', ...client }) });
     expect(issued.status).toBe(200);
+    // The server's start also recorded its JWKS max-age, which a shell without it warns by.
+    const { JWKS_MAX_AGE_SECONDS: _, ...shellEnv } = serverEnv;
+    expect((await run('node', [cliEntry, 'key', 'rotate', 'acme', '--json'], { cwd: elsewhere, env: shellEnv })).stderr).toMatch(/less than the JWKS cache lifetime \(7200 s\)/);
     expect(await server.stop()).toBe(0);
   });
 

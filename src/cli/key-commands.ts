@@ -44,7 +44,7 @@ export function keyCommands(withContext: WithContext): Command {
     .option('--due', 'instead: carry out every scheduled rotation that is due (all apps) and prune expired keys, as the server does')
     .option('--json', 'print JSON')
     .action(
-      withContext(async ({ tm, output, warn, config }, appId: string | undefined, opts: { due?: boolean }) => {
+      withContext(async ({ tm, output, warn }, appId: string | undefined, opts: { due?: boolean }) => {
         if (opts.due) {
           if (appId !== undefined) throw invalidRequest([{ path: '--due', message: '--due rotates every app that is due; give no app_id' }]);
           const rotated = await tm.keyring.rotateDue();
@@ -59,9 +59,10 @@ export function keyCommands(withContext: WithContext): Command {
         await tm.apps.get(appId);
         const current = await tm.keyring.rotate(appId);
         const publishedForMs = (current.activatedAt ?? 0) - current.createdAt;
-        if (publishedForMs < config.jwksMaxAgeSeconds * 1000) {
+        const jwksMaxAgeSeconds = await tm.keyring.publicationLead(); // the server's
+        if (publishedForMs < jwksMaxAgeSeconds * 1000) {
           warn(
-            `key ${current.kid} was published ${Math.round(publishedForMs / 1000)} s ago, less than the JWKS cache lifetime (${config.jwksMaxAgeSeconds} s): ` +
+            `key ${current.kid} was published ${Math.round(publishedForMs / 1000)} s ago, less than the JWKS cache lifetime (${jwksMaxAgeSeconds} s): ` +
               'a verifier holding an older cached JWKS may not know it until it refetches',
           );
         }

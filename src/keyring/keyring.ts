@@ -78,11 +78,18 @@ export interface KeyringOptions {
   clock: Clock;
   /** How long a next key is published before a scheduled rotation may promote it: the JWKS max-age. */
   publicationLeadSeconds: number;
+  /**
+   * The CLI: take the JWKS max-age the last server start recorded instead, when there is one. An admin's
+   * shell may not have the server's JWKS_MAX_AGE_SECONDS, and the server's is the one verifiers cache by.
+   */
+  followServerPublicationLead?: boolean;
   audit: AuditLog;
 }
 
-export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds, audit }: KeyringOptions) {
-  const publicationLeadMs = publicationLeadSeconds * 1000;
+export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds, followServerPublicationLead = false, audit }: KeyringOptions) {
+  async function publicationLead(): Promise<number> {
+    return (followServerPublicationLead ? await repo.serverJwksMaxAgeSeconds() : null) ?? publicationLeadSeconds;
+  }
 
   // Key material never changes for a kid, so imported keys are kept for the life of the process (or
   // until pruned); the state (current, revoked, ...) comes from the repository on every use.
@@ -176,7 +183,7 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
   }
 
   /** The scheduled rotation of one app, if due now. Safe to run from several processes at once. */
-  async function rotateIfDue(app: AppRecord, now: number): Promise<SigningKeyRecord | undefined> {
+  async function rotateIfDue(app: AppRecord, now: number, publicationLeadMs: number): Promise<SigningKeyRecord | undefined> {
     const dueAt = scheduledRotationAt(app, await repo.listKeys(app.appId), publicationLeadMs);
     if (dueAt === null || dueAt > now) return undefined;
     await checkMasterKey(app.appId);
@@ -203,10 +210,16 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
   return {
     checkMasterKey,
 
-    /** At a server's start, once checkMasterKey has passed: records the ids of the master keys it runs with (see sealingForFirstApp). */
-    async recordServerMasterKeys(): Promise<void> {
-      await repo.recordServerMasterKeys(masterKeys.loaded().map((k) => k.id), clock());
+    /**
+     * At a server's start, once checkMasterKey has passed: records the ids of the master keys it runs
+     * with (see sealingForFirstApp) and its JWKS max-age (see followServerPublicationLead).
+     */
+    async recordServerStart(): Promise<void> {
+      await repo.recordServerStart({ masterKeyIds: masterKeys.loaded().map((k) => k.id), jwksMaxAgeSeconds: publicationLeadSeconds }, clock());
     },
+
+    /** The JWKS max-age in seconds: how long a next key is published before a scheduled rotation promotes it. */
+    publicationLead,
 
     /** The first keys of a new app: one current, one next already published, under the master key the other apps use. */
     async newKeys(appId: string, now: number): Promise<SigningKeyRecord[]> {
@@ -255,8 +268,9 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
      */
     async rotateDue(): Promise<Array<{ appId: string; kid: string }>> {
       const rotated: Array<{ appId: string; kid: string }> = [];
+      const publicationLeadMs = (await publicationLead()) * 1000;
       for (const app of await repo.listApps()) {
-        const current = await rotateIfDue(app, clock());
+        const current = await rotateIfDue(app, clock(), publicationLeadMs);
         if (current) rotated.push({ appId: app.appId, kid: current.kid });
       }
       return rotated;

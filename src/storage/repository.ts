@@ -256,10 +256,12 @@ export interface Repository {
   /** Deletes the audit events from before `before` (ms), in small batches like pruneExpired; resolves to how many went. */
   pruneAudit(before: number): Promise<number>;
 
-  /** Replaces the ids of the master keys the server runs with, atomically (at its start). */
-  recordServerMasterKeys(ids: string[], now: number): Promise<void>;
+  /** At a server's start, atomically: replaces the ids of the master keys it runs with, and its JWKS max-age. */
+  recordServerStart(start: { masterKeyIds: string[]; jwksMaxAgeSeconds: number }, now: number): Promise<void>;
   /** The ids the last server start recorded; none before one. */
   serverMasterKeys(): Promise<string[]>;
+  /** The JWKS max-age the last server start recorded; null before one (or before this version). */
+  serverJwksMaxAgeSeconds(): Promise<number | null>;
 
   /**
    * Writes a consistent copy of the whole store to `file`, a new file readable by its user only, while

@@ -388,13 +388,16 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.findRefreshToken(first.jid))?.session.personal).toBeNull();
     });
 
-    it('recordServerMasterKeys replaces the ids a server start recorded; none before one', async () => {
+    it('recordServerStart replaces the master key ids and the JWKS max-age a server start recorded; none before one', async () => {
       const repo = await open();
       expect(await repo.serverMasterKeys()).toEqual([]);
-      await repo.recordServerMasterKeys(['aaaa', 'bbbb'], NOW);
+      expect(await repo.serverJwksMaxAgeSeconds()).toBeNull();
+      await repo.recordServerStart({ masterKeyIds: ['aaaa', 'bbbb'], jwksMaxAgeSeconds: 300 }, NOW);
       expect((await repo.serverMasterKeys()).sort()).toEqual(['aaaa', 'bbbb']);
-      await repo.recordServerMasterKeys(['cccc'], NOW + 1);
+      expect(await repo.serverJwksMaxAgeSeconds()).toBe(300);
+      await repo.recordServerStart({ masterKeyIds: ['cccc'], jwksMaxAgeSeconds: 86_400 }, NOW + 1);
       expect(await repo.serverMasterKeys()).toEqual(['cccc']);
+      expect(await repo.serverJwksMaxAgeSeconds()).toBe(86_400);
     });
 
     it('pruneAudit deletes the events from before a time, and only those', async () => {

@@ -119,6 +119,14 @@ export const serverMasterKeys = sqliteTable('server_master_keys', {
   recordedAt: integer('recorded_at').notNull(),
 });
 
+// One row: the JWKS max-age the server last started with. The CLI follows it (the warning of
+// `key rotate`, the lead of `key rotate --due`) rather than whatever its own shell's environment says.
+export const serverSettings = sqliteTable('server_settings', {
+  id: integer('id').primaryKey(),
+  jwksMaxAgeSeconds: integer('jwks_max_age_seconds').notNull(),
+  recordedAt: integer('recorded_at').notNull(),
+});
+
 // Admin actions and security events. Never a secret: no token, key or app key.
 export const auditEvents = sqliteTable(
   'audit_events',

@@ -11,7 +11,7 @@ import { partialBackupName } from './backup-files.js';
 import { retryBusy, withBusyRetry } from './busy-retry.js';
 import { groupCommit } from './group-commit.js';
 import type { SqliteDb } from './open.js';
-import { apps, auditEvents, catalogVersion, refreshTokens, serverMasterKeys, sessions, signingKeys } from './schema.js';
+import { apps, auditEvents, catalogVersion, refreshTokens, serverMasterKeys, serverSettings, sessions, signingKeys } from './schema.js';
 
 // Every write that reads before it writes runs in a BEGIN IMMEDIATE transaction: it takes SQLite's
 // single write lock up front, so concurrent writers — in this process or another one sharing the
@@ -487,17 +487,25 @@ export function createSqliteRepository(db: SqliteDb): Repository {
         .all();
     },
 
-    async recordServerMasterKeys(ids, now) {
+    async recordServerStart({ masterKeyIds, jwksMaxAgeSeconds }, now) {
       return synced(() =>
         db.transaction((tx) => {
           tx.delete(serverMasterKeys).run();
-          for (const id of ids) tx.insert(serverMasterKeys).values({ id, recordedAt: now }).run();
+          for (const id of masterKeyIds) tx.insert(serverMasterKeys).values({ id, recordedAt: now }).run();
+          tx.insert(serverSettings)
+            .values({ id: 1, jwksMaxAgeSeconds, recordedAt: now })
+            .onConflictDoUpdate({ target: serverSettings.id, set: { jwksMaxAgeSeconds, recordedAt: now } })
+            .run();
         }, immediate),
       );
     },
 
     async serverMasterKeys() {
       return db.select({ id: serverMasterKeys.id }).from(serverMasterKeys).all().map((row) => row.id);
+    },
+
+    async serverJwksMaxAgeSeconds() {
+      return db.select({ seconds: serverSettings.jwksMaxAgeSeconds }).from(serverSettings).get()?.seconds ?? null;
     },
 
     async backup(file) {
