@@ -289,6 +289,12 @@ describe('tokenmint session', () => {
     expect((await cli(h, 'session', 'list', 'acme', '--sub', 'a')).stdout).toMatch(/ 2001:db8::7  Safari on the phone\n.*revoked .* \(admin\)  198\.51\.100\.1  Firefox on the laptop\n$/);
     const both = await cli(h, 'session', 'revoke', 'acme', '--sub', 'a', '--session', phoneSession!);
     expect([both.code, both.stderr]).toEqual([1, expect.stringContaining('give exactly one of --sub <sub>, --session <session_id> or --all')]);
+    // An empty subject or session id (`--sub "$SUB"` with SUB unset) is refused, not answered "revoked 0".
+    for (const args of [['revoke', 'acme', '--sub', ''], ['revoke', 'acme', '--session', ''], ['list', 'acme', '--sub', '']]) {
+      const empty = await cli(h, 'session', ...args, '--json');
+      expect([args, empty.code, empty.stdout, empty.stderr]).toEqual([args, 1, '', expect.stringMatching(new RegExp(`${args[2]}: is empty \\(an unset shell variable\\?\\); give what it names`))]);
+    }
+    expect((await renew(phone)).status).toBe(200);
     expect((await cli(h, 'session', 'list', 'nope', '--sub', 'a')).code).toBe(1);
   });
 
