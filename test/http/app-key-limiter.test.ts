@@ -27,6 +27,8 @@ describe('app key brute force (429)', () => {
 
     expect((await from(h, '198.51.100.10', 'acme', acme.appKey)).status).toBe(200); // another address
     expect((await from(h, '198.51.100.9', 'other', other.appKey)).status).toBe(200); // another app
+    // The public JWKS stays open to it: a frontend behind the same address verifies with it.
+    expect((await h.app.request('/app/acme/jwks.json', {}, { incoming: { socket: { remoteAddress: '198.51.100.9' } } })).status).toBe(200);
 
     h.clock.advance(30);
     expect((await from(h, '198.51.100.9', 'acme', acme.appKey)).headers.get('retry-after')).toBe('30');
