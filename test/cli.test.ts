@@ -102,6 +102,11 @@ describe('tokenmint app', () => {
       [['app', 'update', 'acme', '--reuse-grace', '1e3'], /--reuse-grace: must be a whole number of seconds/],
       [['app', 'update', 'acme', '--max-sessions', ''], /--max-sessions: must be a whole number/],
       [['audit', 'list', '--limit', ''], /--limit: must be a whole number, 1 or more/],
+      // An empty filter named nothing and matched nothing: until this version "revoked 0", "no events".
+      [['session', 'revoke', 'acme', '--sub', ''], /--sub: is empty \(an unset shell variable\?\); give what it names/],
+      [['session', 'revoke', 'acme', '--session', ''], /--session: is empty/],
+      [['session', 'list', 'acme', '--sub', ''], /--sub: is empty/],
+      [['audit', 'list', '--app', ''], /--app: is empty/],
       [['audit', 'prune', '--before', '999999999999d'], /--before: 999999999999d back from now is before 1970/],
       [['audit', 'list', '--since', '999999999999d'], /--since: 999999999999d back from now is before 1970/],
       [['key', 'list', 'nope'], /no app "nope"/],
@@ -289,12 +294,6 @@ describe('tokenmint session', () => {
     expect((await cli(h, 'session', 'list', 'acme', '--sub', 'a')).stdout).toMatch(/ 2001:db8::7  Safari on the phone\n.*revoked .* \(admin\)  198\.51\.100\.1  Firefox on the laptop\n$/);
     const both = await cli(h, 'session', 'revoke', 'acme', '--sub', 'a', '--session', phoneSession!);
     expect([both.code, both.stderr]).toEqual([1, expect.stringContaining('give exactly one of --sub <sub>, --session <session_id> or --all')]);
-    // An empty subject or session id (`--sub "$SUB"` with SUB unset) is refused, not answered "revoked 0".
-    for (const args of [['revoke', 'acme', '--sub', ''], ['revoke', 'acme', '--session', ''], ['list', 'acme', '--sub', '']]) {
-      const empty = await cli(h, 'session', ...args, '--json');
-      expect([args, empty.code, empty.stdout, empty.stderr]).toEqual([args, 1, '', expect.stringMatching(new RegExp(`${args[2]}: is empty \\(an unset shell variable\\?\\); give what it names`))]);
-    }
-    expect((await renew(phone)).status).toBe(200);
     expect((await cli(h, 'session', 'list', 'nope', '--sub', 'a')).code).toBe(1);
   });
 

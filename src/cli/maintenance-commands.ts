@@ -8,6 +8,7 @@ import { runMaintenance } from '../maintenance.js';
 import { killedBackupFiles } from '../storage/sqlite/backup-files.js';
 import { wholeNumber } from '../whole-number.js';
 import { printable } from './printable.js';
+import { refuseEmpty } from './empty-options.js';
 import type { WithContext } from './run.js';
 
 const UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -96,6 +97,7 @@ export function auditCommands(withContext: WithContext): Command {
     .option('--json', 'print JSON')
     .action(
       withContext(async ({ tm, output }, opts: { app?: string; since?: string; limit: string }) => {
+        refuseEmpty({ '--app': opts.app });
         const limit = wholeNumber(opts.limit);
         if (!Number.isSafeInteger(limit) || limit < 1) throw invalidRequest([{ path: '--limit', message: 'must be a whole number, 1 or more' }]);
         const since = opts.since === undefined ? undefined : parseTime('--since', opts.since, tm.clock());

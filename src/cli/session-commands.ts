@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { invalidRequest } from '../errors.js';
 import type { SessionListing } from '../storage/repository.js';
 import { toIso as iso } from '../clock.js';
+import { refuseEmpty } from './empty-options.js';
 import { printable } from './printable.js';
 import type { WithContext } from './run.js';
 
@@ -16,16 +17,6 @@ const sessionView = (s: SessionListing) => ({
   useragent: s.useragent,
 });
 
-/**
- * Refuses an empty --sub or --session: no session has one, so it matched nothing, and `session revoke
- * --sub "$SUB"` with SUB unset answered "revoked 0" as if the subject had no sessions left.
- */
-function refuseEmpty(opts: { sub?: string; session?: string }): void {
-  for (const [option, value] of [['--sub', opts.sub], ['--session', opts.session]] as const) {
-    if (value === '') throw invalidRequest([{ path: option, message: 'is empty (an unset shell variable?); give what it names' }]);
-  }
-}
-
 export function sessionCommands(withContext: WithContext): Command {
   const session = new Command('session').description('end users\' sessions');
 
@@ -36,7 +27,7 @@ export function sessionCommands(withContext: WithContext): Command {
     .option('--json', 'print JSON')
     .action(
       withContext(async ({ tm, output }, appId: string, opts: { sub: string }) => {
-        refuseEmpty(opts);
+        refuseEmpty({ '--sub': opts.sub });
         await tm.apps.get(appId);
         const sessions = (await tm.sessions.listSessions(appId, opts.sub)).map(sessionView);
         output(
@@ -60,7 +51,7 @@ export function sessionCommands(withContext: WithContext): Command {
         if ([opts.sub !== undefined, opts.session !== undefined, opts.all === true].filter(Boolean).length !== 1) {
           throw invalidRequest([{ path: '--sub/--session/--all', message: 'give exactly one of --sub <sub>, --session <session_id> or --all' }]);
         }
-        refuseEmpty(opts);
+        refuseEmpty({ '--sub': opts.sub, '--session': opts.session });
         await tm.apps.get(appId);
         const revoked = await tm.sessions.revokeSessions(appId, opts.all ? {} : opts.sub !== undefined ? { sub: opts.sub } : { sessionId: opts.session! });
         output({ revoked }, `revoked ${revoked} session${revoked === 1 ? '' : 's'} of ${appId}`);
