@@ -86,7 +86,11 @@ describe('tokenmint app', () => {
       [['app', 'create', 'ok', '--access-ttl', 'soon'], /--access-ttl/],
       [['app', 'create', 'ok', '--refresh-ttl', '60', '--refresh-nbf', '60'], /refresh-nbf must be shorter than refresh-ttl/],
       [['app', 'create', 'ok', '--access-ttl', '30'], /--refresh-nbf: refresh-nbf must not be longer than access-ttl/], // default nbf 60
-      [['app', 'update', 'acme', '--session-ttl', '0'], /--session-ttl/],
+      // Until this version taken: every refresh token of the app expired before its nbf, so no session was ever renewed.
+      [['app', 'create', 'ok', '--session-ttl', '60'], /--refresh-nbf: refresh-nbf must be shorter than session-ttl, or no session is ever renewed/],
+      [['app', 'update', 'acme', '--refresh-nbf', '30', '--session-ttl', '30'], /refresh-nbf must be shorter than session-ttl/],
+      [['app', 'update', 'acme', '--session-ttl', '0'], /--session-ttl: must be at least 1 second$/m],
+      [['app', 'update', 'acme', '--audience', ''], /--audience: must not be empty$/m],
       [['app', 'update', 'acme', '--max-sessions', '-1'], /--max-sessions/],
       [['app', 'update', 'acme', '--max-sessions', '1.5'], /--max-sessions: must be a whole number/],
       [['app', 'show', 'nope'], /no app "nope"/],

@@ -14,12 +14,12 @@ export const appIdSchema = z.string().regex(APP_ID, 'app_id must be 1–63 chara
  */
 export const MAX_SETTING_SECONDS = 10 * 365 * 86_400;
 
-const seconds = (min: number) => wholeNumberFrom(whole(' of seconds').min(min).max(MAX_SETTING_SECONDS, `must be at most ${MAX_SETTING_SECONDS} seconds (10 years)`));
+const seconds = (min: number) => wholeNumberFrom(whole(' of seconds').min(min, `must be at least ${min} second${min === 1 ? '' : 's'}`).max(MAX_SETTING_SECONDS, `must be at most ${MAX_SETTING_SECONDS} seconds (10 years)`));
 
 /** The settings an admin may set; each is optional here, DEFAULT_APP_SETTINGS fills the rest. */
 export const appSettingsPatchSchema = z
   .object({
-    audience: z.string().min(1).max(255),
+    audience: z.string().min(1, 'must not be empty').max(255, 'must be at most 255 characters'),
     accessTtlSeconds: seconds(1),
     refreshTtlSeconds: seconds(1),
     refreshNbfSeconds: seconds(0),
@@ -46,6 +46,8 @@ export const DEFAULT_APP_SETTINGS: AppSettings = Object.freeze({
 /** Settings under which refresh tokens could never renew, or not when they are needed, are refused. */
 export function checkSettings(s: AppSettings): string | undefined {
   if (s.refreshNbfSeconds >= s.refreshTtlSeconds) return 'refresh-nbf must be shorter than refresh-ttl';
+  // A refresh token expires at the session's end at the latest: a first one valid only from after it never renews.
+  if (s.refreshNbfSeconds >= s.sessionTtlSeconds) return 'refresh-nbf must be shorter than session-ttl, or no session is ever renewed';
   // A client renews when its auth token expires: before the refresh token's nbf it would get a 401,
   // which a client can only take as "logged out".
   if (s.refreshNbfSeconds > s.accessTtlSeconds) return 'refresh-nbf must not be longer than access-ttl, or a client renewing when its auth token expires is refused';
