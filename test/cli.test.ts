@@ -192,6 +192,23 @@ describe('tokenmint app', () => {
   });
 });
 
+describe('tokenmint app settings that are likely a mistake', () => {
+  it('create and update warn on stderr when refresh-ttl is not longer than access-ttl, and still do what they were asked', async () => {
+    const h = await harness();
+    const created = await cli(h, 'app', 'create', 'acme', '--access-ttl', '3600', '--refresh-ttl', '3600', '--json');
+    expect(created.code).toBe(0);
+    expect(created.json()).toMatchObject({ app_id: 'acme' });
+    expect(created.stderr).toBe(
+      'warning: refresh-ttl (3600 s) is not longer than access-ttl (3600 s): a client that renews when its auth token expires ' +
+        '(as tokenmint/hono does) finds its refresh token expired too, and its user is logged out every access-ttl\n',
+    );
+    const updated = await cli(h, 'app', 'update', 'acme', '--access-ttl', '7200', '--json');
+    expect([updated.code, updated.json().access_ttl, updated.stderr]).toEqual([0, 7200, expect.stringMatching(/^warning: refresh-ttl \(3600 s\) is not longer than access-ttl \(7200 s\)/)]);
+    expect((await cli(h, 'app', 'update', 'acme', '--refresh-ttl', '7201', '--json')).stderr).toBe('');
+    expect((await cli(h, 'app', 'create', 'other', '--json')).stderr).toBe(''); // the defaults: 10800 against 3600
+  });
+});
+
 describe('tokenmint key', () => {
   it('list shows the keyring; rotate promotes next (warning when it was published too recently); revoke drops a key', async () => {
     const h = await harness();

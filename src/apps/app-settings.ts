@@ -54,6 +54,20 @@ export function checkSettings(s: AppSettings): string | undefined {
   return undefined;
 }
 
+/**
+ * Settings that are legal but likely a mistake, as sentences for the CLI to warn with. A refresh token
+ * that expires with its auth token or before it is of no use to a client that renews when the auth
+ * token expires, as tokenmint/hono does: its user is logged out every access-ttl.
+ * Not refused, as a client that renews ahead of time keeps its session.
+ */
+export function settingsWarnings(s: AppSettings): string[] {
+  if (s.refreshTtlSeconds > s.accessTtlSeconds) return [];
+  return [
+    `refresh-ttl (${s.refreshTtlSeconds} s) is not longer than access-ttl (${s.accessTtlSeconds} s): a client that renews when its auth token expires ` +
+      '(as tokenmint/hono does) finds its refresh token expired too, and its user is logged out every access-ttl',
+  ];
+}
+
 /** What `app show`/`list` print: the settings, never an app key or its hash. */
 export function publicApp(app: AppRecord) {
   return {

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { MAX_SETTING_SECONDS, publicApp, appSettingsPatchSchema } from '../apps/app-settings.js';
+import { MAX_SETTING_SECONDS, publicApp, appSettingsPatchSchema, settingsWarnings } from '../apps/app-settings.js';
 import { wholeNumber } from '../whole-number.js';
 import { invalidRequest } from '../errors.js';
 import type { AppSettings } from '../storage/repository.js';
@@ -45,8 +45,9 @@ export function appCommands(withContext: WithContext): Command {
   withSettingOptions(app.command('create <app_id>').description('register an app and make its first signing key'))
     .option('--json', 'print JSON')
     .action(
-      withContext(async ({ tm, output }, appId: string, opts: Record<string, unknown>) => {
+      withContext(async ({ tm, output, warn }, appId: string, opts: Record<string, unknown>) => {
         const created = await tm.apps.create(appId, settingsFrom(opts));
+        for (const warning of settingsWarnings(await tm.apps.get(appId))) warn(warning);
         output(
           { app_id: created.appId, app_key: created.appKey, key_id: created.kid },
           `app ${created.appId} created\napp key (shown this once; store it now): ${created.appKey}\nsigning key: ${created.kid}`,
@@ -79,8 +80,10 @@ export function appCommands(withContext: WithContext): Command {
   withSettingOptions(app.command('update <app_id>').description('change an app\'s settings'))
     .option('--json', 'print JSON')
     .action(
-      withContext(async ({ tm, output }, appId: string, opts: Record<string, unknown>) => {
-        const updated = publicApp(await tm.apps.update(appId, settingsFrom(opts)));
+      withContext(async ({ tm, output, warn }, appId: string, opts: Record<string, unknown>) => {
+        const record = await tm.apps.update(appId, settingsFrom(opts));
+        for (const warning of settingsWarnings(record)) warn(warning);
+        const updated = publicApp(record);
         output(updated, describeApp(updated));
       }),
     );
