@@ -193,7 +193,7 @@ describe('tokenmint app', () => {
 });
 
 describe('tokenmint app settings that are likely a mistake', () => {
-  it('create and update warn on stderr when refresh-ttl is not longer than access-ttl, and still do what they were asked', async () => {
+  it('create and update warn on stderr when refresh-ttl is not longer than access-ttl, or rotate-every shorter than the JWKS cache lifetime, and still do what they were asked', async () => {
     const h = await harness();
     const created = await cli(h, 'app', 'create', 'acme', '--access-ttl', '3600', '--refresh-ttl', '3600', '--json');
     expect(created.code).toBe(0);
@@ -206,6 +206,12 @@ describe('tokenmint app settings that are likely a mistake', () => {
     expect([updated.code, updated.json().access_ttl, updated.stderr]).toEqual([0, 7200, expect.stringMatching(/^warning: refresh-ttl \(3600 s\) is not longer than access-ttl \(7200 s\)/)]);
     expect((await cli(h, 'app', 'update', 'acme', '--refresh-ttl', '7201', '--json')).stderr).toBe('');
     expect((await cli(h, 'app', 'create', 'other', '--json')).stderr).toBe(''); // the defaults: 10800 against 3600
+    // A rotate-every under the JWKS cache lifetime (300 s here) is not what happens: rotations wait for it.
+    expect((await cli(h, 'app', 'update', 'other', '--rotate-every', '60', '--json')).stderr).toBe(
+      "warning: rotate-every (60 s) is shorter than the JWKS cache lifetime (300 s, the server's JWKS_MAX_AGE_SECONDS): a next key is promoted only once verifiers can have it, so keys rotate every 300 s\n",
+    );
+    expect((await cli(h, 'app', 'update', 'other', '--rotate-every', '300', '--json')).stderr).toBe('');
+    expect((await cli(h, 'app', 'update', 'other', '--rotate-every', '0', '--json')).stderr).toBe(''); // never
   });
 });
 

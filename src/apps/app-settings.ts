@@ -55,17 +55,28 @@ export function checkSettings(s: AppSettings): string | undefined {
 }
 
 /**
- * Settings that are legal but likely a mistake, as sentences for the CLI to warn with. A refresh token
- * that expires with its auth token or before it is of no use to a client that renews when the auth
- * token expires, as tokenmint/hono does: its user is logged out every access-ttl.
- * Not refused, as a client that renews ahead of time keeps its session.
+ * Settings that are legal but likely a mistake, as sentences for the CLI to warn with (and not refused):
+ * - a refresh token that expires with its auth token or before it is of no use to a client that renews
+ *   when the auth token expires, as tokenmint/hono does: its user is logged out every access-ttl (a
+ *   client that renews ahead of time keeps its session);
+ * - a scheduled rotation waits until the next key has been published for one JWKS cache lifetime
+ *   (`jwksMaxAgeSeconds`, the server's), so a shorter rotate-every is not what happens.
  */
-export function settingsWarnings(s: AppSettings): string[] {
-  if (s.refreshTtlSeconds > s.accessTtlSeconds) return [];
-  return [
-    `refresh-ttl (${s.refreshTtlSeconds} s) is not longer than access-ttl (${s.accessTtlSeconds} s): a client that renews when its auth token expires ` +
-      '(as tokenmint/hono does) finds its refresh token expired too, and its user is logged out every access-ttl',
-  ];
+export function settingsWarnings(s: AppSettings, jwksMaxAgeSeconds: number): string[] {
+  const warnings: string[] = [];
+  if (s.refreshTtlSeconds <= s.accessTtlSeconds) {
+    warnings.push(
+      `refresh-ttl (${s.refreshTtlSeconds} s) is not longer than access-ttl (${s.accessTtlSeconds} s): a client that renews when its auth token expires ` +
+        '(as tokenmint/hono does) finds its refresh token expired too, and its user is logged out every access-ttl',
+    );
+  }
+  if (s.rotateEverySeconds > 0 && s.rotateEverySeconds < jwksMaxAgeSeconds) {
+    warnings.push(
+      `rotate-every (${s.rotateEverySeconds} s) is shorter than the JWKS cache lifetime (${jwksMaxAgeSeconds} s, the server's JWKS_MAX_AGE_SECONDS): ` +
+        `a next key is promoted only once verifiers can have it, so keys rotate every ${jwksMaxAgeSeconds} s`,
+    );
+  }
+  return warnings;
 }
 
 /** What `app show`/`list` print: the settings, never an app key or its hash. */

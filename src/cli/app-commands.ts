@@ -47,7 +47,7 @@ export function appCommands(withContext: WithContext): Command {
     .action(
       withContext(async ({ tm, output, warn }, appId: string, opts: Record<string, unknown>) => {
         const created = await tm.apps.create(appId, settingsFrom(opts));
-        for (const warning of settingsWarnings(await tm.apps.get(appId))) warn(warning);
+        for (const warning of settingsWarnings(await tm.apps.get(appId), await tm.keyring.publicationLead())) warn(warning);
         output(
           { app_id: created.appId, app_key: created.appKey, key_id: created.kid },
           `app ${created.appId} created\napp key (shown this once; store it now): ${created.appKey}\nsigning key: ${created.kid}`,
@@ -82,7 +82,7 @@ export function appCommands(withContext: WithContext): Command {
     .action(
       withContext(async ({ tm, output, warn }, appId: string, opts: Record<string, unknown>) => {
         const record = await tm.apps.update(appId, settingsFrom(opts));
-        for (const warning of settingsWarnings(record)) warn(warning);
+        for (const warning of settingsWarnings(record, await tm.keyring.publicationLead())) warn(warning);
         const updated = publicApp(record);
         output(updated, describeApp(updated));
       }),
