@@ -91,6 +91,7 @@ describe('tokenmint app', () => {
       [['app', 'update', 'acme', '--refresh-nbf', '30', '--session-ttl', '30'], /refresh-nbf must be shorter than session-ttl/],
       [['app', 'update', 'acme', '--session-ttl', '0'], /--session-ttl: must be at least 1 second$/m],
       [['app', 'update', 'acme', '--audience', ''], /--audience: must not be empty$/m],
+      [['app', 'update', 'acme'], /options: nothing to change: give the settings to change/], // until this version an app.updated of nothing
       [['app', 'update', 'acme', '--max-sessions', '-1'], /--max-sessions/],
       [['app', 'update', 'acme', '--max-sessions', '1.5'], /--max-sessions: must be a whole number/],
       [['app', 'show', 'nope'], /no app "nope"/],

@@ -81,7 +81,10 @@ export function appCommands(withContext: WithContext): Command {
     .option('--json', 'print JSON')
     .action(
       withContext(async ({ tm, output, warn }, appId: string, opts: Record<string, unknown>) => {
-        const record = await tm.apps.update(appId, settingsFrom(opts));
+        const settings = settingsFrom(opts);
+        // Else it would record an app.updated that changed nothing.
+        if (Object.keys(settings).length === 0) throw invalidRequest([{ path: 'options', message: 'nothing to change: give the settings to change, such as --access-ttl 900 (see tokenmint app update --help)' }]);
+        const record = await tm.apps.update(appId, settings);
         for (const warning of settingsWarnings(record, await tm.keyring.publicationLead())) warn(warning);
         const updated = publicApp(record);
         output(updated, describeApp(updated));
