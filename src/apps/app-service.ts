@@ -83,18 +83,20 @@ export function createAppService({ repo, keyring, clock, audit }: { repo: Reposi
 
     /** A new app key; the old one keeps working for `graceSeconds` (0: stops at once). */
     async rotateSecret(appId: string, graceSeconds: number): Promise<string> {
-      const app = await get(appId);
       const now = clock();
       const appKey = generateAppKey();
-      await repo.updateApp(
+      // The key it replaces is read in the write's transaction: two rotations at once then chain, where
+      // both kept the key before them and the key the first printed never worked.
+      const rotated = await repo.updateApp(
         appId,
-        {
+        (app) => ({
           appKeyHash: hashSecret(appKey),
           previousAppKeyHash: graceSeconds > 0 ? app.appKeyHash : null,
           previousAppKeyExpiresAt: graceSeconds > 0 ? now + graceSeconds * 1000 : null,
-        },
+        }),
         now,
       );
+      if (!rotated) throw noApp(appId);
       await audit.record('app.secret_rotated', { appId, detail: { grace_seconds: graceSeconds } });
       return appKey;
     },

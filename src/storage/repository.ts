@@ -148,13 +148,15 @@ export interface Repository {
   catalogVersion(): Promise<number>;
   listApps(): Promise<AppRecord[]>;
   /**
-   * Applies the patch; resolves to the updated app, or undefined for an unknown app. With
+   * Applies the patch — or the patch a function makes of the app as it is inside the transaction, for a
+   * change that depends on it (a rotated app key keeps the key it replaces) — and resolves to the
+   * updated app, or undefined for an unknown app. With
    * `tokenLifetimeMs` (how long a token signed under given settings can live), in the same
    * transaction: every key that may have signed under the settings before (neither revoked nor
    * pruned) gets `verifiesAtLeastUntil` raised to its `retiredAt` (or `now`) plus that lifetime under
    * the settings before the patch.
    */
-  updateApp(appId: string, patch: AppPatch, now: number, tokenLifetimeMs?: (before: AppSettings) => number): Promise<AppRecord | undefined>;
+  updateApp(appId: string, patch: AppPatch | ((before: AppRecord) => AppPatch), now: number, tokenLifetimeMs?: (before: AppSettings) => number): Promise<AppRecord | undefined>;
 
   /**
    * Deletes a disabled app that has no session left, with its signing keys (private keys and all),

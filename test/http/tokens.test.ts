@@ -176,6 +176,19 @@ describe('app key (403)', () => {
     expect((await h.post(`/app/${appId}/issue`, body, newKey)).status).toBe(403);
     expect((await h.post(`/app/${appId}/issue`, body, newest)).status).toBe(200);
   });
+
+  it('keeps one previous key: a second rotate-secret within the grace ends the first old key; two at once lose neither new key', async () => {
+    const h = await harness();
+    const { appId, appKey: first } = await h.createApp();
+    const body = { sub: 's', ...client };
+    const second = await h.tm.apps.rotateSecret(appId, 60);
+    const third = await h.tm.apps.rotateSecret(appId, 60);
+    expect(await Promise.all([first, second, third].map(async (key) => (await h.post(`/app/${appId}/issue`, body, key)).status))).toEqual([403, 200, 200]);
+    // Two at once (two admins, two deploy scripts): the later one's old key is the earlier one's new key.
+    // Until this version both read the app first, and the key the earlier one printed never worked.
+    const racing = await Promise.all([h.tm.apps.rotateSecret(appId, 60), h.tm.apps.rotateSecret(appId, 60)]);
+    expect(await Promise.all([third, ...racing].map(async (key) => (await h.post(`/app/${appId}/issue`, body, key)).status))).toEqual([403, 200, 200]);
+  });
 });
 
 describe('POST /app/:app_id/renew', () => {

@@ -251,7 +251,8 @@ export function createSqliteRepository(db: SqliteDb): Repository {
               .where(and(eq(signingKeys.appId, appId), ne(signingKeys.state, 'revoked'), isNull(signingKeys.prunedAt)))
               .run();
           }
-          return tx.update(apps).set({ ...patch, updatedAt: now }).where(eq(apps.appId, appId)).returning().get();
+          const changes = typeof patch === 'function' ? patch(before) : patch;
+          return tx.update(apps).set({ ...changes, updatedAt: now }).where(eq(apps.appId, appId)).returning().get();
         }, immediate),
       );
     },
