@@ -50,8 +50,14 @@ export function createAppService({ repo, keyring, clock, audit }: { repo: Reposi
 
     /** New settings; the keys that signed under the old ones keep verifying what they signed (tokenLifetimeMs). */
     async update(appId: string, settings: Partial<AppSettings>): Promise<AppRecord> {
-      assertValid({ ...(await get(appId)), ...settings });
-      const updated = (await repo.updateApp(appId, settings, clock(), tokenLifetimeMs)) ?? (await get(appId));
+      // Checked against the app as it is inside the write's transaction: two updates at once, each fine
+      // alone (--refresh-nbf 50; --access-ttl 40), could otherwise leave settings that renew nothing.
+      const patch = (before: AppRecord) => {
+        assertValid({ ...before, ...settings });
+        return settings;
+      };
+      const updated = await repo.updateApp(appId, patch, clock(), tokenLifetimeMs);
+      if (!updated) throw noApp(appId);
       await audit.record('app.updated', { appId, detail: { ...settings } });
       return updated;
     },

@@ -177,6 +177,17 @@ describe('app key (403)', () => {
     expect((await h.post(`/app/${appId}/issue`, body, newest)).status).toBe(200);
   });
 
+  it('checks an app update against the app as it is when it is written: of two at once that clash, one is refused', async () => {
+    const h = await harness();
+    const { appId } = await h.createApp('acme', { refreshNbfSeconds: 30, accessTtlSeconds: 3600 });
+    // Each is fine alone; together a refresh token would only renew after its auth token expired.
+    const results = await Promise.allSettled([h.tm.apps.update(appId, { refreshNbfSeconds: 50 }), h.tm.apps.update(appId, { accessTtlSeconds: 40 })]);
+    expect(results.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const app = await h.tm.apps.get(appId);
+    expect(app.refreshNbfSeconds <= app.accessTtlSeconds).toBe(true);
+    await expect(h.tm.apps.update('nope', { accessTtlSeconds: 40 })).rejects.toThrow(/no app "nope"/);
+  });
+
   it('keeps one previous key: a second rotate-secret within the grace ends the first old key; two at once lose neither new key', async () => {
     const h = await harness();
     const { appId, appKey: first } = await h.createApp();
