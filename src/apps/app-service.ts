@@ -63,8 +63,8 @@ export function createAppService({ repo, keyring, clock, audit }: { repo: Reposi
     },
 
     async setDisabled(appId: string, disabled: boolean): Promise<AppRecord> {
-      await get(appId);
-      const updated = (await repo.updateApp(appId, { disabled }, clock())) ?? (await get(appId));
+      const updated = await repo.updateApp(appId, { disabled }, clock());
+      if (!updated) throw noApp(appId);
       await audit.record(disabled ? 'app.disabled' : 'app.enabled', { appId });
       return updated;
     },
