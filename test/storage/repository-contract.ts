@@ -187,6 +187,22 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect(await repo.updateApp('nope', {}, NOW, () => 1)).toBeUndefined();
     });
 
+    it('updateApp with a function makes the patch from the app inside the transaction; a throw there writes nothing', async () => {
+      const { repo } = await withApp();
+      const before = (await repo.findApp('acme'))!;
+      const keysBefore = await repo.listKeys('acme');
+      const updated = await repo.updateApp('acme', (app) => ({ accessTtlSeconds: app.accessTtlSeconds + 1 }), NOW + 1000);
+      expect(updated).toMatchObject({ accessTtlSeconds: before.accessTtlSeconds + 1, updatedAt: NOW + 1000 });
+      const refuse = () => {
+        throw new Error('refused');
+      };
+      const refused = repo.updateApp('acme', refuse, NOW + 2000, () => 100_000);
+      await expect(refused).rejects.toThrow('refused');
+      expect(await repo.findApp('acme')).toEqual(updated);
+      expect(await repo.listKeys('acme')).toEqual(keysBefore); // the key lifetimes of tokenLifetimeMs untouched too
+      expect(await repo.updateApp('nope', () => ({ disabled: true }), NOW)).toBeUndefined();
+    });
+
     it('keeps the digest of a refresh token', async () => {
       const { repo } = await withApp();
       const s = session('acme');

@@ -244,6 +244,7 @@ export function createSqliteRepository(db: SqliteDb): Repository {
         db.transaction((tx) => {
           const before = tx.select().from(apps).where(eq(apps.appId, appId)).get();
           if (!before) return undefined;
+          const changes = typeof patch === 'function' ? patch(before) : patch; // may throw: nothing written yet
           if (tokenLifetimeMs) {
             const signedUntil = sql`coalesce(${signingKeys.retiredAt}, ${now}) + ${tokenLifetimeMs(before)}`;
             tx.update(signingKeys)
@@ -251,7 +252,6 @@ export function createSqliteRepository(db: SqliteDb): Repository {
               .where(and(eq(signingKeys.appId, appId), ne(signingKeys.state, 'revoked'), isNull(signingKeys.prunedAt)))
               .run();
           }
-          const changes = typeof patch === 'function' ? patch(before) : patch;
           return tx.update(apps).set({ ...changes, updatedAt: now }).where(eq(apps.appId, appId)).returning().get();
         }, immediate),
       );
