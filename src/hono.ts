@@ -19,6 +19,8 @@ export interface SessionOptions {
   audience: string;
   /** `<tokenmint>/app/<app_id>/jwks.json`. */
   jwksUrl: string;
+  /** The server's JWKS_MAX_AGE_SECONDS, when it is not the default 300: how long the JWKS is cached. */
+  jwksMaxAgeSeconds?: number;
   cookies?: {
     /** Default `access_token` and `refresh_token`. */
     accessName?: string;
@@ -63,7 +65,10 @@ export function tokenmintSession(options: SessionOptions) {
   for (const name of ['appId', 'audience', 'jwksUrl'] as const) {
     if (typeof options[name] !== 'string' || options[name] === '') throw new TypeError(`tokenmintSession: ${name} must be a non-empty string`);
   }
-  const { client, appId, audience, jwksUrl, trustProxyHeader } = options;
+  const { client, appId, audience, jwksUrl, jwksMaxAgeSeconds, trustProxyHeader } = options;
+  if (jwksMaxAgeSeconds !== undefined && !(typeof jwksMaxAgeSeconds === 'number' && Number.isFinite(jwksMaxAgeSeconds) && jwksMaxAgeSeconds > 0)) {
+    throw new TypeError('tokenmintSession: jwksMaxAgeSeconds must be a number of seconds above 0');
+  }
   const accessName = options.cookies?.accessName ?? 'access_token';
   const refreshName = options.cookies?.refreshName ?? 'refresh_token';
   const cookieBase = { httpOnly: true, secure: options.cookies?.secure ?? true, sameSite: options.cookies?.sameSite ?? 'Lax', path: options.cookies?.path ?? '/' } as const;
@@ -99,7 +104,7 @@ export function tokenmintSession(options: SessionOptions) {
     deleteCookie(c, refreshName, cookieBase);
   };
 
-  const verifyOptions = { appId, audience, jwksUrl };
+  const verifyOptions = { appId, audience, jwksUrl, jwksMaxAgeSeconds };
   /** The claims of a token from a cookie, or undefined when it does not verify (expired, forged, ...). */
   const verifyCookie = (token: string) => verifyAuthToken(token, verifyOptions).catch(() => undefined);
 

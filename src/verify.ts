@@ -19,12 +19,18 @@ export type VerifyAuthTokenOptions = CommonOptions &
     | {
         /** `https://…/app/<app_id>/jwks.json`; fetched once, then cached (see JWKS_CACHE_MAX_AGE_MS). */
         jwksUrl: string | URL;
+        /**
+         * How long the fetched JWKS is trusted, in seconds: the server's JWKS_MAX_AGE_SECONDS when it is
+         * not the default 300, so that a revoked key is refused as soon as the server promises.
+         */
+        jwksMaxAgeSeconds?: number;
         publicKey?: never;
       }
     | {
         /** `public_key` of a token pair: base64 of the key's SPKI PEM. */
         publicKey: string;
         jwksUrl?: never;
+        jwksMaxAgeSeconds?: never;
       }
   );
 
@@ -42,16 +48,17 @@ export const JWKS_CACHE_MAX_AGE_MS = 300_000;
  */
 export const NBF_LEEWAY_SECONDS = 60;
 
-// One remote key set per URL, so every call shares its cache; imported PEM keys likewise.
+// One remote key set per URL (and cache lifetime), so every call shares its cache; imported PEM keys likewise.
 const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
 const importedKeys = new Map<string, Promise<CryptoKey>>();
 
-function remoteKeySet(url: string | URL) {
+function remoteKeySet(url: string | URL, cacheMaxAgeMs: number) {
   const href = new URL(url).href;
-  let set = remoteKeySets.get(href);
+  const id = `${cacheMaxAgeMs} ${href}`;
+  let set = remoteKeySets.get(id);
   if (!set) {
-    set = createRemoteJWKSet(new URL(href), { cacheMaxAge: JWKS_CACHE_MAX_AGE_MS });
-    remoteKeySets.set(href, set);
+    set = createRemoteJWKSet(new URL(href), { cacheMaxAge: cacheMaxAgeMs });
+    remoteKeySets.set(id, set);
   }
   return set;
 }
@@ -77,6 +84,10 @@ function checkOptions(options: VerifyAuthTokenOptions): void {
   const tolerance = options.clockTolerance;
   if (tolerance !== undefined && !(typeof tolerance === 'number' && Number.isFinite(tolerance) && tolerance >= 0)) {
     throw new TypeError('verifyAuthToken: clockTolerance must be a number of seconds, 0 or more');
+  }
+  const maxAge = options.jwksMaxAgeSeconds;
+  if (maxAge !== undefined && !(options.jwksUrl !== undefined && typeof maxAge === 'number' && Number.isFinite(maxAge) && maxAge > 0)) {
+    throw new TypeError('verifyAuthToken: jwksMaxAgeSeconds must be a number of seconds above 0, with jwksUrl');
   }
 }
 
@@ -104,7 +115,7 @@ export async function verifyAuthToken(token: string, options: VerifyAuthTokenOpt
     clockTolerance: tolerance + NBF_LEEWAY_SECONDS, // jose has one tolerance for nbf and exp: exp is checked again below
   };
   const { payload } = options.jwksUrl
-    ? await jwtVerify(token, remoteKeySet(options.jwksUrl), checks)
+    ? await jwtVerify(token, remoteKeySet(options.jwksUrl, options.jwksMaxAgeSeconds === undefined ? JWKS_CACHE_MAX_AGE_MS : options.jwksMaxAgeSeconds * 1000), checks)
     : await jwtVerify(token, await importPublicKey(options.publicKey!), checks);
   if (payload.exp! <= Math.floor(Date.now() / 1000) - tolerance) {
     throw new errors.JWTExpired('"exp" claim timestamp check failed', payload, 'exp', 'check_failed');

@@ -225,6 +225,8 @@ describe('tokenmint/hono session middleware', () => {
     const options = { client, appId: 'acme', audience: 'web-app', jwksUrl: 'http://127.0.0.1:1/app/acme/jwks.json' };
     expect(() => tokenmintSession({ ...options, audience: undefined as unknown as string })).toThrow(new TypeError('tokenmintSession: audience must be a non-empty string'));
     expect(() => tokenmintSession({ ...options, jwksUrl: '' })).toThrow(new TypeError('tokenmintSession: jwksUrl must be a non-empty string'));
+    expect(() => tokenmintSession({ ...options, jwksMaxAgeSeconds: -1 })).toThrow(new TypeError('tokenmintSession: jwksMaxAgeSeconds must be a number of seconds above 0'));
     expect(() => tokenmintSession(options)).not.toThrow();
+    expect(() => tokenmintSession({ ...options, jwksMaxAgeSeconds: 60 })).not.toThrow();
   });
 });

@@ -56,7 +56,7 @@ describe('tokenmint/verify in Node', () => {
     await expect(verifyAuthToken(pair.auth_token, { appId: 'acme', audience: 'mobile', publicKey: pair.public_key })).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED' });
   });
 
-  it('rejects misuse with a TypeError before looking at the token: no appId or audience (jose would skip that check), neither or both of jwksUrl and publicKey, a bad clockTolerance', async () => {
+  it('rejects misuse with a TypeError before looking at the token: no appId or audience (jose would skip that check), neither or both of jwksUrl and publicKey, a bad clockTolerance or jwksMaxAgeSeconds', async () => {
     const { pair, jwksUrl } = await setup();
     const base = { appId: 'acme', audience: 'web-app', publicKey: pair.public_key };
     const misuses: Array<[object, string]> = [
@@ -67,11 +67,26 @@ describe('tokenmint/verify in Node', () => {
       [{ ...base, jwksUrl }, 'verifyAuthToken: give jwksUrl or publicKey, one of them'],
       [{ ...base, clockTolerance: '60' }, 'verifyAuthToken: clockTolerance must be a number of seconds, 0 or more'],
       [{ ...base, clockTolerance: -1 }, 'verifyAuthToken: clockTolerance must be a number of seconds, 0 or more'],
+      [{ ...base, jwksMaxAgeSeconds: 60 }, 'verifyAuthToken: jwksMaxAgeSeconds must be a number of seconds above 0, with jwksUrl'],
+      [{ appId: 'acme', audience: 'web-app', jwksUrl, jwksMaxAgeSeconds: 0 }, 'verifyAuthToken: jwksMaxAgeSeconds must be a number of seconds above 0, with jwksUrl'],
     ];
     for (const [options, message] of misuses) await expect(verifyAuthToken(pair.auth_token, options as never)).rejects.toThrow(new TypeError(message));
     // Until this version a token of another audience of the app was taken when audience was missing.
     const api = await verifyAuthToken(pair.auth_token, base);
     expect(api.aud).toBe('web-app');
+  });
+
+  it('caches the JWKS for jwksMaxAgeSeconds when given (a server with a shorter JWKS_MAX_AGE_SECONDS): a revoked key is refused that soon', async () => {
+    const { h, pair, jwksUrl } = await setup();
+    const short = { appId: 'acme', audience: 'web-app', jwksUrl, jwksMaxAgeSeconds: 1 };
+    const usual = { appId: 'acme', audience: 'web-app', jwksUrl }; // 300 s
+    await verifyAuthToken(pair.auth_token, short);
+    await verifyAuthToken(pair.auth_token, usual);
+    await h.tm.keyring.revoke('acme', pair.key_id);
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // jose times its cache by the real clock
+    await expect(verifyAuthToken(pair.auth_token, short)).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
+    // What the option shortens: with the usual lifetime the cached JWKS still holds the revoked key.
+    expect((await verifyAuthToken(pair.auth_token, usual)).sub).toBe('u');
   });
 
   it('rejects an expired token, to the second; clockTolerance allows that much past exp', async () => {
