@@ -4,6 +4,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { loadTlsPair, warnIfExpiring } from './http/tls.js';
 import { urlHost } from './http/url-host.js';
+import { warnIfLowered } from './keyring/jwks-caching.js';
 import type { Logger } from './log.js';
 import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
@@ -34,7 +35,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   const tm = openTokenmint(config, { logger });
   try {
     await tm.keyring.checkMasterKey();
-    await tm.keyring.recordServerStart();
+    warnIfLowered(await tm.keyring.recordServerStart(), logger, tm.clock());
   } finally {
     await tm.close();
   }

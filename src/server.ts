@@ -10,6 +10,7 @@ import { answerClientErrors, requestListener } from './http/client-errors.js';
 import { trackConnections } from './http/connections.js';
 import { urlHost } from './http/url-host.js';
 import { loadTlsPair, reloadOnChange, warnIfExpiring } from './http/tls.js';
+import { warnIfLowered } from './keyring/jwks-caching.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, describeError, type Logger } from './log.js';
@@ -44,7 +45,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     createMasterKeyFile: cluster.isWorker ? 'when-sealing' : 'at-open',
   });
   await tm.keyring.checkMasterKey();
-  if (!cluster.isWorker) await tm.keyring.recordServerStart(); // the primary does it for a cluster
+  if (!cluster.isWorker) warnIfLowered(await tm.keyring.recordServerStart(), logger, tm.clock()); // the primary does it for a cluster
   metrics = createMetrics(tm.repo);
   const limiter = createAppKeyLimiter({
     limit: config.appKeyFailureLimit,

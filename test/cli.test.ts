@@ -268,6 +268,27 @@ describe('tokenmint key, from a shell without the server\'s JWKS_MAX_AGE_SECONDS
     h.clock.advance(3600 - 301);
     expect((await cli(shell, 'key', 'rotate', '--due', '--json')).json()).toEqual({ rotated: [{ app_id: 'beta', kid: expect.any(String) }], pruned: 0 });
   });
+
+  it('rotate warns while verifiers may hold a JWKS cached under a max-age that a server restart lowered', async () => {
+    const h = await harness({ env: { JWKS_MAX_AGE_SECONDS: '3600' } });
+    await h.tm.keyring.recordServerStart();
+    await cli(h, 'app', 'create', 'acme', '--json');
+    h.clock.advance(3000);
+    const env = { DATABASE_URL: String(h.env.DATABASE_URL), TOKENMINT_MASTER_KEY: String(h.env.TOKENMINT_MASTER_KEY), JWKS_MAX_AGE_SECONDS: '300' };
+    await (await harness({ env, clock: h.clock })).tm.keyring.recordServerStart(); // the restart, at 12:50
+    const shell = { ...h, env: { ...h.env, JWKS_MAX_AGE_SECONDS: undefined } };
+    const rotate = async () => (await cli(shell, 'key', 'rotate', 'acme', '--json')).stderr;
+    h.clock.advance(400);
+    // Until this version: no warning, as the key had been published longer than the new 300 s.
+    const lowered = "the server's JWKS cache lifetime was 3600 s until 2026-06-01T12:50:00.000Z, and a JWKS fetched then may be cached that long";
+    expect(await rotate()).toBe(`warning: key ${(await h.tm.keyring.signer('acme')).kid} was published 3400 s ago, but ${lowered}: a verifier holding an older cached JWKS may not know it until it refetches\n`);
+    h.clock.advance(301);
+    expect(await rotate()).toMatch(/^warning: key \w+ was published 301 s ago, but the server's JWKS cache lifetime was 3600 s until/);
+    h.clock.advance(3600 - 701); // the JWKS fetched before the restart has run out
+    expect(await rotate()).toBe('');
+    h.clock.advance(299);
+    expect(await rotate()).toMatch(/^warning: key \w+ was published 299 s ago, less than the JWKS cache lifetime \(300 s\)/);
+  });
 });
 
 describe('tokenmint session', () => {
@@ -659,6 +680,13 @@ describe('the tokenmint bin', () => {
     const { JWKS_MAX_AGE_SECONDS: _, ...shellEnv } = serverEnv;
     expect((await run('node', [cliEntry, 'key', 'rotate', 'acme', '--json'], { cwd: elsewhere, env: shellEnv })).stderr).toMatch(/less than the JWKS cache lifetime \(7200 s\)/);
     expect(await server.stop()).toBe(0);
+    // Restarted with a lower max-age, it says it still waits for the former one.
+    const lowered = await startServer({ ...serverEnv, JWKS_MAX_AGE_SECONDS: '300' }, cwd);
+    await until(() => lowered.stdout().includes('former_jwks_max_age_seconds'));
+    const warning = lowered.stdout().split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.former_jwks_max_age_seconds);
+    expect(warning).toMatchObject({ level: 40, jwks_max_age_seconds: 300, former_jwks_max_age_seconds: 7200, msg: expect.stringMatching(/^JWKS_MAX_AGE_SECONDS was lowered/) });
+    expect(Date.parse(String(warning?.until)) - Date.now()).toBeGreaterThan(7000_000);
+    expect(await lowered.stop()).toBe(0);
   });
 
   it('exits non-zero with a sentence for a bad master key', async () => {

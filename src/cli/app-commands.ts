@@ -47,7 +47,7 @@ export function appCommands(withContext: WithContext): Command {
     .action(
       withContext(async ({ tm, output, warn }, appId: string, opts: Record<string, unknown>) => {
         const created = await tm.apps.create(appId, settingsFrom(opts));
-        for (const warning of settingsWarnings(await tm.apps.get(appId), await tm.keyring.publicationLead())) warn(warning);
+        for (const warning of settingsWarnings(await tm.apps.get(appId), (await tm.keyring.jwksCaching()).maxAgeSeconds)) warn(warning);
         output(
           { app_id: created.appId, app_key: created.appKey, key_id: created.kid },
           `app ${created.appId} created\napp key (shown this once; store it now): ${created.appKey}\nsigning key: ${created.kid}`,
@@ -85,7 +85,7 @@ export function appCommands(withContext: WithContext): Command {
         // Else it would record an app.updated that changed nothing.
         if (Object.keys(settings).length === 0) throw invalidRequest([{ path: 'options', message: 'nothing to change: give the settings to change, such as --access-ttl 900 (see tokenmint app update --help)' }]);
         const record = await tm.apps.update(appId, settings);
-        for (const warning of settingsWarnings(record, await tm.keyring.publicationLead())) warn(warning);
+        for (const warning of settingsWarnings(record, (await tm.keyring.jwksCaching()).maxAgeSeconds)) warn(warning);
         const updated = publicApp(record);
         output(updated, describeApp(updated));
       }),

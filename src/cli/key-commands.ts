@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { keyVerifiesUntil } from '../keyring/keyring.js';
+import { knownToVerifiersAt } from '../keyring/jwks-caching.js';
 import { sealedUnder } from '../keyring/master-key.js';
 import type { AppRecord, SigningKeyRecord } from '../storage/repository.js';
 import { invalidRequest } from '../errors.js';
@@ -58,13 +59,15 @@ export function keyCommands(withContext: WithContext): Command {
         if (appId === undefined) throw invalidRequest([{ path: 'app_id', message: 'give an app_id, or --due' }]);
         await tm.apps.get(appId);
         const current = await tm.keyring.rotate(appId);
-        const publishedForMs = (current.activatedAt ?? 0) - current.createdAt;
-        const jwksMaxAgeSeconds = await tm.keyring.publicationLead(); // the server's
-        if (publishedForMs < jwksMaxAgeSeconds * 1000) {
-          warn(
-            `key ${current.kid} was published ${Math.round(publishedForMs / 1000)} s ago, less than the JWKS cache lifetime (${jwksMaxAgeSeconds} s): ` +
-              'a verifier holding an older cached JWKS may not know it until it refetches',
-          );
+        const activatedAt = current.activatedAt ?? 0;
+        const publishedFor = `key ${current.kid} was published ${Math.round((activatedAt - current.createdAt) / 1000)} s ago`;
+        const stale = 'a verifier holding an older cached JWKS may not know it until it refetches';
+        const caching = await tm.keyring.jwksCaching(); // the server's
+        if (activatedAt < current.createdAt + caching.maxAgeSeconds * 1000) {
+          warn(`${publishedFor}, less than the JWKS cache lifetime (${caching.maxAgeSeconds} s): ${stale}`);
+        } else if (caching.former && activatedAt < knownToVerifiersAt(caching, current.createdAt)) {
+          const lowered = `${caching.former.maxAgeSeconds} s until ${iso(caching.former.loweredAt)}`;
+          warn(`${publishedFor}, but the server's JWKS cache lifetime was ${lowered}, and a JWKS fetched then may be cached that long: ${stale}`);
         }
         output({ kid: current.kid }, `current key of ${appId} is now ${current.kid}`);
       }),

@@ -4,9 +4,10 @@ import { newUlid } from '../ids.js';
 import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
 import { notFound } from '../errors.js';
-import type { AppRecord, AppSettings, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
+import type { AppRecord, AppSettings, JwksCaching, KeyState, Repository, SigningKeyRecord } from '../storage/repository.js';
 import { ALG, encodedHeader } from '../tokens/jwt.js';
 import { ConfigError } from '../config.js';
+import { cachingAfterStart, knownToVerifiersAt, publishedKnownBy } from './jwks-caching.js';
 import { seal, sealedUnder, unseal, type MasterKey, type MasterKeyRing } from './master-key.js';
 
 export type Keyring = ReturnType<typeof createKeyring>;
@@ -62,14 +63,14 @@ export function isPublished(app: AppRecord, key: SigningKeyRecord, now: number):
 
 /**
  * When a scheduled rotation of `app` is due, or null for never (rotate-every 0): rotate-every after the
- * current key took over, but never before the next key has been in the JWKS for `publicationLeadMs`
- * (one JWKS cache lifetime), so no verifier holding a cached JWKS meets an unknown kid.
+ * current key took over, but never before the next key is in every JWKS a verifier may hold (one JWKS
+ * cache lifetime after it was published, or longer after a lowered max-age), so none meets an unknown kid.
  */
-export function scheduledRotationAt(app: AppRecord, keys: SigningKeyRecord[], publicationLeadMs: number): number | null {
+export function scheduledRotationAt(app: AppRecord, keys: SigningKeyRecord[], caching: JwksCaching): number | null {
   const current = keys.find((k) => k.state === 'current');
   const next = keys.find((k) => k.state === 'next');
   if (app.rotateEverySeconds === 0 || !current || !next) return null;
-  return Math.max((current.activatedAt ?? current.createdAt) + app.rotateEverySeconds * 1000, next.createdAt + publicationLeadMs);
+  return Math.max((current.activatedAt ?? current.createdAt) + app.rotateEverySeconds * 1000, knownToVerifiersAt(caching, next.createdAt));
 }
 
 export interface KeyringOptions {
@@ -81,14 +82,16 @@ export interface KeyringOptions {
   /**
    * The CLI: take the JWKS max-age the last server start recorded instead, when there is one. An admin's
    * shell may not have the server's JWKS_MAX_AGE_SECONDS, and the server's is the one verifiers cache by.
+   * (A former, longer max-age is always the recorded one's: see jwks-caching.ts.)
    */
   followServerPublicationLead?: boolean;
   audit: AuditLog;
 }
 
 export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds, followServerPublicationLead = false, audit }: KeyringOptions) {
-  async function publicationLead(): Promise<number> {
-    return (followServerPublicationLead ? await repo.serverJwksMaxAgeSeconds() : null) ?? publicationLeadSeconds;
+  async function jwksCaching(): Promise<JwksCaching> {
+    const recorded = await repo.serverJwksCaching();
+    return { maxAgeSeconds: (followServerPublicationLead ? recorded?.maxAgeSeconds : undefined) ?? publicationLeadSeconds, former: recorded?.former ?? null };
   }
 
   // Key material never changes for a kid, so imported keys are kept for the life of the process (or
@@ -183,13 +186,13 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
   }
 
   /** The scheduled rotation of one app, if due now. Safe to run from several processes at once. */
-  async function rotateIfDue(app: AppRecord, now: number, publicationLeadMs: number): Promise<SigningKeyRecord | undefined> {
-    const dueAt = scheduledRotationAt(app, await repo.listKeys(app.appId), publicationLeadMs);
+  async function rotateIfDue(app: AppRecord, now: number, caching: JwksCaching): Promise<SigningKeyRecord | undefined> {
+    const dueAt = scheduledRotationAt(app, await repo.listKeys(app.appId), caching);
     if (dueAt === null || dueAt > now) return undefined;
     await checkMasterKey(app.appId);
     const current = await repo.rotateKeys(app.appId, await newKey(app.appId, 'next', now), now, {
       currentActivatedAtOrBefore: now - app.rotateEverySeconds * 1000,
-      nextCreatedAtOrBefore: now - publicationLeadMs,
+      nextCreatedAtOrBefore: publishedKnownBy(caching, now),
     });
     if (current) await audit.record('key.rotated', { appId: app.appId, kid: current.kid, detail: { scheduled: true } });
     return current;
@@ -212,14 +215,17 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
 
     /**
      * At a server's start, once checkMasterKey has passed: records the ids of the master keys it runs
-     * with (see sealingForFirstApp) and its JWKS max-age (see followServerPublicationLead).
+     * with (see sealingForFirstApp) and its JWKS caching (see followServerPublicationLead). Resolves to
+     * that caching: `former` says a lowered max-age.
      */
-    async recordServerStart(): Promise<void> {
-      await repo.recordServerStart({ masterKeyIds: masterKeys.loaded().map((k) => k.id), jwksMaxAgeSeconds: publicationLeadSeconds }, clock());
+    async recordServerStart(): Promise<JwksCaching> {
+      const now = clock();
+      const jwksCaching = (recorded: JwksCaching | null) => cachingAfterStart(recorded, publicationLeadSeconds, now);
+      return repo.recordServerStart({ masterKeyIds: masterKeys.loaded().map((k) => k.id), jwksCaching }, now);
     },
 
-    /** The JWKS max-age in seconds: how long a next key is published before a scheduled rotation promotes it. */
-    publicationLead,
+    /** How long verifiers may hold the JWKS: how long a next key is published before a scheduled rotation promotes it. */
+    jwksCaching,
 
     /** The first keys of a new app: one current, one next already published, under the master key the other apps use. */
     async newKeys(appId: string, now: number): Promise<SigningKeyRecord[]> {
@@ -268,9 +274,9 @@ export function createKeyring({ repo, masterKeys, clock, publicationLeadSeconds,
      */
     async rotateDue(): Promise<Array<{ appId: string; kid: string }>> {
       const rotated: Array<{ appId: string; kid: string }> = [];
-      const publicationLeadMs = (await publicationLead()) * 1000;
+      const caching = await jwksCaching();
       for (const app of await repo.listApps()) {
-        const current = await rotateIfDue(app, clock(), publicationLeadMs);
+        const current = await rotateIfDue(app, clock(), caching);
         if (current) rotated.push({ appId: app.appId, kid: current.kid });
       }
       return rotated;

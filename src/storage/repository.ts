@@ -50,6 +50,14 @@ export interface SigningKeyRecord {
   prunedAt: number | null;
 }
 
+/** How long verifiers may hold an app's JWKS, as a server start recorded it. */
+export interface JwksCaching {
+  /** The server's JWKS_MAX_AGE_SECONDS. */
+  maxAgeSeconds: number;
+  /** A longer max-age that a server start lowered at `loweredAt`: a JWKS fetched before then may be cached that long. */
+  former: { maxAgeSeconds: number; loweredAt: number } | null;
+}
+
 /** Conditions for a scheduled rotation, checked inside the rotation's own transaction. */
 export interface RotationDue {
   /** Rotate only if the current key was activated at or before this time. */
@@ -258,12 +266,15 @@ export interface Repository {
   /** Deletes the audit events from before `before` (ms), in small batches like pruneExpired; resolves to how many went. */
   pruneAudit(before: number): Promise<number>;
 
-  /** At a server's start, atomically: replaces the ids of the master keys it runs with, and its JWKS max-age. */
-  recordServerStart(start: { masterKeyIds: string[]; jwksMaxAgeSeconds: number }, now: number): Promise<void>;
+  /**
+   * At a server's start, atomically: replaces the ids of the master keys it runs with, and its JWKS
+   * caching, made by `jwksCaching` of the one recorded before (null if none). Resolves to what it recorded.
+   */
+  recordServerStart(start: { masterKeyIds: string[]; jwksCaching: (recorded: JwksCaching | null) => JwksCaching }, now: number): Promise<JwksCaching>;
   /** The ids the last server start recorded; none before one. */
   serverMasterKeys(): Promise<string[]>;
-  /** The JWKS max-age the last server start recorded; null before one (or before this version). */
-  serverJwksMaxAgeSeconds(): Promise<number | null>;
+  /** The JWKS caching the last server start recorded; null before one (or before the version that records it). */
+  serverJwksCaching(): Promise<JwksCaching | null>;
 
   /**
    * Writes a consistent copy of the whole store to `file`, a new file readable by its user only, while

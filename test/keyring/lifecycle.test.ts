@@ -134,4 +134,32 @@ describe('key lifecycle with a controlled clock', () => {
     }
     expect(rotations).toBeGreaterThanOrEqual(30);
   });
+
+  it('after a restart that lowers JWKS_MAX_AGE_SECONDS, a verifier holding a JWKS cached under the former max-age still never meets an unknown kid', async () => {
+    const before = await harness({ env: { JWKS_MAX_AGE_SECONDS: '3600' } });
+    await before.tm.keyring.recordServerStart();
+    const { appKey } = await before.createApp('acme', { rotateEverySeconds: 600, accessTtlSeconds: 900 });
+    const sameFile = { DATABASE_URL: String(before.env.DATABASE_URL), TOKENMINT_MASTER_KEY: String(before.env.TOKENMINT_MASTER_KEY) };
+    // Each verifier caches the JWKS for the max-age its answer gave; the first fetched just before the restart.
+    const fetchJwks = async (h: Harness) => {
+      const res = await h.app.request('/app/acme/jwks.json');
+      const { keys } = (await res.json()) as { keys: Array<{ kid: string }> };
+      const maxAge = Number(/max-age=(\d+)/.exec(res.headers.get('cache-control') ?? '')?.[1]);
+      return { until: h.clock() + maxAge * 1000, kids: new Set(keys.map((k) => k.kid)) };
+    };
+    before.clock.advance(3000);
+    const caches = [await fetchJwks(before)];
+    const after = await harness({ env: { ...sameFile, JWKS_MAX_AGE_SECONDS: '300' }, clock: before.clock });
+    expect((await after.tm.keyring.recordServerStart()).former).toEqual({ maxAgeSeconds: 3600, loweredAt: after.clock() });
+    let rotations = 0;
+    for (let elapsed = 0; elapsed < 3 * 3600; elapsed += 37) {
+      after.clock.advance(37);
+      rotations += (await runMaintenance(after.tm)).rotated.length;
+      if (elapsed % 370 === 0) caches.push(await fetchJwks(after)); // a verifier that fetches now and then
+      const kid = String(decodePart((await issue(after, appKey)).auth_token, 0).kid);
+      for (const cache of caches.filter((c) => c.until > after.clock())) expect(cache.kids.has(kid), `unknown kid at +${elapsed} s`).toBe(true);
+    }
+    // The first rotation promotes a key the early JWKS holds; the next wait for that JWKS to run out.
+    expect(rotations).toBeGreaterThanOrEqual(10);
+  });
 });

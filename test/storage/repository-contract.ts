@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { AppRecord, RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../../src/storage/repository.js';
+import type { AppRecord, JwksCaching, RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../../src/storage/repository.js';
 import { DEFAULT_APP_SETTINGS } from '../../src/apps/app-settings.js';
 
 export const NOW = Date.parse('2026-06-01T12:00:00Z');
@@ -404,16 +404,23 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.findRefreshToken(first.jid))?.session.personal).toBeNull();
     });
 
-    it('recordServerStart replaces the master key ids and the JWKS max-age a server start recorded; none before one', async () => {
+    it('recordServerStart replaces the master key ids and the JWKS caching a server start recorded, made of the one before; none before one', async () => {
       const repo = await open();
       expect(await repo.serverMasterKeys()).toEqual([]);
-      expect(await repo.serverJwksMaxAgeSeconds()).toBeNull();
-      await repo.recordServerStart({ masterKeyIds: ['aaaa', 'bbbb'], jwksMaxAgeSeconds: 300 }, NOW);
+      expect(await repo.serverJwksCaching()).toBeNull();
+      const seen: unknown[] = [];
+      const caching = (value: JwksCaching) => (recorded: JwksCaching | null) => (seen.push(recorded), value);
+      const first = { maxAgeSeconds: 300, former: null };
+      expect(await repo.recordServerStart({ masterKeyIds: ['aaaa', 'bbbb'], jwksCaching: caching(first) }, NOW)).toEqual(first);
       expect((await repo.serverMasterKeys()).sort()).toEqual(['aaaa', 'bbbb']);
-      expect(await repo.serverJwksMaxAgeSeconds()).toBe(300);
-      await repo.recordServerStart({ masterKeyIds: ['cccc'], jwksMaxAgeSeconds: 86_400 }, NOW + 1);
+      expect(await repo.serverJwksCaching()).toEqual(first);
+      const lowered = { maxAgeSeconds: 60, former: { maxAgeSeconds: 86_400, loweredAt: NOW + 1 } };
+      await repo.recordServerStart({ masterKeyIds: ['cccc'], jwksCaching: caching(lowered) }, NOW + 1);
       expect(await repo.serverMasterKeys()).toEqual(['cccc']);
-      expect(await repo.serverJwksMaxAgeSeconds()).toBe(86_400);
+      expect(await repo.serverJwksCaching()).toEqual(lowered);
+      await repo.recordServerStart({ masterKeyIds: ['cccc'], jwksCaching: caching(first) }, NOW + 2);
+      expect(await repo.serverJwksCaching()).toEqual(first);
+      expect(seen).toEqual([null, first, lowered]);
     });
 
     it('pruneAudit deletes the events from before a time, and only those', async () => {

@@ -121,10 +121,13 @@ export const serverMasterKeys = sqliteTable('server_master_keys', {
 
 // One row: the JWKS max-age the server last started with. The CLI follows it (the warning of
 // `key rotate`, the lead of `key rotate --due`) rather than whatever its own shell's environment says.
+// A start that lowered it keeps the longer one, and when, while caches made under it may live.
 export const serverSettings = sqliteTable('server_settings', {
   id: integer('id').primaryKey(),
   jwksMaxAgeSeconds: integer('jwks_max_age_seconds').notNull(),
   recordedAt: integer('recorded_at').notNull(),
+  formerJwksMaxAgeSeconds: integer('former_jwks_max_age_seconds'),
+  jwksMaxAgeLoweredAt: integer('jwks_max_age_lowered_at'),
 });
 
 // Admin actions and security events. Never a secret: no token, key or app key.

@@ -6,7 +6,7 @@ import { alias, type SQLiteColumn } from 'drizzle-orm/sqlite-core';
 import { toSeconds } from '../../clock.js';
 import { conflict } from '../../errors.js';
 import { createPrivateFile, syncToDisk } from '../../files.js';
-import type { RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
+import type { JwksCaching, RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
 import { partialBackupName } from './backup-files.js';
 import { retryBusy, withBusyRetry } from './busy-retry.js';
 import { groupCommit } from './group-commit.js';
@@ -84,6 +84,13 @@ function tokensThatMayGo<T extends { jid: string; parentJid: string | null; pare
     return verdict;
   };
   return batch.filter(mayGo);
+}
+
+/** The JWKS caching of the server_settings row, if there is one. */
+function jwksCachingOf(row: typeof serverSettings.$inferSelect | undefined): JwksCaching | null {
+  if (!row) return null;
+  const { formerJwksMaxAgeSeconds: former, jwksMaxAgeLoweredAt: loweredAt } = row;
+  return { maxAgeSeconds: row.jwksMaxAgeSeconds, former: former === null || loweredAt === null ? null : { maxAgeSeconds: former, loweredAt } };
 }
 
 /** A session's columns but the login's client, which only `session list` reads, and the issue's key. */
@@ -488,15 +495,23 @@ export function createSqliteRepository(db: SqliteDb): Repository {
         .all();
     },
 
-    async recordServerStart({ masterKeyIds, jwksMaxAgeSeconds }, now) {
+    async recordServerStart({ masterKeyIds, jwksCaching }, now) {
       return synced(() =>
         db.transaction((tx) => {
           tx.delete(serverMasterKeys).run();
           for (const id of masterKeyIds) tx.insert(serverMasterKeys).values({ id, recordedAt: now }).run();
+          const caching = jwksCaching(jwksCachingOf(tx.select().from(serverSettings).get()));
+          const row = {
+            jwksMaxAgeSeconds: caching.maxAgeSeconds,
+            recordedAt: now,
+            formerJwksMaxAgeSeconds: caching.former?.maxAgeSeconds ?? null,
+            jwksMaxAgeLoweredAt: caching.former?.loweredAt ?? null,
+          };
           tx.insert(serverSettings)
-            .values({ id: 1, jwksMaxAgeSeconds, recordedAt: now })
-            .onConflictDoUpdate({ target: serverSettings.id, set: { jwksMaxAgeSeconds, recordedAt: now } })
+            .values({ id: 1, ...row })
+            .onConflictDoUpdate({ target: serverSettings.id, set: row })
             .run();
+          return caching;
         }, immediate),
       );
     },
@@ -505,8 +520,8 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       return db.select({ id: serverMasterKeys.id }).from(serverMasterKeys).all().map((row) => row.id);
     },
 
-    async serverJwksMaxAgeSeconds() {
-      return db.select({ seconds: serverSettings.jwksMaxAgeSeconds }).from(serverSettings).get()?.seconds ?? null;
+    async serverJwksCaching() {
+      return jwksCachingOf(db.select().from(serverSettings).get());
     },
 
     async backup(file) {
