@@ -19,7 +19,7 @@ export interface SessionOptions {
   audience: string;
   /** `<tokenmint>/app/<app_id>/jwks.json`. */
   jwksUrl: string;
-  /** The server's JWKS_MAX_AGE_SECONDS, when it is not the default 300: how long the JWKS is cached. */
+  /** How long the JWKS is cached, in seconds, instead of the max-age its answers give (the server's JWKS_MAX_AGE_SECONDS). */
   jwksMaxAgeSeconds?: number;
   cookies?: {
     /** Default `access_token` and `refresh_token`. */

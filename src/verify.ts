@@ -1,6 +1,18 @@
 // tokenmint/verify — for consumers: a frontend or backend checking an auth token. Runs unchanged in
 // Node and in browsers (jose and Web APIs only; no Node built-ins).
-import { createRemoteJWKSet, errors, importSPKI, jwtVerify, type CryptoKey, type JWTPayload, type JWTVerifyOptions } from 'jose';
+import {
+  createRemoteJWKSet,
+  customFetch,
+  errors,
+  importSPKI,
+  jwksCache,
+  jwtVerify,
+  type CryptoKey,
+  type JWKSCacheInput,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  type JWTVerifyOptions,
+} from 'jose';
 import type { AuthTokenClaims } from './tokens/claims.js';
 
 export type { AuthTokenClaims };
@@ -17,11 +29,11 @@ interface CommonOptions {
 export type VerifyAuthTokenOptions = CommonOptions &
   (
     | {
-        /** `https://…/app/<app_id>/jwks.json`; fetched once, then cached (see JWKS_CACHE_MAX_AGE_MS). */
+        /** `https://…/app/<app_id>/jwks.json`; fetched once, then cached for the max-age its answer gives. */
         jwksUrl: string | URL;
         /**
-         * How long the fetched JWKS is trusted, in seconds: the server's JWKS_MAX_AGE_SECONDS when it is
-         * not the default 300, so that a revoked key is refused as soon as the server promises.
+         * How long the fetched JWKS is trusted, in seconds, whatever its answer's `Cache-Control` says
+         * (by default, that max-age: the server's JWKS_MAX_AGE_SECONDS).
          */
         jwksMaxAgeSeconds?: number;
         publicKey?: never;
@@ -35,11 +47,13 @@ export type VerifyAuthTokenOptions = CommonOptions &
   );
 
 /**
- * How long a fetched JWKS is trusted before it is fetched again: the server's default
- * `JWKS_MAX_AGE_SECONDS`, the lead by which tokenmint publishes a key before it signs. An unknown
- * kid also triggers a refetch (at most every 30 s).
+ * How long a fetched JWKS is trusted before it is fetched again when its answer gives no max-age:
+ * the server's default `JWKS_MAX_AGE_SECONDS`. A max-age is taken within 1 s (so that `no-store`
+ * does not cost a fetch per verification) and a day (the server's own cap). An unknown kid also
+ * triggers a refetch (at most every 30 s).
  */
 export const JWKS_CACHE_MAX_AGE_MS = 300_000;
+const FOLLOWED_MAX_AGE_MS = { min: 1000, max: 86_400_000 };
 
 /**
  * A fresh token's nbf is the second tokenmint signed it, so a verifier whose clock runs even a few ms
@@ -49,18 +63,46 @@ export const JWKS_CACHE_MAX_AGE_MS = 300_000;
 export const NBF_LEEWAY_SECONDS = 60;
 
 // One remote key set per URL (and cache lifetime), so every call shares its cache; imported PEM keys likewise.
-const remoteKeySets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
+const remoteKeySets = new Map<string, JWTVerifyGetKey>();
 const importedKeys = new Map<string, Promise<CryptoKey>>();
 
-function remoteKeySet(url: string | URL, cacheMaxAgeMs: number) {
+/** How long an answer may be cached, in ms: its `Cache-Control` max-age less its `Age` (time spent in a shared cache on the way); undefined if it gives none. */
+function freshFor(headers: Headers): number | undefined {
+  const directives = (headers.get('cache-control') ?? '').toLowerCase().split(',').map((d) => d.trim());
+  const maxAge = directives.includes('no-store') || directives.includes('no-cache') ? '0' : directives.map((d) => /^max-age="?(\d+)"?$/.exec(d)?.[1]).find((v) => v !== undefined);
+  if (maxAge === undefined) return undefined;
+  const age = Math.max(0, Number(headers.get('age')) || 0);
+  return Math.min(FOLLOWED_MAX_AGE_MS.max, Math.max(FOLLOWED_MAX_AGE_MS.min, (Number(maxAge) - age) * 1000));
+}
+
+/**
+ * A remote key set trusted for `fixedMaxAgeMs`, or else for the max-age each of its answers gives
+ * (jose's own cacheMaxAge is one fixed value, whatever the answer says).
+ */
+function remoteKeySet(url: string | URL, fixedMaxAgeMs: number | undefined): JWTVerifyGetKey {
   const href = new URL(url).href;
-  const id = `${cacheMaxAgeMs} ${href}`;
-  let set = remoteKeySets.get(id);
-  if (!set) {
-    set = createRemoteJWKSet(new URL(href), { cacheMaxAge: cacheMaxAgeMs });
-    remoteKeySets.set(id, set);
-  }
-  return set;
+  const id = `${fixedMaxAgeMs ?? 'answer'} ${href}`;
+  const known = remoteKeySets.get(id);
+  if (known) return known;
+  const cache = {} as JWKSCacheInput; // jose records each successful fetch in it (uat)
+  let maxAgeMs = fixedMaxAgeMs ?? JWKS_CACHE_MAX_AGE_MS;
+  const set = createRemoteJWKSet(new URL(href), {
+    cacheMaxAge: Infinity, // timed below instead
+    [jwksCache]: cache,
+    // Past a browser's HTTP cache, which hands back an answer it has held for up to its max-age,
+    // with no Age header: this cache's lifetime would come on top of it.
+    [customFetch]: async (input, init) => {
+      const answer = await fetch(input, { ...init, cache: 'no-store' });
+      if (fixedMaxAgeMs === undefined && answer.status === 200) maxAgeMs = freshFor(answer.headers) ?? JWKS_CACHE_MAX_AGE_MS;
+      return answer;
+    },
+  });
+  const keySet: JWTVerifyGetKey = async (header, token) => {
+    if ('uat' in cache && Date.now() - cache.uat >= maxAgeMs) await set.reload();
+    return set(header, token);
+  };
+  remoteKeySets.set(id, keySet);
+  return keySet;
 }
 
 function importPublicKey(base64Pem: string): Promise<CryptoKey> {
@@ -115,7 +157,7 @@ export async function verifyAuthToken(token: string, options: VerifyAuthTokenOpt
     clockTolerance: tolerance + NBF_LEEWAY_SECONDS, // jose has one tolerance for nbf and exp: exp is checked again below
   };
   const { payload } = options.jwksUrl
-    ? await jwtVerify(token, remoteKeySet(options.jwksUrl, options.jwksMaxAgeSeconds === undefined ? JWKS_CACHE_MAX_AGE_MS : options.jwksMaxAgeSeconds * 1000), checks)
+    ? await jwtVerify(token, remoteKeySet(options.jwksUrl, options.jwksMaxAgeSeconds === undefined ? undefined : options.jwksMaxAgeSeconds * 1000), checks)
     : await jwtVerify(token, await importPublicKey(options.publicKey!), checks);
   if (payload.exp! <= Math.floor(Date.now() / 1000) - tolerance) {
     throw new errors.JWTExpired('"exp" claim timestamp check failed', payload, 'exp', 'check_failed');

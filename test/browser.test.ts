@@ -104,4 +104,20 @@ describe.skipIf(!runBrowser)('tokenmint/verify in real headless Chromium', () =>
     expect(read).toBe(3); // next, current, retired
     expect(tokenmint.stdout()).toMatch(/"method":"OPTIONS","route":"\/app\/:app_id\/jwks.json","app_id":"acme","status":204/);
   });
+
+  it('refetches the JWKS past the browser\'s HTTP cache, so a revoked key is refused once the verifier\'s cache runs out', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir); // the JWKS is served with max-age=300, which the browser's HTTP cache honours
+    const tokenmint = await startServer(env, dir);
+    const acme = await cliProcess(env, dir, 'app', 'create', 'acme');
+    const res = await fetch(`${tokenmint.url}/app/acme/issue`, { method: 'POST', headers: { authorization: String(acme.app_key) }, body: JSON.stringify({ sub: 'u', ...client }) });
+    const pair = (await res.json()) as Pair;
+    const page = await openPage(await servePage());
+    const options = { appId: 'acme', audience: 'web-app', jwksUrl: `${tokenmint.url}/app/acme/jwks.json`, jwksMaxAgeSeconds: 1 };
+    expect(await verifyIn(page, pair.auth_token, options)).toMatchObject({ ok: true });
+    await cliProcess(env, dir, 'key', 'revoke', 'acme', pair.key_id);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    // Until this version the browser answered the refetch from its HTTP cache, with the revoked key in it.
+    expect(await verifyIn(page, pair.auth_token, options)).toEqual({ ok: false, code: 'ERR_JWKS_NO_MATCHING_KEY' });
+  });
 });

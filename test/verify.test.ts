@@ -89,6 +89,42 @@ describe('tokenmint/verify in Node', () => {
     expect((await verifyAuthToken(pair.auth_token, usual)).sub).toBe('u');
   });
 
+  it('caches the JWKS for the max-age its answer gives (the server\'s JWKS_MAX_AGE_SECONDS): a revoked key is refused that soon', async () => {
+    const h = await harness({ env: { JWKS_MAX_AGE_SECONDS: '1' }, clock: manualClock(Date.now()) });
+    const { appKey } = await h.createApp('acme');
+    const pair = (await (await h.post('/app/acme/issue', { sub: 'u', ...client }, appKey)).json()) as Pair;
+    const options = { appId: 'acme', audience: 'web-app', jwksUrl: `${await listening(h)}/app/acme/jwks.json` };
+    expect((await verifyAuthToken(pair.auth_token, options)).sub).toBe('u');
+    await h.tm.keyring.revoke('acme', pair.key_id);
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // jose times its cache by the real clock
+    // Until this version it cached 300 s whatever the server said, unless given jwksMaxAgeSeconds.
+    await expect(verifyAuthToken(pair.auth_token, options)).rejects.toMatchObject({ code: 'ERR_JWKS_NO_MATCHING_KEY' });
+  });
+
+  it('takes the max-age less Age, no-store as 1 s, and 300 s when the answer gives none', async () => {
+    const { h, pair } = await setup();
+    const jwks = await (await h.app.request('/app/acme/jwks.json')).text();
+    /** The app's JWKS behind a server of our own that sends `headers` and counts the fetches. */
+    const served = async (headers: Record<string, string>) => {
+      let fetches = 0;
+      const server = serve({ fetch: () => (fetches++, new Response(jwks, { headers: { 'content-type': 'application/json', ...headers } })), port: 0, hostname: '127.0.0.1' });
+      await new Promise((resolve) => server.once('listening', resolve));
+      onCleanup(() => new Promise((resolve) => server.close(resolve)));
+      const options = { appId: 'acme', audience: 'web-app', jwksUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json` };
+      return { verify: () => verifyAuthToken(pair.auth_token, options), fetches: () => fetches };
+    };
+    const cases = {
+      aged: await served({ 'cache-control': 'public, max-age=3600', age: '3599' }),
+      noStore: await served({ 'cache-control': 'no-store' }),
+      none: await served({}),
+      usual: await served({ 'cache-control': 'public, max-age=300' }),
+    };
+    for (const c of Object.values(cases)) for (let i = 0; i < 3; i++) expect((await c.verify()).sub).toBe('u');
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    for (const c of Object.values(cases)) await c.verify();
+    expect(Object.fromEntries(Object.entries(cases).map(([name, c]) => [name, c.fetches()]))).toEqual({ aged: 2, noStore: 2, none: 1, usual: 1 });
+  });
+
   it('rejects an expired token, to the second; clockTolerance allows that much past exp', async () => {
     const { pair } = await setup(Date.now() - 3601_000);
     const options = { appId: 'acme', audience: 'web-app', publicKey: pair.public_key };
