@@ -25,7 +25,10 @@ export async function readJson<T>(c: Context, schema: z.ZodType<T>): Promise<T> 
   try {
     value = JSON.parse(text);
   } catch {
-    throw invalidRequest([{ path: '', message: 'body is not valid JSON' }]);
+    // A compressed body is not read (no request decompression, so no zip bomb); say so rather than "not JSON".
+    const encoding = c.req.header('content-encoding')?.trim();
+    const compressed = encoding && encoding.toLowerCase() !== 'identity' ? `, and Content-Encoding ${encoding} is not supported: send it uncompressed` : '';
+    throw invalidRequest([{ path: '', message: `body is not valid JSON${compressed}` }]);
   }
   const result = schema.safeParse(value);
   if (!result.success) throw invalidRequest(toFieldErrors(result.error.issues));

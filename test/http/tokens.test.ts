@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { client, decodePart, harness, verifyIndependently, type Harness, type Pair } from '../helpers.js';
 
@@ -87,6 +88,12 @@ describe('POST /app/:app_id/issue', () => {
       expect(res.status).toBe(400);
       expect(await res.json()).toEqual({ message: 'invalid request', errors: [{ path: '', message: 'body is not valid JSON' }] });
     }
+    // A compressed body is not read, and the error says why; until this version it said only "not valid JSON".
+    const gzipped = await h.app.request(`/app/${appId}/issue`, { method: 'POST', headers: { authorization: appKey, 'content-encoding': 'gzip' }, body: gzipSync(JSON.stringify({ sub: 'u', ...client })) });
+    expect([gzipped.status, await gzipped.json()]).toEqual([400, { message: 'invalid request', errors: [{ path: '', message: 'body is not valid JSON, and Content-Encoding gzip is not supported: send it uncompressed' }] }]);
+    // A UTF-8 byte order mark is skipped (RFC 8259 §8.1 lets a parser ignore it).
+    const marked = await h.app.request(`/app/${appId}/issue`, { method: 'POST', headers: { authorization: appKey }, body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ sub: 'u', ...client }))]) });
+    expect(marked.status).toBe(200);
   });
 
   it('answers 413 for a body over 64 KiB', async () => {
