@@ -1,10 +1,10 @@
 import cluster, { type Worker } from 'node:cluster';
-import net from 'node:net';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import type { Config } from './config.js';
 import { loadTlsPair, warnIfExpiring } from './http/tls.js';
 import { urlHost } from './http/url-host.js';
 import { warnIfLowered } from './keyring/jwks-caching.js';
+import { probePort } from './listen.js';
 import type { Logger } from './log.js';
 import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
@@ -32,9 +32,14 @@ const WORKER_EXIT_GRACE_MS = 2000;
 export async function runPrimary(config: Config, logger: Logger): Promise<void> {
   // Migrate and create the master key file once, before workers race to do it; and refuse a wrong
   // master key here, where it ends the start, not in workers that would be restarted forever.
+  // PORT=0 (any free port) is chosen here, once: workers started later, even after every other one
+  // died (and the port with them), then listen on the port announced, not on another free one. A
+  // port that is taken ends the start here, before it records itself over a running server's record.
   const tm = openTokenmint(config, { logger });
+  let port: number;
   try {
     await tm.keyring.checkMasterKey();
+    port = await probePort(config);
     warnIfLowered(await tm.keyring.recordServerStart(), logger, tm.clock());
   } finally {
     await tm.close();
@@ -57,9 +62,6 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       worker.process.kill('SIGKILL');
     }
   }, HEARTBEAT_INTERVAL_MS).unref();
-  // PORT=0 (any free port) is chosen here, once: workers started later, even after every other one
-  // died (and the port with them), then listen on the port announced, not on another free one.
-  const port = config.port === 0 ? await freePort(config.host) : config.port;
   const fork = () => {
     const runsMaintenance = maintenanceWorker === undefined;
     const worker = cluster.fork({ TOKENMINT_MAINTENANCE: runsMaintenance ? '1' : '0', PORT: String(port) });
@@ -178,18 +180,6 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   });
 
   for (let i = 0; i < config.workers; i++) fork();
-}
-
-/** A port free on `host` now; 0 (each worker then says why it cannot listen) when none can be had. */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = net.createServer();
-    probe.once('error', () => resolve(0));
-    probe.listen(0, host, () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** In a worker: tells the primary, every second, that its event loop still turns. */

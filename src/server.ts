@@ -11,6 +11,7 @@ import { trackConnections } from './http/connections.js';
 import { urlHost } from './http/url-host.js';
 import { loadTlsPair, reloadOnChange, warnIfExpiring } from './http/tls.js';
 import { warnIfLowered } from './keyring/jwks-caching.js';
+import { exitCannotListen } from './listen.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, describeError, type Logger } from './log.js';
@@ -45,7 +46,6 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     createMasterKeyFile: cluster.isWorker ? 'when-sealing' : 'at-open',
   });
   await tm.keyring.checkMasterKey();
-  if (!cluster.isWorker) warnIfLowered(await tm.keyring.recordServerStart(), logger, tm.clock()); // the primary does it for a cluster
   metrics = createMetrics(tm.repo);
   const limiter = createAppKeyLimiter({
     limit: config.appKeyFailureLimit,
@@ -64,7 +64,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   }
   const app = createApp({ ...tm, limiter, logger, metrics, config });
 
-  const maintenance = config.runsMaintenance ? startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance) : undefined;
+  let maintenance: ReturnType<typeof startMaintenance> | undefined;
   const requestTimeoutMs = config.requestTimeoutSeconds * 1000;
   const serverOptions = {
     requestTimeout: requestTimeoutMs,
@@ -76,20 +76,9 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   const listener = requestListener(app.fetch, { logger, metrics, https: tls !== undefined, defaultHostname: config.host });
   // A TLS handshake is held to the request timeout too, not Node's 120 s.
   const server = tls ? https.createServer({ ...serverOptions, cert: tls.cert, key: tls.key, handshakeTimeout: requestTimeoutMs }, listener) : http.createServer(serverOptions, listener);
-  server.listen(config.port, config.host, () => {
-    server.off('error', cannotListen);
-    if (cluster.isWorker) return; // the primary announces the cluster once
-    const info = server.address() as AddressInfo;
-    process.stderr.write(`tokenmint ${VERSION} listening on ${tls ? 'https' : 'http'}://${urlHost(info.address)}:${info.port} (database ${config.databasePath})\n`);
-    logger.info({ version: VERSION, node: process.version, address: info.address, port: info.port, database: config.databasePath }, 'listening');
-  });
   // A port taken or not ours to bind is the operator's to fix: a sentence and exit 1 (in a worker,
   // the primary then stops too rather than start another that fails the same way).
-  function cannotListen(error: NodeJS.ErrnoException) {
-    const why = error.code === 'EADDRINUSE' ? 'the address is in use (by another tokenmint, or another server)' : error.code === 'EACCES' ? 'permission denied' : error.message;
-    process.stderr.write(`tokenmint: cannot listen on ${config.host}:${config.port}: ${why}\n`);
-    process.exit(1);
-  }
+  const cannotListen = (error: NodeJS.ErrnoException) => exitCannotListen(config, error);
   server.on('error', cannotListen);
   answerClientErrors(server, logger, metrics, { https: tls !== undefined });
   const connections = trackConnections(server, { secure: tls !== undefined });
@@ -133,6 +122,18 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   });
   // A worker whose primary is gone (killed) must not linger holding the port.
   if (cluster.isWorker) process.on('disconnect', () => shutdown('disconnect'));
+
+  await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
+  server.off('error', cannotListen);
+  // Only a start that serves records itself (the primary does it for a cluster), and before the
+  // first rotation: one that failed to listen, next to a running server, would overwrite its record.
+  if (!cluster.isWorker && !closing) warnIfLowered(await tm.keyring.recordServerStart(), logger, tm.clock());
+  if (closing) return; // stopped meanwhile: the database may be closed already
+  if (config.runsMaintenance) maintenance = startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance);
+  if (cluster.isWorker) return; // the primary announces the cluster once
+  const info = server.address() as AddressInfo;
+  process.stderr.write(`tokenmint ${VERSION} listening on ${tls ? 'https' : 'http'}://${urlHost(info.address)}:${info.port} (database ${config.databasePath})\n`);
+  logger.info({ version: VERSION, node: process.version, address: info.address, port: info.port, database: config.databasePath }, 'listening');
 }
 
 main().catch((error: unknown) => {

@@ -131,6 +131,21 @@ describe('start-up', () => {
       expect(failed.stderr).toContain(`tokenmint: cannot listen on 127.0.0.1:${port}: the address is in use (by another tokenmint, or another server)`);
     }
   });
+
+  it.each(['1', '2'])('a start that cannot listen (WORKERS=%s) records nothing over the running server\'s start: the CLI still follows its JWKS max-age', async (workers) => {
+    const dir = tempDir();
+    const env = { ...testEnv(dir, { WORKERS: workers }), JWKS_MAX_AGE_SECONDS: '3600' };
+    const running = await startServer(env, dir);
+    const second = { PATH: process.env.PATH, ...env, PORT: new URL(running.url).port, JWKS_MAX_AGE_SECONDS: '60' };
+    const failed = await promisify(execFile)(process.execPath, [serverEntry], { cwd: dir, env: second, timeout: 15_000 }).catch((e: { code: number }) => e);
+    expect('code' in failed && failed.code).toBe(1);
+    await cliProcess(env, dir, 'app', 'create', 'acme');
+    const { JWKS_MAX_AGE_SECONDS: _, ...shell } = env;
+    const rotated = await promisify(execFile)(process.execPath, [path.resolve('dist/cli/main.js'), 'key', 'rotate', 'acme', '--json'], { cwd: dir, env: { PATH: process.env.PATH, ...shell } });
+    // Until this version the failed start had recorded its 60 s.
+    expect(rotated.stderr).toMatch(/less than the JWKS cache lifetime \(3600 s\)/);
+    expect(await running.stop()).toBe(0);
+  });
 });
 
 describe('contention with other processes', () => {
