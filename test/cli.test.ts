@@ -280,7 +280,7 @@ describe('tokenmint key, from a shell without the server\'s JWKS_MAX_AGE_SECONDS
     const rotate = async () => (await cli(shell, 'key', 'rotate', 'acme', '--json')).stderr;
     h.clock.advance(400);
     // Until this version: no warning, as the key had been published longer than the new 300 s.
-    const lowered = "the server's JWKS cache lifetime was 3600 s until 2026-06-01T12:50:00.000Z, and a JWKS fetched then may be cached that long";
+    const lowered = "the server's JWKS cache lifetime was 3600 s until 2026-06-01T12:50:00.000Z, and a JWKS fetched before then may be cached that long";
     expect(await rotate()).toBe(`warning: key ${(await h.tm.keyring.signer('acme')).kid} was published 3400 s ago, but ${lowered}: a verifier holding an older cached JWKS may not know it until it refetches\n`);
     h.clock.advance(301);
     expect(await rotate()).toMatch(/^warning: key \w+ was published 301 s ago, but the server's JWKS cache lifetime was 3600 s until/);

@@ -67,7 +67,7 @@ export function keyCommands(withContext: WithContext): Command {
           warn(`${publishedFor}, less than the JWKS cache lifetime (${caching.maxAgeSeconds} s): ${stale}`);
         } else if (caching.former && activatedAt < knownToVerifiersAt(caching, current.createdAt)) {
           const lowered = `${caching.former.maxAgeSeconds} s until ${iso(caching.former.loweredAt)}`;
-          warn(`${publishedFor}, but the server's JWKS cache lifetime was ${lowered}, and a JWKS fetched then may be cached that long: ${stale}`);
+          warn(`${publishedFor}, but the server's JWKS cache lifetime was ${lowered}, and a JWKS fetched before then may be cached that long: ${stale}`);
         }
         output({ kid: current.kid }, `current key of ${appId} is now ${current.kid}`);
       }),
