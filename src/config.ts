@@ -93,7 +93,8 @@ export class ConfigError extends Error {
  * (`file:data.db`, `file:/srv/data.db`, `file:///srv/data.db`, `file://localhost/srv/data.db`;
  * %-escapes decoded), `sqlite:` taken for `file:`. Refused with what to write instead, where each
  * used to name a file no one meant: an in-memory database (`:memory:` became a file of that name),
- * URI parameters (`?mode=ro` became part of the name) and a host (`sqlite://data.db` became /data.db).
+ * URI parameters (`?mode=ro` became part of the name), a host (`sqlite://data.db` became /data.db)
+ * and a folder (`data/` became a file named data).
  */
 function databaseFile(url: string, cwd: string): string {
   const refuse = (why: string) => new ConfigError(`invalid environment:\n  DATABASE_URL: ${why}`);
@@ -113,6 +114,8 @@ function databaseFile(url: string, cwd: string): string {
     }
   }
   if (file === '' || file === ':memory:') throw refuse('must name a file: the server, its workers and the CLI share it, and an in-memory database would be another, empty one in each');
+  // path.resolve drops a trailing slash: "data/" would become a file named data.
+  if (/[/\\]$/.test(file)) throw refuse(`${url} names a folder: name the database file in it, such as ${url}tokenmint.db`);
   return path.resolve(cwd, file);
 }
 

@@ -524,6 +524,20 @@ describe('the tokenmint bin', () => {
     expect(fs.readFileSync(notADatabase, 'utf8')).toBe('x'.repeat(4096)); // and left as it was
   });
 
+  it('a DATABASE_URL that is a folder: the CLI and the server say so, and name a file in it', async () => {
+    const cwd = tempDir();
+    const folder = path.join(cwd, 'data');
+    fs.mkdirSync(folder);
+    const env = { PATH: process.env.PATH, DATABASE_URL: folder, PORT: '0', WORKERS: '1' };
+    for (const entry of [[cliEntry, 'app', 'list'], [cliEntry, 'app', 'create', 'acme'], [serverEntry]]) {
+      const failed = await run('node', entry, { cwd, env }).catch((e: { code: number; stderr: string }) => e);
+      expect('code' in failed && failed.code).toBe(1);
+      // Until this version: "unable to open database file; check its permissions and those of its folder".
+      expect(failed.stderr).toContain(`tokenmint: cannot open the database ${folder}: it is a folder: name the database file in it, such as ${folder}/tokenmint.db\n`);
+    }
+    expect(fs.readdirSync(folder)).toEqual([]);
+  });
+
   it('refuses a master key file other users may read or write, the CLI and the server alike, until it is 0600 again', async () => {
     const cwd = tempDir();
     const env = { PATH: process.env.PATH };

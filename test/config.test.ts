@@ -43,6 +43,9 @@ describe('loadConfig', () => {
     expect(refusal('file:t.db?mode=ro')).toThrow('DATABASE_URL: file:t.db?mode=ro has URI parameters, which tokenmint does not take (it opens the file itself): give the file alone');
     expect(refusal('sqlite://t.db')).toThrow('DATABASE_URL: sqlite://t.db names the host "t.db": for a file in the working folder write file:t.db (or the path alone), for an absolute one file:///…');
     expect(refusal('file:100%.db')).toThrow('DATABASE_URL: file:100%.db has a % that does not start an escape such as %20');
+    // Until this version "data/" opened a file named data.
+    expect(refusal('data/')).toThrow('DATABASE_URL: data/ names a folder: name the database file in it, such as data/tokenmint.db');
+    expect(refusal('file:///var/lib/tokenmint/')).toThrow('DATABASE_URL: file:///var/lib/tokenmint/ names a folder: name the database file in it, such as file:///var/lib/tokenmint/tokenmint.db');
   });
 
   it('takes a number from the environment only as digits: an empty PORT listened on a random port', () => {

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { drizzle, type BetterSQLite3Database } from 'drizzle-orm/better-sqlite3';
@@ -37,6 +38,7 @@ export function openSqlite(file: string, { mustExist = false }: { mustExist?: bo
 function openAndMigrate(file: string, mustExist: boolean): SqliteDb {
   // Sessions hold personal data (sub, personal, addresses) and the keyring its sealed keys: a file
   // this process creates is its user's alone, and SQLite gives the -wal and -shm files the same mode.
+  if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`it is a folder: name the database file in it, such as ${path.join(file, 'tokenmint.db')}`);
   if (mustExist && !fs.existsSync(file)) throw new Error('no such file; a worker opens the file its cluster\'s primary made, and makes no other');
   if (!mustExist) createPrivateFile(file);
   const client = new Database(file, { fileMustExist: mustExist });
