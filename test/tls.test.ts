@@ -182,6 +182,8 @@ describe.skipIf(!hasOpenssl)('HTTPS (TLS_CERT_FILE, TLS_KEY_FILE)', () => {
       [{ TLS_KEY_FILE: one.key }, 'TLS_CERT_FILE: required with TLS_KEY_FILE'],
       [{ TLS_CERT_FILE: path.join(dir, 'none.crt'), TLS_KEY_FILE: one.key }, `tokenmint: cannot serve HTTPS: ENOENT: no such file or directory, open '${path.join(dir, 'none.crt')}'`],
       [{ TLS_CERT_FILE: one.key, TLS_KEY_FILE: one.key }, `tokenmint: cannot serve HTTPS: ${one.key} holds no PEM certificate`],
+      // Until this version: "EISDIR: illegal operation on a directory, read", naming no file.
+      [{ TLS_CERT_FILE: one.cert, TLS_KEY_FILE: dir }, `tokenmint: cannot serve HTTPS: ${dir} is a folder, not a PEM file`],
       [{ TLS_CERT_FILE: one.cert, TLS_KEY_FILE: two.key }, `tokenmint: cannot serve HTTPS: the private key in ${two.key} is not the one of the certificate in ${one.cert}`],
     ];
     for (const workers of ['1', '2']) {

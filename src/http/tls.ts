@@ -2,6 +2,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import type { Server as HttpsServer } from 'node:https';
 import { ConfigError, type Config } from '../config.js';
+import { errorCode } from '../files.js';
 import type { Logger } from '../log.js';
 
 type TlsFiles = NonNullable<Config['tls']>;
@@ -18,10 +19,20 @@ const RELOAD_CHECK_MS = 1000;
 /** A certificate this close to its end is logged as a warning at start and at each reload. */
 const EXPIRY_WARNING_DAYS = 14;
 
+/** One file of the pair; Node's error for a folder (EISDIR) does not name it. */
+function readPem(file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (error) {
+    if (errorCode(error) === 'EISDIR') throw new Error(`${file} is a folder, not a PEM file`);
+    throw error;
+  }
+}
+
 /** Reads the pair; an Error naming the file and what is wrong with it. */
 function readPair({ certFile, keyFile }: TlsFiles): TlsPair {
-  const cert = fs.readFileSync(certFile);
-  const key = fs.readFileSync(keyFile);
+  const cert = readPem(certFile);
+  const key = readPem(keyFile);
   let certificate: X509Certificate;
   try {
     certificate = new X509Certificate(cert);
