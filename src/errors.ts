@@ -66,3 +66,8 @@ export const tooManyRequests = (retryAfterSeconds: number) =>
 export const notFound = (message: string) => new TokenmintError('ERR_NOT_FOUND', message);
 
 export const conflict = (message: string) => new TokenmintError('ERR_CONFLICT', message);
+
+const SIGNING_KEY_REVOKED = 'signing key revoked before the commit';
+/** A pair signed by a key that was revoked before the pair was stored: nothing was stored, sign again. */
+export const signingKeyRevoked = () => new TokenmintError('ERR_INTERNAL', 'internal error', { reason: SIGNING_KEY_REVOKED });
+export const isSigningKeyRevoked = (error: unknown) => error instanceof TokenmintError && error.reason === SIGNING_KEY_REVOKED;

@@ -39,6 +39,15 @@ export function withCatalogCache(repo: Repository): Repository {
       }
     };
 
+  /** A write that may be refused because the catalog changed (signingKeyRevoked): the next lookup reads the version again. */
+  const recheckOnFailure =
+    <A extends unknown[], R>(write: (...args: A) => Promise<R>) =>
+    (...args: A): Promise<R> =>
+      write(...args).catch((error: unknown) => {
+        checkedThisTurn = false;
+        throw error;
+      });
+
   // Only what exists is kept: requests for made-up app ids must not grow the cache.
   function cached<T>(map: Map<string, Promise<T>>, id: string, read: () => Promise<T>, exists: (value: T) => boolean): Promise<T> {
     let value = map.get(id);
@@ -62,6 +71,9 @@ export function withCatalogCache(repo: Repository): Repository {
     revokeKey: writes(repo.revokeKey),
     pruneKeys: writes(repo.pruneKeys),
     resealKeys: writes(repo.resealKeys),
+    // Refused for a key revoked meanwhile: the caller signs again, with keys read anew.
+    createSession: recheckOnFailure(repo.createSession),
+    consumeRefreshToken: recheckOnFailure(repo.consumeRefreshToken),
     async findApp(appId) {
       await current({ recheck: true });
       return cached(apps, appId, () => repo.findApp(appId), (app) => app !== undefined);

@@ -207,9 +207,11 @@ export interface Repository {
    * live sessions of that app and subject started with the same key, an earlier attempt of this issue
    * whose answer was lost; with `maxLiveSessions` (1 or more), then revokes (`session-limit`) the
    * subject's oldest live sessions (not revoked, not past `expiresAt`) beyond that many, the new one
-   * counted and always kept, even beside another started in the same millisecond.
+   * counted and always kept, even beside another started in the same millisecond. With `signedBy`
+   * (the kid that signed the pair), throws `signingKeyRevoked` and stores nothing if that key has
+   * been revoked since it was read.
    */
-  createSession(session: SessionRecord, first: RefreshTokenRecord, options?: { issueKey?: string; maxLiveSessions?: number }): Promise<void>;
+  createSession(session: SessionRecord, first: RefreshTokenRecord, options?: { issueKey?: string; maxLiveSessions?: number; signedBy?: string }): Promise<void>;
   /** The stored sessions of one subject of an app (live, revoked, or ended but not yet pruned), newest first. */
   listSessions(appId: string, sub: string): Promise<SessionListing[]>;
   /**
@@ -223,9 +225,10 @@ export interface Repository {
    * Uses the token `child.parentJid` by storing its one child, only if it has none yet and their
    * session is not revoked. Concurrency guarantee: under concurrent invocation for the same parent —
    * from this process or any other sharing the database — exactly one caller resolves `true`; every
-   * other resolves `false` and nothing of its child is stored. A parent never gets two children.
+   * other resolves `false` and nothing of its child is stored. A parent never gets two children. With
+   * `signedBy`, throws `signingKeyRevoked` and stores nothing if that key has been revoked.
    */
-  consumeRefreshToken(child: RefreshTokenRecord & { parentJid: string }): Promise<boolean>;
+  consumeRefreshToken(child: RefreshTokenRecord & { parentJid: string }, signedBy?: string): Promise<boolean>;
   /**
    * Replaces sealed private keys of `appId` (re-sealed under another master key), atomically, each
    * only if it is still sealed as `from` (not pruned or re-sealed meanwhile). Resolves to how many

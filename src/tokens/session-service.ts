@@ -1,7 +1,7 @@
 import { newUlid } from '../ids.js';
 import type { AuditLog } from '../audit.js';
 import type { Clock } from '../clock.js';
-import { invalidRefreshToken, TokenmintError } from '../errors.js';
+import { invalidRefreshToken, isSigningKeyRevoked, TokenmintError } from '../errors.js';
 import type { Keyring } from '../keyring/keyring.js';
 import type { AppRecord, RefreshToken, RefreshTokenRecord, Repository, RevokeReason, SessionFilter, SessionListing, SessionRecord } from '../storage/repository.js';
 import { newRefreshToken, pairClaims, type NewRefreshToken } from './claims.js';
@@ -26,6 +26,9 @@ const namesAll = (filter: SessionFilter) => filter.sub === undefined && filter.s
 
 /** `token`, signed as `signed`, made the row to store by adding its digest in place (a spread would cost a new hidden class per call: see newRefreshToken). */
 const withDigest = <T extends NewRefreshToken>(token: T, signed: string): T & RefreshTokenRecord => Object.assign(token, { tokenSha256: tokenDigest(signed) });
+
+/** Pairs signed again after their key was revoked before they were stored; three revocations in a row are an outage, not a race. */
+const SIGNING_ATTEMPTS = 3;
 
 /** A page of devices, not a dump: a subject whose client logs in on every call can have thousands. */
 const LIVE_SESSIONS_LISTED = 100;
@@ -71,6 +74,27 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
     return { auth_token: signJwt(claims.auth, signer), refresh_token: signJwt(claims.refresh, signer), key_id: signer.kid, public_key: signer.publicKeyBase64 };
   }
 
+  /**
+   * Signs `token`'s pair with the app's current key and stores it with `store`, which refuses a pair
+   * whose key was revoked meanwhile (`key revoke`, an emergency): then signs again with the key that
+   * took over, rather than answer tokens that are refused from their first use.
+   */
+  async function signAndStore<Row extends NewRefreshToken, T>(
+    app: AppRecord,
+    session: SessionRecord,
+    token: Row,
+    store: (row: Row & RefreshTokenRecord, signedBy: string) => Promise<T>,
+  ): Promise<{ pair: TokenPair; stored: T }> {
+    for (let attempt = 1; ; attempt++) {
+      const pair = await signPair(app, session, token);
+      try {
+        return { pair, stored: await store(withDigest(token, pair.refresh_token), pair.key_id) };
+      } catch (error) {
+        if (!isSigningKeyRevoked(error) || attempt === SIGNING_ATTEMPTS) throw error;
+      }
+    }
+  }
+
   /** Refuses a stored token that cannot renew. */
   function live(app: AppRecord, found: RefreshToken | undefined, now: number) {
     if (!found) throw invalidRefreshToken('unknown jid');
@@ -99,8 +123,8 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
         revokeReason: null,
       };
       const first = newRefreshToken(app, session, { jid: newUlid(now), parentJid: null, issuedAt: now, ip: input.ip, useragent: input.useragent });
-      const pair = await signPair(app, session, first);
-      await repo.createSession(session, withDigest(first, pair.refresh_token), { issueKey, maxLiveSessions: app.maxSessions > 0 ? app.maxSessions : undefined });
+      const maxLiveSessions = app.maxSessions > 0 ? app.maxSessions : undefined;
+      const { pair } = await signAndStore(app, session, first, (row, signedBy) => repo.createSession(session, row, { issueKey, maxLiveSessions, signedBy }));
       return pair;
     },
 
@@ -117,8 +141,8 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
 
       if (child === null) {
         const next = newRefreshToken(app, session, { jid: newUlid(now), parentJid: token.jid, issuedAt: now, ip: input.ip, useragent: input.useragent });
-        const pair = await signPair(app, session, next);
-        if (await repo.consumeRefreshToken(withDigest(next, pair.refresh_token))) return pair;
+        const { pair, stored } = await signAndStore(app, session, next, (row, signedBy) => repo.consumeRefreshToken(row, signedBy));
+        if (stored) return pair;
         // Another request (here or in another process) used it first: read it again, as a repeat.
         ({ token, session, child } = live(app, await repo.findRefreshToken(token.jid), now));
       }

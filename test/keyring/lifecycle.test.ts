@@ -1,7 +1,11 @@
 import { createPublicKey, verify as cryptoVerify, type JsonWebKey } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { runMaintenance } from '../../src/maintenance.js';
-import { client, decodePart, harness, type Harness, type Pair } from '../helpers.js';
+import { createApp } from '../../src/http/app.js';
+import { createLogger } from '../../src/log.js';
+import type { Repository } from '../../src/storage/repository.js';
+import { createSessionService } from '../../src/tokens/session-service.js';
+import { client, decodePart, harness, verifyIndependently, type Harness, type Pair } from '../helpers.js';
 
 const issue = async (h: Harness, appKey: string) =>
   (await (await h.post('/app/acme/issue', { sub: 'u', ...client }, appKey)).json()) as Pair;
@@ -110,6 +114,41 @@ describe('key lifecycle with a controlled clock', () => {
     expect(await jwksKids(h)).not.toContain(kid);
     expect(Object.values(await states(h)).sort()).toEqual(['current', 'next', 'revoked']);
     expect((await h.post('/app/acme/renew', { refresh_token: old.refresh_token, ...client }, appKey)).status).toBe(401);
+  });
+
+  it('the current key revoked while an issue and a renew are signed with it: both are signed again with the key that took over, and renew later', async () => {
+    const h = await harness();
+    const { appKey } = await h.createApp('acme', { refreshNbfSeconds: 0 });
+    // The real repository, with an admin's `key revoke` landing between a pair's signature and its commit.
+    let revokeBeforeNextWrite = false;
+    const revokeFirst = async (signedBy: string | undefined) => {
+      if (!revokeBeforeNextWrite || signedBy === undefined) return;
+      revokeBeforeNextWrite = false;
+      await h.tm.keyring.revoke('acme', signedBy);
+    };
+    const racing: Repository = {
+      ...h.tm.repo,
+      createSession: async (session, first, options) => (await revokeFirst(options?.signedBy), h.tm.repo.createSession(session, first, options)),
+      consumeRefreshToken: async (row, signedBy) => (await revokeFirst(signedBy), h.tm.repo.consumeRefreshToken(row, signedBy)),
+    };
+    const sessions = createSessionService({ repo: racing, keyring: h.tm.keyring, clock: h.clock, audit: h.tm.audit });
+    const app = createApp({ ...h.tm, sessions, limiter: h.limiter, logger: createLogger('silent'), config: h.config });
+    const post = async (route: string, body: object) => {
+      const res = await app.request(`/app/acme/${route}`, { method: 'POST', headers: { authorization: appKey }, body: JSON.stringify(body) });
+      return { status: res.status, pair: (await res.json()) as Pair };
+    };
+
+    for (const route of ['issue', 'renew']) {
+      const body = route === 'issue' ? { sub: 'u', ...client } : { refresh_token: (await post('issue', { sub: 'u', ...client })).pair.refresh_token, ...client };
+      const signing = (await h.tm.keyring.signer('acme')).kid;
+      revokeBeforeNextWrite = true;
+      const { status, pair } = await post(route, body);
+      // Until this version: 200 with a pair of the revoked key, whose first renew was refused (revoked kid).
+      expect([status, revokeBeforeNextWrite, pair.key_id === signing]).toEqual([200, false, false]);
+      expect(pair.key_id).toBe((await h.tm.keyring.signer('acme')).kid);
+      expect(verifyIndependently(pair.auth_token, pair.public_key).payload.sub).toBe('u');
+      expect((await h.post('/app/acme/renew', { refresh_token: pair.refresh_token, ...client }, appKey)).status).toBe(200);
+    }
   });
 
   it('a verifier that caches the JWKS for its max-age never meets an unknown kid across scheduled rotations', async () => {

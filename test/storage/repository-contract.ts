@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { AppRecord, JwksCaching, RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../../src/storage/repository.js';
 import { DEFAULT_APP_SETTINGS } from '../../src/apps/app-settings.js';
+import { isSigningKeyRevoked } from '../../src/errors.js';
 
 export const NOW = Date.parse('2026-06-01T12:00:00Z');
 
@@ -133,6 +134,22 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect(await repo.consumeRefreshToken(child(s, parent))).toBe(false);
       expect((await repo.findRefreshToken(parent.jid))?.child).toBeNull();
       expect((await repo.findRefreshToken(parent.jid))?.session).toMatchObject({ revokedAt: NOW, revokeReason: 'reuse' });
+    });
+
+    it('createSession and consumeRefreshToken refuse a pair signed by a key revoked meanwhile (signedBy), storing nothing; a retired key is fine', async () => {
+      const { repo, current, next } = await withApp();
+      const s = session('acme');
+      const first = token(s);
+      await repo.createSession(s, first, { signedBy: current.kid });
+      await repo.rotateKeys('acme', key('acme', 'next'), NOW); // current retires: what it signed still stores
+      expect(await repo.consumeRefreshToken(child(s, first), current.kid)).toBe(true);
+      await repo.revokeKey('acme', next.kid, key('acme', 'next'), NOW);
+      const parent = (await repo.findRefreshToken(first.jid))!.child!;
+      await expect(repo.consumeRefreshToken(child(s, parent), next.kid)).rejects.toSatisfy(isSigningKeyRevoked);
+      expect((await repo.findRefreshToken(parent.jid))?.child).toBeNull();
+      const refused = session('acme');
+      await expect(repo.createSession(refused, token(refused), { signedBy: next.kid })).rejects.toSatisfy(isSigningKeyRevoked);
+      expect(await repo.listSessions('acme', refused.sub)).toHaveLength(1); // s alone
     });
 
     it('catalogVersion moves with every change of an app or a key, and not with sessions', async () => {

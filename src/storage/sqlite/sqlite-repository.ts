@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { and, asc, count, desc, eq, getTableColumns, gt, gte, exists, inArray, isNull, lte, ne, sql, type Placeholder, type SQL } from 'drizzle-orm';
 import { alias, type SQLiteColumn } from 'drizzle-orm/sqlite-core';
 import { toSeconds } from '../../clock.js';
-import { conflict } from '../../errors.js';
+import { conflict, signingKeyRevoked } from '../../errors.js';
 import { createPrivateFile, syncToDisk } from '../../files.js';
 import type { JwksCaching, RefreshTokenRecord, Repository, SessionRecord, SigningKeyRecord } from '../repository.js';
 import { partialBackupName } from './backup-files.js';
@@ -171,6 +171,13 @@ function prepareHotPath(db: SqliteDb) {
       )
       .onConflictDoNothing({ target: refreshTokens.parentJid })
       .prepare(),
+    // Inside the write's transaction: a key revoked after a pair was signed with it (key revoke is an
+    // emergency) must not leave a session whose tokens are refused from their first use.
+    revokedKey: db
+      .select({ kid: signingKeys.kid })
+      .from(signingKeys)
+      .where(and(eq(signingKeys.kid, p('kid')), eq(signingKeys.state, 'revoked')))
+      .prepare(),
   };
 }
 
@@ -186,6 +193,9 @@ export function createSqliteRepository(db: SqliteDb): Repository {
   };
 
   const consume = (child: RefreshTokenRecord) => hot.consume.run(asParams(child)).changes === 1;
+  const refuseRevoked = (kid: string | undefined) => {
+    if (kid !== undefined && hot.revokedKey.get({ kid })) throw signingKeyRevoked();
+  };
   /** Deletes up to PRUNE_BATCH rows of `table` matching `where`, found by their key `id`; resolves to how many. */
   const deleteBatch = (table: typeof sessions | typeof auditEvents, id: SQLiteColumn, where: SQL) =>
     db.delete(table).where(sql`${id} IN (SELECT ${id} FROM ${table} WHERE ${where} LIMIT ${PRUNE_BATCH})`).run().changes;
@@ -347,9 +357,10 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       );
     },
 
-    async createSession(session, first, { issueKey, maxLiveSessions } = {}) {
+    async createSession(session, first, { issueKey, maxLiveSessions, signedBy } = {}) {
       const { appId, sub, createdAt: now } = session;
       await commit(() => {
+        refuseRevoked(signedBy);
         if (issueKey !== undefined) hot.replaceEarlierAttempt.run({ now, appId, sub, issueKey });
         insertSession(session, first, issueKey ?? null);
         if (maxLiveSessions !== undefined) hot.revokeBeyondLimit.run({ now, appId, sub, sessionId: session.sessionId, keep: maxLiveSessions - 1 });
@@ -380,8 +391,11 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       return hot.findRefreshToken.get({ jid });
     },
 
-    async consumeRefreshToken(child) {
-      return commit(() => consume(child));
+    async consumeRefreshToken(child, signedBy) {
+      return commit(() => {
+        refuseRevoked(signedBy);
+        return consume(child);
+      });
     },
 
     async updatePersonal(appId, sub, personal, now) {
