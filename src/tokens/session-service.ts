@@ -27,7 +27,7 @@ const namesAll = (filter: SessionFilter) => filter.sub === undefined && filter.s
 /** `token`, signed as `signed`, made the row to store by adding its digest in place (a spread would cost a new hidden class per call: see newRefreshToken). */
 const withDigest = <T extends NewRefreshToken>(token: T, signed: string): T & RefreshTokenRecord => Object.assign(token, { tokenSha256: tokenDigest(signed) });
 
-/** Pairs signed again after their key was revoked before they were stored; three revocations in a row are an outage, not a race. */
+/** How many times a pair is signed while its key keeps being revoked before it is stored: three revocations in a row are an outage, not a race. */
 const SIGNING_ATTEMPTS = 3;
 
 /** A page of devices, not a dump: a subject whose client logs in on every call can have thousands. */
