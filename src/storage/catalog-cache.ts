@@ -74,6 +74,7 @@ export function withCatalogCache(repo: Repository): Repository {
     // Refused for a key revoked meanwhile: the caller signs again, with keys read anew.
     createSession: recheckOnFailure(repo.createSession),
     consumeRefreshToken: recheckOnFailure(repo.consumeRefreshToken),
+    refuseRevokedKey: recheckOnFailure(repo.refuseRevokedKey),
     async findApp(appId) {
       await current({ recheck: true });
       return cached(apps, appId, () => repo.findApp(appId), (app) => app !== undefined);

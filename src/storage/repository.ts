@@ -229,6 +229,8 @@ export interface Repository {
    * `signedBy`, throws `signingKeyRevoked` and stores nothing if that key has been revoked.
    */
   consumeRefreshToken(child: RefreshTokenRecord & { parentJid: string }, signedBy?: string): Promise<boolean>;
+  /** Throws `signingKeyRevoked` if the key `kid` has been revoked: the check of the two writes above, for a pair that stores nothing. */
+  refuseRevokedKey(kid: string): Promise<void>;
   /**
    * Replaces sealed private keys of `appId` (re-sealed under another master key), atomically, each
    * only if it is still sealed as `from` (not pruned or re-sealed meanwhile). Resolves to how many

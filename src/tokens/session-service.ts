@@ -75,9 +75,10 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
   }
 
   /**
-   * Signs `token`'s pair with the app's current key and stores it with `store`, which refuses a pair
-   * whose key was revoked meanwhile (`key revoke`, an emergency): then signs again with the key that
-   * took over, rather than answer tokens that are refused from their first use.
+   * Signs `token`'s pair with the app's current key and stores it with `store` (for a repeat, which
+   * stores nothing, only checks), which refuses a pair whose key was revoked meanwhile (`key revoke`,
+   * an emergency): then signs again with the key that took over, rather than answer tokens that are
+   * refused from their first use.
    */
   async function signAndStore<Row extends NewRefreshToken, T>(
     app: AppRecord,
@@ -147,7 +148,10 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
         ({ token, session, child } = live(app, await repo.findRefreshToken(token.jid), now));
       }
 
-      if (child !== null && now - child.issuedAt <= app.reuseGraceSeconds * 1000) return signPair(app, session, child);
+      if (child !== null && now - child.issuedAt <= app.reuseGraceSeconds * 1000) {
+        // A repeat stores nothing: its key is checked after signing instead, as a write checks it.
+        return (await signAndStore(app, session, child, (_row, signedBy) => repo.refuseRevokedKey(signedBy))).pair;
+      }
       await repo.revokeSession(session.sessionId, 'reuse', now);
       await audit.record('security.refresh_reuse', { appId: app.appId, sessionId: session.sessionId, sub: session.sub, requestId, detail: { jid: token.jid } });
       throw invalidRefreshToken('reuse after grace: session revoked');

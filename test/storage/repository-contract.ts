@@ -136,7 +136,7 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.findRefreshToken(parent.jid))?.session).toMatchObject({ revokedAt: NOW, revokeReason: 'reuse' });
     });
 
-    it('createSession and consumeRefreshToken refuse a pair signed by a key revoked meanwhile (signedBy), storing nothing; a retired key is fine', async () => {
+    it('createSession and consumeRefreshToken refuse a pair signed by a key revoked meanwhile (signedBy), storing nothing, as refuseRevokedKey does; a retired key is fine', async () => {
       const { repo, current, next } = await withApp();
       const s = session('acme');
       const first = token(s);
@@ -150,6 +150,8 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       const refused = session('acme');
       await expect(repo.createSession(refused, token(refused), { signedBy: next.kid })).rejects.toSatisfy(isSigningKeyRevoked);
       expect(await repo.listSessions('acme', refused.sub)).toHaveLength(1); // s alone
+      await expect(repo.refuseRevokedKey(next.kid)).rejects.toSatisfy(isSigningKeyRevoked);
+      await expect(repo.refuseRevokedKey(current.kid)).resolves.toBeUndefined(); // retired
     });
 
     it('catalogVersion moves with every change of an app or a key, and not with sessions', async () => {

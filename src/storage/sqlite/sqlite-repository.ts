@@ -391,6 +391,10 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       return hot.findRefreshToken.get({ jid });
     },
 
+    async refuseRevokedKey(kid) {
+      refuseRevoked(kid);
+    },
+
     async consumeRefreshToken(child, signedBy) {
       return commit(() => {
         refuseRevoked(signedBy);
