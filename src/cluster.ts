@@ -4,8 +4,8 @@ import type { Config } from './config.js';
 import { loadTlsPair, warnIfExpiring } from './http/tls.js';
 import { urlHost } from './http/url-host.js';
 import { warnIfLowered } from './keyring/jwks-caching.js';
-import { probePort } from './listen.js';
-import type { Logger } from './log.js';
+import { freePort } from './listen.js';
+import { describeError, type Logger } from './log.js';
 import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
 import { VERSION } from './version.js';
@@ -19,6 +19,10 @@ import { VERSION } from './version.js';
 
 const METRICS_REQUEST = 'tokenmint:metrics-request';
 const METRICS_ANSWER = 'tokenmint:metrics';
+const METRICS_COLLECT = 'tokenmint:metrics-collect';
+const METRICS_COLLECTED = 'tokenmint:metrics-collected';
+/** How long the primary waits for each serving worker's own metrics before GET /metrics fails. */
+const METRICS_TIMEOUT_MS = 5000;
 const HEARTBEAT = 'tokenmint:heartbeat';
 const APP_KEY_FAILURE = 'tokenmint:app-key-failure';
 const HEARTBEAT_INTERVAL_MS = 1000;
@@ -32,15 +36,9 @@ const WORKER_EXIT_GRACE_MS = 2000;
 export async function runPrimary(config: Config, logger: Logger): Promise<void> {
   // Migrate and create the master key file once, before workers race to do it; and refuse a wrong
   // master key here, where it ends the start, not in workers that would be restarted forever.
-  // PORT=0 (any free port) is chosen here, once: workers started later, even after every other one
-  // died (and the port with them), then listen on the port announced, not on another free one. A
-  // port that is taken ends the start here, before it records itself over a running server's record.
   const tm = openTokenmint(config, { logger });
-  let port: number;
   try {
     await tm.keyring.checkMasterKey();
-    port = await probePort(config);
-    warnIfLowered(await tm.keyring.recordServerStart(), logger, tm.clock());
   } finally {
     await tm.close();
   }
@@ -62,11 +60,27 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       worker.process.kill('SIGKILL');
     }
   }, HEARTBEAT_INTERVAL_MS).unref();
+  // One worker starts first: a port that is taken ends the start with one message, and only once
+  // that worker holds the port does the cluster record its start (a start that cannot listen, next
+  // to a running server, must not record itself over that server's record) and fork the others.
+  // PORT=0 (any free port) is chosen here, once: workers started later, even after every other one
+  // died (and the port with them), then listen on the port announced, not on another free one.
+  const port = config.port === 0 ? await freePort(config) : config.port;
+  let recorded = false;
   const fork = () => {
-    const runsMaintenance = maintenanceWorker === undefined;
+    // Maintenance (a scheduled rotation) follows the record: it waits for it.
+    const runsMaintenance = recorded && maintenanceWorker === undefined;
     const worker = cluster.fork({ TOKENMINT_MAINTENANCE: runsMaintenance ? '1' : '0', PORT: String(port) });
     if (runsMaintenance) maintenanceWorker = worker;
     lastHeartbeat.set(worker, Date.now()); // a worker stuck while starting is stuck too
+  };
+  const recordStart = async () => {
+    const tm = openTokenmint(config, { logger });
+    try {
+      warnIfLowered(await tm.keyring.recordServerStart(), logger, tm.clock());
+    } finally {
+      await tm.close();
+    }
   };
 
   let announced = false;
@@ -78,9 +92,21 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     logger.info({ pid: worker.process.pid, workers: listened.size }, 'worker listening');
     if (announced) return;
     announced = true;
-    const host = address.address ?? config.host;
-    process.stderr.write(`tokenmint ${VERSION} listening on ${config.tls ? 'https' : 'http'}://${urlHost(host)}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
-    logger.info({ version: VERSION, node: process.version, address: host, port: address.port, database: config.databasePath, workers: config.workers }, 'listening');
+    recordStart().then(
+      () => {
+        if (closing) return;
+        recorded = true;
+        const host = address.address ?? config.host;
+        process.stderr.write(`tokenmint ${VERSION} listening on ${config.tls ? 'https' : 'http'}://${urlHost(host)}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
+        logger.info({ version: VERSION, node: process.version, address: host, port: address.port, database: config.databasePath, workers: config.workers }, 'listening');
+        for (let i = 1; i < config.workers; i++) fork();
+      },
+      (error: unknown) => {
+        logger.error({ error: describeError(error) }, 'could not record the start; stopping');
+        failed = true;
+        shutdown('could not record the start');
+      },
+    );
   });
 
   let failed = false;
@@ -101,6 +127,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   };
   cluster.on('exit', (worker, code, signal) => {
     if (worker === maintenanceWorker) maintenanceWorker = undefined;
+    for (const collection of collections.values()) collection.forget(worker);
     lastHeartbeat.delete(worker);
     if (!closing && !listened.delete(worker) && signal !== 'SIGKILL') {
       // It failed before it listened (it said why on stderr). Killed (the OOM killer, an operator)
@@ -132,18 +159,48 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     restartIn(RESTART_DELAY_MS);
   });
 
-  // A worker answering GET /metrics asks here for the sum over all workers.
-  const aggregator = new AggregatorRegistry();
-  cluster.on('message', (worker, message: { type?: string; id?: number }) => {
+  // A worker answering GET /metrics asks here for the sum over the workers that serve. One still
+  // starting has counted nothing and cannot answer yet: asked (prom-client's clusterMetrics asks every
+  // worker), it made GET /metrics wait 5 s and fail while any worker started. One that exits
+  // meanwhile takes its counts with it, as it would a second later.
+  type Collection = { answer: (worker: Worker, message: { metrics?: object[]; error?: string }) => void; forget: (worker: Worker) => void };
+  const collections = new Map<number, Collection>();
+  let nextCollection = 0;
+  const collectMetrics = () =>
+    new Promise<string>((resolve, reject) => {
+      const id = nextCollection++;
+      const pending = new Set([...listened].filter((worker) => worker.isConnected()));
+      const answers: object[][] = [];
+      const finish = (error?: Error) => {
+        clearTimeout(timeout);
+        collections.delete(id);
+        if (error) reject(error);
+        else resolve(AggregatorRegistry.aggregate(answers).metrics());
+      };
+      const timeout = setTimeout(() => finish(new Error(`${pending.size} worker(s) sent no metrics within ${METRICS_TIMEOUT_MS} ms`)), METRICS_TIMEOUT_MS);
+      const settled = (worker: Worker) => pending.delete(worker) && pending.size === 0 && finish();
+      collections.set(id, {
+        answer: (worker, message) => {
+          if (!pending.has(worker)) return;
+          if (message.error !== undefined) return finish(new Error(message.error));
+          answers.push(message.metrics ?? []);
+          settled(worker);
+        },
+        forget: settled,
+      });
+      if (pending.size === 0) return finish();
+      for (const worker of pending) worker.send({ type: METRICS_COLLECT, id }, undefined, {}, () => {});
+    });
+  cluster.on('message', (worker, message: { type?: string; id?: number; metrics?: object[]; error?: string }) => {
     if (message?.type === HEARTBEAT && lastHeartbeat.has(worker)) lastHeartbeat.set(worker, Date.now());
     if (message?.type === APP_KEY_FAILURE) {
       // To every other worker; one that is exiting can miss it (the callback takes the error).
       for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(message, undefined, {}, () => {});
       return;
     }
+    if (message?.type === METRICS_COLLECTED) return collections.get(message.id!)?.answer(worker, message);
     if (message?.type !== METRICS_REQUEST) return;
-    aggregator
-      .clusterMetrics()
+    collectMetrics()
       .then((text) => worker.send({ type: METRICS_ANSWER, id: message.id, text }))
       .catch((error: Error) => worker.send({ type: METRICS_ANSWER, id: message.id, error: error.message }));
   });
@@ -153,7 +210,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     failed = true;
     shutdown(`database file ${change}`);
   });
-  const shutdown = (signal: NodeJS.Signals | 'worker could not start' | `database file ${DatabaseFileChange}`) => {
+  const shutdown = (signal: NodeJS.Signals | 'worker could not start' | 'could not record the start' | `database file ${DatabaseFileChange}`) => {
     if (closing) return;
     closing = true;
     stopWatching();
@@ -179,7 +236,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     process.exit(130);
   });
 
-  for (let i = 0; i < config.workers; i++) fork();
+  fork();
 }
 
 /** In a worker: tells the primary, every second, that its event loop still turns. */
@@ -220,8 +277,14 @@ export function receiveAppKeyFailures(limiter: { recordSharedFailure: (appId: st
 
 /** In a worker: answer the primary's metric collection, and collect everyone's through it. */
 export function clusterMetricsOf(registry: Registry): () => Promise<string> {
-  new AggregatorRegistry(); // installs prom-client's worker-side listener
-  AggregatorRegistry.setRegistries([registry]);
+  process.on('message', (message: { type?: string; id?: number }) => {
+    if (message?.type !== METRICS_COLLECT) return;
+    const send = (answer: object) => process.connected && process.send!({ type: METRICS_COLLECTED, id: message.id, ...answer }, undefined, {}, () => {});
+    registry.getMetricsAsJSON().then(
+      (metrics) => send({ metrics }),
+      (error: Error) => send({ error: error.message }),
+    );
+  });
   let nextId = 0;
   return () =>
     new Promise((resolve, reject) => {

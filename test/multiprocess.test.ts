@@ -180,6 +180,34 @@ describe('a cluster whose workers die', () => {
   });
 });
 
+describe('GET /metrics in a cluster', () => {
+  it('answers at once, summed over the workers that serve, while another worker starts', async () => {
+    const dir = tempDir();
+    const server = await startServer(testEnv(dir, { WORKERS: '2' }), dir);
+    const listening = () => server.stdout().match(/"msg":"worker listening"/g)?.length ?? 0;
+    await until(() => listening() === 2);
+    const [first] = childPids(server.child.pid!);
+    process.kill(first!, 'SIGKILL');
+    await until(() => server.stdout().includes('worker exited; starting another'));
+    // Its replacement is forked a second later and takes a few hundred ms to listen: scrape all along.
+    // Until this version the primary asked every worker, the one starting included, which could not
+    // answer yet: each scrape then waited 5 s and got a 500.
+    const answers: number[] = [];
+    const deadline = Date.now() + 10_000;
+    while (listening() < 3 && Date.now() < deadline) {
+      const res = await fetch(`${server.url}/metrics`);
+      const text = await res.text();
+      answers.push(res.status);
+      expect(res.status, text).toBe(200);
+      expect(text).toMatch(/^tokenmint_build_info\{version="[^"]+"\} 1$/m);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(listening()).toBe(3);
+    expect(answers.length).toBeGreaterThan(10);
+    expect(await server.stop('SIGTERM')).toBe(0);
+  });
+});
+
 describe('a cluster whose new worker cannot start', () => {
   it('while another serves, it is tried again ever less often, and starts once the cause is gone; with none serving, the server stops; no worker makes a master key file', async () => {
     const dir = tempDir();

@@ -1,4 +1,4 @@
-import { execFile, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -145,6 +145,45 @@ describe('start-up', () => {
     // Until this version the failed start had recorded its 60 s.
     expect(rotated.stderr).toMatch(/less than the JWKS cache lifetime \(3600 s\)/);
     expect(await running.stop()).toBe(0);
+  });
+
+  it('a cluster records its start only once it holds the port: another process cannot take the port after the record', async () => {
+    // Until this version the primary tried the port, let it go, recorded, then forked the workers,
+    // which took it again: a process that took the port in between failed the start after its record.
+    const dir = tempDir();
+    const env = testEnv(dir, { WORKERS: '2' });
+    const free = net.createServer().listen(0, '127.0.0.1');
+    await once(free, 'listening');
+    const port = (free.address() as net.AddressInfo).port;
+    await new Promise((resolve) => free.close(resolve));
+    const child = spawn(process.execPath, [serverEntry], { cwd: dir, env: { PATH: process.env.PATH, ...env, PORT: String(port) }, stdio: 'ignore' });
+    const exited = once(child, 'exit');
+    onCleanup(() => child.kill('SIGKILL'));
+    const recorded = () => {
+      try {
+        const db = new Database(String(env.DATABASE_URL), { readonly: true, fileMustExist: true });
+        try {
+          return db.prepare('SELECT count(*) AS n FROM server_settings').get() as { n: number };
+        } finally {
+          db.close();
+        }
+      } catch {
+        return { n: 0 }; // not made or not migrated yet
+      }
+    };
+    const deadline = Date.now() + 15_000;
+    while (recorded().n === 0 && Date.now() < deadline) await sleep(2); // until() looks only every 100 ms
+    // The moment the record is there, take the port.
+    const intruder = net.createServer();
+    const taken = await new Promise<string>((resolve) => {
+      intruder.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+      intruder.listen(port, '127.0.0.1', () => resolve('taken'));
+    });
+    onCleanup(() => intruder.close());
+    expect(taken).toBe('EADDRINUSE');
+    expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    child.kill('SIGTERM');
+    expect((await exited)[0]).toBe(0);
   });
 });
 
