@@ -4,7 +4,7 @@ import type { Config } from './config.js';
 import { loadTlsPair, warnIfExpiring } from './http/tls.js';
 import { urlHost } from './http/url-host.js';
 import { warnIfLowered } from './keyring/jwks-caching.js';
-import { freePort } from './listen.js';
+import { probePort } from './listen.js';
 import { describeError, type Logger } from './log.js';
 import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
 import { openTokenmint } from './tokenmint.js';
@@ -23,6 +23,7 @@ const METRICS_COLLECT = 'tokenmint:metrics-collect';
 const METRICS_COLLECTED = 'tokenmint:metrics-collected';
 /** How long the primary waits for each serving worker's own metrics before GET /metrics fails. */
 const METRICS_TIMEOUT_MS = 5000;
+const MAINTENANCE_START = 'tokenmint:maintenance-start';
 const HEARTBEAT = 'tokenmint:heartbeat';
 const APP_KEY_FAILURE = 'tokenmint:app-key-failure';
 const HEARTBEAT_INTERVAL_MS = 1000;
@@ -36,9 +37,14 @@ const WORKER_EXIT_GRACE_MS = 2000;
 export async function runPrimary(config: Config, logger: Logger): Promise<void> {
   // Migrate and create the master key file once, before workers race to do it; and refuse a wrong
   // master key here, where it ends the start, not in workers that would be restarted forever.
+  // PORT=0 (any free port) is chosen here, once: workers started later, even after every other one
+  // died (and the port with them), then listen on the port announced, not on another free one. A
+  // port that is taken ends the start here, said once rather than by every worker.
   const tm = openTokenmint(config, { logger });
+  let port: number;
   try {
     await tm.keyring.checkMasterKey();
+    port = await probePort(config);
   } finally {
     await tm.close();
   }
@@ -60,16 +66,16 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       worker.process.kill('SIGKILL');
     }
   }, HEARTBEAT_INTERVAL_MS).unref();
-  // One worker starts first: a port that is taken ends the start with one message, and only once
-  // that worker holds the port does the cluster record its start (a start that cannot listen, next
-  // to a running server, must not record itself over that server's record) and fork the others.
-  // PORT=0 (any free port) is chosen here, once: workers started later, even after every other one
-  // died (and the port with them), then listen on the port announced, not on another free one.
-  const port = config.port === 0 ? await freePort(config) : config.port;
+  // The start is recorded once a worker holds the port, not before: the port may be taken between
+  // the probe and the workers' listen, and a start that cannot listen, next to a running server,
+  // must not record itself over that server's record. The maintenance (scheduled rotations follow
+  // the recorded JWKS max-age) waits for the record: its worker is told when to begin.
   let recorded = false;
+  const startMaintenanceOnceRecorded = () => {
+    if (recorded && maintenanceWorker && listened.has(maintenanceWorker)) maintenanceWorker.send({ type: MAINTENANCE_START }, undefined, {}, () => {});
+  };
   const fork = () => {
-    // Maintenance (a scheduled rotation) follows the record: it waits for it.
-    const runsMaintenance = recorded && maintenanceWorker === undefined;
+    const runsMaintenance = maintenanceWorker === undefined;
     const worker = cluster.fork({ TOKENMINT_MAINTENANCE: runsMaintenance ? '1' : '0', PORT: String(port) });
     if (runsMaintenance) maintenanceWorker = worker;
     lastHeartbeat.set(worker, Date.now()); // a worker stuck while starting is stuck too
@@ -90,16 +96,17 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     listened.add(worker);
     retryDelayMs = RESTART_DELAY_MS;
     logger.info({ pid: worker.process.pid, workers: listened.size }, 'worker listening');
+    if (worker === maintenanceWorker) startMaintenanceOnceRecorded();
     if (announced) return;
     announced = true;
     recordStart().then(
       () => {
         if (closing) return;
         recorded = true;
+        startMaintenanceOnceRecorded();
         const host = address.address ?? config.host;
         process.stderr.write(`tokenmint ${VERSION} listening on ${config.tls ? 'https' : 'http'}://${urlHost(host)}:${address.port} (database ${config.databasePath}, ${config.workers} workers)\n`);
         logger.info({ version: VERSION, node: process.version, address: host, port: address.port, database: config.databasePath, workers: config.workers }, 'listening');
-        for (let i = 1; i < config.workers; i++) fork();
       },
       (error: unknown) => {
         logger.error({ error: describeError(error) }, 'could not record the start; stopping');
@@ -236,7 +243,19 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     process.exit(130);
   });
 
-  fork();
+  for (let i = 0; i < config.workers; i++) fork();
+}
+
+/** In the worker that runs the maintenance: resolves once the primary has recorded the start. */
+export function maintenanceMayStart(): Promise<void> {
+  return new Promise((resolve) => {
+    const onMessage = (message: { type?: string }) => {
+      if (message?.type !== MAINTENANCE_START) return;
+      process.off('message', onMessage);
+      resolve();
+    };
+    process.on('message', onMessage);
+  });
 }
 
 /** In a worker: tells the primary, every second, that its event loop still turns. */

@@ -9,15 +9,15 @@ export function exitCannotListen({ host, port }: Pick<Config, 'host' | 'port'>, 
 }
 
 /**
- * PORT=0 for a cluster: a free port, found by binding port 0 on the configured host and letting it
- * go, for every worker to listen on (workers that each listened on port 0 would get a new port once
- * every one of them had died). Exits as exitCannotListen if the host cannot be bound.
+ * Binds the configured address and lets it go again: resolves to the port (for PORT=0, a free one),
+ * or exits as exitCannotListen. The primary of a cluster, which does not listen itself, asks this
+ * before it forks, so that a port already taken is said once, not by every worker.
  */
-export function freePort(config: Pick<Config, 'host'>): Promise<number> {
+export function probePort(config: Pick<Config, 'host' | 'port'>): Promise<number> {
   return new Promise((resolve) => {
     const probe = net.createServer();
-    probe.once('error', (error) => exitCannotListen({ host: config.host, port: 0 }, error));
-    probe.listen(0, config.host, () => {
+    probe.once('error', (error) => exitCannotListen(config, error));
+    probe.listen(config.port, config.host, () => {
       const { port } = probe.address() as net.AddressInfo;
       probe.close(() => resolve(port));
     });

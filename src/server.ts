@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { receiveAppKeyFailures, runPrimary, sendAppKeyFailure, sendHeartbeats } from './cluster.js';
+import { maintenanceMayStart, receiveAppKeyFailures, runPrimary, sendAppKeyFailure, sendHeartbeats } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { recordAppKeyBlock } from './http/app-auth.js';
 import { createApp } from './http/app.js';
@@ -123,11 +123,14 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   // A worker whose primary is gone (killed) must not linger holding the port.
   if (cluster.isWorker) process.on('disconnect', () => shutdown('disconnect'));
 
+  // The primary of a cluster says when the maintenance may start: once it has recorded the start.
+  const recordedByPrimary = cluster.isWorker && config.runsMaintenance ? maintenanceMayStart() : undefined;
   await new Promise<void>((resolve) => server.listen(config.port, config.host, resolve));
   server.off('error', cannotListen);
   // Only a start that serves records itself (the primary does it for a cluster), and before the
   // first rotation: one that failed to listen, next to a running server, would overwrite its record.
   if (!cluster.isWorker && !closing) warnIfLowered(await tm.keyring.recordServerStart(), logger, tm.clock());
+  await recordedByPrimary;
   if (closing) return; // stopped meanwhile: the database may be closed already
   if (config.runsMaintenance) maintenance = startMaintenance(tm, logger, config.maintenanceIntervalSeconds, metrics.observeMaintenance);
   if (cluster.isWorker) return; // the primary announces the cluster once

@@ -527,9 +527,10 @@ describe('scheduled key rotation across processes', () => {
     expect(keys.map((k) => k.state).sort()).toEqual(['current', 'next', 'retired']);
   });
 
-  it('a running server carries out due rotations by itself, no cron, no restart', async () => {
+  // WORKERS=2: the worker that runs the maintenance begins it once the primary has recorded the start.
+  it.each(['1', '2'])('a running server (WORKERS=%s) carries out due rotations by itself, no cron, no restart', async (workers) => {
     const dir = tempDir();
-    const env = testEnv(dir, { JWKS_MAX_AGE_SECONDS: '1', MAINTENANCE_INTERVAL_SECONDS: '0.2' });
+    const env = testEnv(dir, { JWKS_MAX_AGE_SECONDS: '1', MAINTENANCE_INTERVAL_SECONDS: '0.2', WORKERS: workers });
     const { key_id: first } = await cliProcess(env, dir, 'app', 'create', 'acme', '--rotate-every', '1');
     const server = await startServer(env, dir);
     let keys: Array<{ kid: string; state: string }> = [];
