@@ -39,11 +39,15 @@ export type AuditListener = (event: AuditEventName, fields: AuditFields) => void
 
 /** Writes admin actions and security events to the audit table, stamped with time and actor. */
 export function createAuditLog({ repo, clock, actor, onEvent }: { repo: Repository; clock: Clock; actor: AuditEvent['actor']; onEvent?: AuditListener }) {
-  async function record(event: AuditEventName, fields: AuditFields = {}): Promise<void> {
+  /**
+   * Records `event`. With `onceSince` (ms), only if no event of that name, app and client address was
+   * recorded after it, as another process may just have recorded the same (a block that every worker
+   * of a cluster starts); resolves to whether it did.
+   */
+  async function record(event: AuditEventName, fields: AuditFields = {}, { onceSince }: { onceSince?: number } = {}): Promise<boolean> {
     const at = clock();
     const detail = fields.requestId === undefined ? fields.detail : { ...fields.detail, request_id: fields.requestId };
-    onEvent?.(event, fields);
-    await repo.recordAudit({
+    const row: AuditEvent = {
       id: newUlid(at),
       at,
       actor,
@@ -54,7 +58,21 @@ export function createAuditLog({ repo, clock, actor, onEvent }: { repo: Reposito
       kid: fields.kid ?? null,
       clientAddress: fields.clientAddress ?? null,
       detail: detail === undefined ? null : JSON.stringify(detail),
-    });
+    };
+    if (onceSince === undefined) {
+      onEvent?.(event, fields); // said even if the write then fails
+      await repo.recordAudit(row);
+      return true;
+    }
+    let recorded: boolean;
+    try {
+      recorded = await repo.recordAuditOnce(row, onceSince);
+    } catch (error) {
+      onEvent?.(event, fields); // not known to be recorded anywhere: said here, rather than nowhere
+      throw error;
+    }
+    if (recorded) onEvent?.(event, fields);
+    return recorded;
   }
 
   return {

@@ -39,6 +39,8 @@ export function appAuth({ apps, audit, limiter, trustProxyHeader }: { apps: AppS
 /**
  * Records the start of a block of an app that exists, the first RECORDED_BLOCKS_PER_WINDOW of the app
  * in a window (the last of them says so), with the request that started it when it was this worker's.
+ * Every worker of a cluster may start the same block (AppKeyLimiter.recordSharedFailure): the first
+ * to record it does, the others find it within the block's window and record nothing.
  */
 export async function recordAppKeyBlock(
   { audit, limiter }: { audit: AuditLog; limiter: AppKeyLimiter },
@@ -48,5 +50,7 @@ export async function recordAppKeyBlock(
 ): Promise<void> {
   const number = limiter.blockNumber(appId);
   const last = number === RECORDED_BLOCKS_PER_WINDOW ? { later_blocks_not_recorded: true } : {};
-  if (number <= RECORDED_BLOCKS_PER_WINDOW) await audit.record('security.app_key_blocked', { appId, clientAddress: client, requestId, detail: { reason: reason ?? 'wrong app keys counted by another worker', ...last } });
+  if (number > RECORDED_BLOCKS_PER_WINDOW) return;
+  const fields = { appId, clientAddress: client, requestId, detail: { reason: reason ?? 'wrong app keys counted by another worker', ...last } };
+  await audit.record('security.app_key_blocked', fields, { onceSince: limiter.blockStartedAfter() });
 }

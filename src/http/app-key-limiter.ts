@@ -82,7 +82,7 @@ export function createAppKeyLimiter({
     /**
      * Counts a wrong key another worker counted and shared; true when it starts a block here. The
      * workers' counts meet only through these messages, so a block may start in every worker from a
-     * failure of another: each records the block it starts (recordAppKeyBlock), lest none do.
+     * failure of another: each records the block it starts (recordAppKeyBlock, which keeps one), lest none do.
      */
     recordSharedFailure(appId: string, client: string): boolean {
       return count(appId, client);
@@ -97,6 +97,11 @@ export function createAppKeyLimiter({
       let window = recordedBlocks.get(appId);
       if (!window || now - window.windowStart >= windowMs) recordedBlocks.set(appId, (window = { windowStart: now, count: 0 }));
       return ++window.count;
+    },
+
+    /** Since when (ms) a block that starts now may already have been recorded: a block lasts one window, and the next can start only after it. */
+    blockStartedAfter(): number {
+      return clock() - windowMs;
     },
 
     get size(): number {

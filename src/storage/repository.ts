@@ -266,6 +266,12 @@ export interface Repository {
   pruneExpired(now: number, signal?: AbortSignal): Promise<{ refreshTokens: number; sessions: number }>;
 
   recordAudit(event: AuditEvent): Promise<void>;
+  /**
+   * Records `event` unless an event of the same name, app and client address was recorded after
+   * `since` (ms), as one check and insert that processes take in turn: of several that record the same
+   * thing at once, exactly one does. Resolves to whether this one did.
+   */
+  recordAuditOnce(event: AuditEvent, since: number): Promise<boolean>;
   /** Newest first. */
   listAudit(filter: { appId?: string; since?: number; limit: number }): Promise<AuditEvent[]>;
   /** Deletes the audit events from before `before` (ms), in small batches like pruneExpired; resolves to how many went. */

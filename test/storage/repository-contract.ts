@@ -442,6 +442,22 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect(seen).toEqual([null, first, lowered]);
     });
 
+    it('recordAuditOnce records an event unless the same one (name, app, client address) was recorded after a time', async () => {
+      const { repo } = await withApp();
+      const event = (id: string, at: number, fields: { event?: string; appId?: string | null; clientAddress?: string | null } = {}) => ({
+        id, at, actor: 'server' as const, event: 'security.app_key_blocked', appId: 'acme', sub: null, sessionId: null, kid: null, clientAddress: '203.0.113.7', detail: null, ...fields,
+      });
+      expect(await repo.recordAuditOnce(event('E1', NOW), NOW - 10)).toBe(true);
+      expect(await repo.recordAuditOnce(event('E2', NOW + 1), NOW - 10)).toBe(false); // the same, again
+      expect(await repo.recordAuditOnce(event('E3', NOW + 2, { clientAddress: '203.0.113.8' }), NOW - 10)).toBe(true);
+      expect(await repo.recordAuditOnce(event('E4', NOW + 3, { appId: 'other' }), NOW - 10)).toBe(true);
+      expect(await repo.recordAuditOnce(event('E5', NOW + 4, { event: 'security.refresh_reuse' }), NOW - 10)).toBe(true);
+      expect(await repo.recordAuditOnce(event('E6', NOW + 5, { appId: null, clientAddress: null }), NOW - 10)).toBe(true);
+      expect(await repo.recordAuditOnce(event('E7', NOW + 6, { appId: null, clientAddress: null }), NOW - 10)).toBe(false);
+      expect(await repo.recordAuditOnce(event('E8', NOW + 7), NOW)).toBe(true); // E1 is not after NOW
+      expect((await repo.listAudit({ limit: 10 })).map((e) => e.id)).toEqual(['E8', 'E6', 'E5', 'E4', 'E3', 'E1']);
+    });
+
     it('pruneAudit deletes the events from before a time, and only those', async () => {
       const { repo } = await withApp();
       const event = (id: string, at: number) => ({ id, at, actor: 'cli' as const, event: 'app.created', appId: 'acme', sub: null, sessionId: null, kid: null, clientAddress: null, detail: null });

@@ -491,6 +491,21 @@ export function createSqliteRepository(db: SqliteDb): Repository {
       db.insert(auditEvents).values(event).run();
     },
 
+    async recordAuditOnce(event, since) {
+      const same = (column: SQLiteColumn, value: string | null) => (value === null ? isNull(column) : eq(column, value));
+      return db.transaction((tx) => {
+        const earlier = tx
+          .select({ id: auditEvents.id })
+          .from(auditEvents)
+          .where(and(same(auditEvents.appId, event.appId), gt(auditEvents.at, since), eq(auditEvents.event, event.event), same(auditEvents.clientAddress, event.clientAddress)))
+          .limit(1)
+          .get();
+        if (earlier) return false;
+        tx.insert(auditEvents).values(event).run();
+        return true;
+      }, immediate);
+    },
+
     async pruneAudit(before) {
       let deleted = 0;
       const batch = () => {
