@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import type { Config } from './config.js';
+import { ConfigError, type Config } from './config.js';
+import { startFailure } from './files.js';
 import { loadTlsPair, warnIfExpiring } from './http/tls.js';
 import { urlHost } from './http/url-host.js';
 import { warnIfLowered } from './keyring/jwks-caching.js';
@@ -109,6 +110,8 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
         logger.info({ version: VERSION, node: process.version, address: host, port: address.port, database: config.databasePath, workers: config.workers }, 'listening');
       },
       (error: unknown) => {
+        const failure = startFailure(config.databasePath, error);
+        process.stderr.write(`tokenmint: ${failure instanceof ConfigError ? failure.message : `could not record the start: ${describeError(error).message}`}\n`);
         logger.error({ error: describeError(error) }, 'could not record the start; stopping');
         failed = true;
         shutdown('could not record the start');

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { ConfigError } from './config.js';
 
 /**
  * Creates `file` empty, readable and writable by this user only, and the folders it needs (0700).
@@ -92,6 +93,27 @@ export function accessHint(file: string): string {
     }
   }
   return 'check its permissions and those of its folder';
+}
+
+/**
+ * What to tell the operator of a write the database `file` refused for a reason outside tokenmint (a
+ * full disk, an I/O error, a lock held past the 5 s wait, a read-only file); undefined for any other error.
+ */
+export function storageFailureMessage(file: string, error: unknown): string | undefined {
+  const code = errorCode(error);
+  if (!/^SQLITE_(FULL|IOERR|BUSY|READONLY)/.test(code)) return undefined;
+  const hint = code.startsWith('SQLITE_BUSY')
+    ? 'another process held its write lock for over 5 s (a backup, another long command, an sqlite3 shell with a transaction open)'
+    : code.startsWith('SQLITE_READONLY')
+      ? accessHint(file)
+      : fullDiskHint(file, error);
+  return `the database ${file} could not be written: ${(error as Error).message} (${code}); the transaction under way was rolled back${hint ? `; ${hint}` : ''}`;
+}
+
+/** A server start that a storage failure ended: the operator's sentence (a ConfigError); any other error as it is. */
+export function startFailure(file: string, error: unknown): unknown {
+  const message = storageFailureMessage(file, error);
+  return message === undefined ? error : new ConfigError(`${message}. Start the server again once that is fixed`);
 }
 
 /** This process's user name, if the system has one for its uid. */

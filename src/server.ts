@@ -14,6 +14,7 @@ import { warnIfLowered } from './keyring/jwks-caching.js';
 import { exitCannotListen } from './listen.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
+import { startFailure } from './files.js';
 import { createLogger, describeError, type Logger } from './log.js';
 import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
@@ -24,8 +25,12 @@ import { VERSION } from './version.js';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.logLevel);
-  if (cluster.isPrimary && config.workers > 1) await runPrimary(config, logger);
-  else await runServer(config, logger);
+  try {
+    if (cluster.isPrimary && config.workers > 1) await runPrimary(config, logger);
+    else await runServer(config, logger);
+  } catch (error) {
+    throw startFailure(config.databasePath, error); // a locked or full database: a sentence, not a stack
+  }
 }
 
 /** One serving process: the whole server with WORKERS=1, else one worker of the cluster. */

@@ -147,6 +147,23 @@ describe('start-up', () => {
     expect(await running.stop()).toBe(0);
   });
 
+  it.each(['1', '2'])('a database another process keeps locked past the 5 s wait (WORKERS=%s): the start ends (exit 1) with a sentence that says so, and records nothing', async (workers) => {
+    const dir = tempDir();
+    const env = testEnv(dir, { WORKERS: workers });
+    await cliProcess(env, dir, 'app', 'create', 'acme');
+    const lock = new Database(String(env.DATABASE_URL));
+    lock.exec('BEGIN IMMEDIATE');
+    onCleanup(() => lock.close());
+    const failed = await promisify(execFile)(process.execPath, [serverEntry], { cwd: dir, env: { PATH: process.env.PATH, ...env, PORT: '0' }, timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
+    lock.exec('ROLLBACK');
+    expect('code' in failed && failed.code).toBe(1);
+    // Until this version: "tokenmint: SqliteError: database is locked" and a stack (WORKERS=1), or nothing on stderr (a cluster).
+    expect(failed.stderr).toBe(
+      `tokenmint: the database ${env.DATABASE_URL} could not be written: database is locked (SQLITE_BUSY); the transaction under way was rolled back; another process held its write lock for over 5 s (a backup, another long command, an sqlite3 shell with a transaction open). Start the server again once that is fixed\n`,
+    );
+    expect(lock.prepare('SELECT count(*) AS n FROM server_settings').get()).toEqual({ n: 0 });
+  });
+
   it('a cluster records its start only once it holds the port: another process cannot take the port after the record', async () => {
     // Until this version the primary tried the port, let it go, recorded, then forked the workers,
     // which took it again: a process that took the port in between failed the start after its record.

@@ -3,7 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { systemClock, type Clock } from '../clock.js';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { TokenmintError } from '../errors.js';
-import { accessHint, errorCode, fullDiskHint } from '../files.js';
+import { storageFailureMessage } from '../files.js';
 import { openTokenmint, type Tokenmint } from '../tokenmint.js';
 import { VERSION } from '../version.js';
 import { appCommands } from './app-commands.js';
@@ -118,14 +118,8 @@ export type WithContext = <A extends unknown[]>(
  * "unexpected error" and exit 70. `session revoke --all` on a full disk is where it matters most.
  */
 function storageFailure(file: string, error: unknown): unknown {
-  const code = errorCode(error);
-  if (!/^SQLITE_(FULL|IOERR|BUSY|READONLY)/.test(code)) return error;
-  const hint = code.startsWith('SQLITE_BUSY')
-    ? 'another process held its write lock for over 5 s (a backup, another long command)'
-    : code.startsWith('SQLITE_READONLY')
-      ? accessHint(file)
-      : fullDiskHint(file, error);
-  return new ConfigError(`the database ${file} could not be written: ${(error as Error).message} (${code}); the transaction under way was rolled back${hint ? `; ${hint}` : ''}. Run the command again once that is fixed`);
+  const message = storageFailureMessage(file, error);
+  return message === undefined ? error : new ConfigError(`${message}. Run the command again once that is fixed`);
 }
 
 /**
