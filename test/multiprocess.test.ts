@@ -544,5 +544,12 @@ describe('scheduled key rotation across processes', () => {
     expect(keys.find((k) => k.kid === first)?.state).toBe('retired');
     expect(keys.filter((k) => k.state === 'current')).toHaveLength(1);
     expect(server.stdout()).toContain('scheduled key rotation');
+    if (workers === '1') return;
+    // Every worker killed: the one the primary starts to run the maintenance is told to begin too.
+    for (const pid of childPids(server.child.pid!)) process.kill(pid, 'SIGKILL');
+    await until(() => (server.stdout().match(/"msg":"worker listening"/g)?.length ?? 0) >= 4);
+    const rotations = () => server.stdout().match(/scheduled key rotation/g)?.length ?? 0;
+    const before = rotations();
+    await until(() => rotations() > before);
   });
 });
