@@ -1,7 +1,9 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import { systemClock } from './clock.js';
 import { ConfigError, type Config } from './config.js';
 import { startFailure } from './files.js';
+import { createAppKeyLimiter, type AppKeyCounts } from './http/app-key-limiter.js';
 import { loadTlsPair, warnIfExpiring } from './http/tls.js';
 import { urlHost } from './http/url-host.js';
 import { warnIfLowered } from './keyring/jwks-caching.js';
@@ -27,6 +29,8 @@ const METRICS_TIMEOUT_MS = 5000;
 const MAINTENANCE_START = 'tokenmint:maintenance-start';
 const HEARTBEAT = 'tokenmint:heartbeat';
 const APP_KEY_FAILURE = 'tokenmint:app-key-failure';
+const APP_KEY_COUNTS_REQUEST = 'tokenmint:app-key-counts-request';
+const APP_KEY_COUNTS = 'tokenmint:app-key-counts';
 const HEARTBEAT_INTERVAL_MS = 1000;
 const RESTART_DELAY_MS = 1000;
 /** The longest wait between tries at a worker that cannot start while others serve. */
@@ -169,6 +173,16 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     restartIn(RESTART_DELAY_MS);
   });
 
+  // Every wrong app key a worker counts is relayed here to the others, and counted here too: a worker
+  // that starts (a replacement) takes these counts over before it listens. Until it did, one started
+  // during a block knew nothing of it, and answered the blocked address, the right key included.
+  const appKeyCounts = createAppKeyLimiter({
+    limit: config.appKeyFailureLimit,
+    windowSeconds: config.appKeyFailureWindowSeconds,
+    maxClients: config.appKeyLimiterMaxClients,
+    clock: systemClock,
+  });
+
   // A worker answering GET /metrics asks here for the sum over the workers that serve. One still
   // starting has counted nothing and cannot answer yet: asked (prom-client's clusterMetrics asks every
   // worker), it made GET /metrics wait 5 s and fail while any worker started. One that exits
@@ -201,9 +215,11 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
       if (pending.size === 0) return finish();
       for (const worker of pending) worker.send({ type: METRICS_COLLECT, id }, undefined, {}, () => {});
     });
-  cluster.on('message', (worker, message: { type?: string; id?: number; metrics?: object[]; error?: string }) => {
+  cluster.on('message', (worker, message: { type?: string; id?: number; metrics?: object[]; error?: string; failures?: unknown }) => {
     if (message?.type === HEARTBEAT && lastHeartbeat.has(worker)) lastHeartbeat.set(worker, Date.now());
+    if (message?.type === APP_KEY_COUNTS_REQUEST) return void worker.send({ type: APP_KEY_COUNTS, counts: appKeyCounts.counts() }, undefined, {}, () => {});
     if (message?.type === APP_KEY_FAILURE) {
+      for (const [appId, client] of failuresIn(message)) appKeyCounts.recordSharedFailure(appId, client);
       // To every other worker; one that is exiting can miss it (the callback takes the error).
       for (const other of Object.values(cluster.workers ?? {})) if (other && other !== worker && other.isConnected()) other.send(message, undefined, {}, () => {});
       return;
@@ -278,7 +294,7 @@ let pendingFailures: Array<[appId: string, client: string]> = [];
  * tries, and a block on one worker left the others open to it. Those of one turn of the event loop
  * go as one message, which reaches the others within a millisecond or so (a message each cost a
  * third of the rate a flood of wrong keys was refused at; README, Security model). A worker started
- * later knows only the failures from then on.
+ * later takes over the primary's counts of them (appKeyCountsOfPrimary).
  */
 export function sendAppKeyFailure(appId: string, client: string): void {
   if (pendingFailures.push([appId, client]) > 1) return;
@@ -289,11 +305,30 @@ export function sendAppKeyFailure(appId: string, client: string): void {
   });
 }
 
+/** The (app, client) pairs of an APP_KEY_FAILURE message. */
+const failuresIn = (message: { failures?: unknown }): Array<[appId: string, client: string]> => (Array.isArray(message.failures) ? (message.failures as Array<[string, string]>) : []);
+
 /** In a worker: counts in `limiter` the wrong app keys the other workers send; `onBlock` for each block one of them starts here. */
 export function receiveAppKeyFailures(limiter: { recordSharedFailure: (appId: string, client: string) => boolean }, onBlock: (appId: string, client: string) => void): void {
   process.on('message', (message: { type?: string; failures?: unknown }) => {
-    if (message?.type !== APP_KEY_FAILURE || !Array.isArray(message.failures)) return;
-    for (const [appId, client] of message.failures as Array<[string, string]>) if (limiter.recordSharedFailure(appId, client)) onBlock(appId, client);
+    if (message?.type !== APP_KEY_FAILURE) return;
+    for (const [appId, client] of failuresIn(message)) if (limiter.recordSharedFailure(appId, client)) onBlock(appId, client);
+  });
+}
+
+/**
+ * In a worker, before it listens: the primary's app-key counts, to take over (AppKeyLimiter.load).
+ * Failures the primary relays meanwhile are in them or come after them, as its messages keep their order.
+ */
+export function appKeyCountsOfPrimary(): Promise<AppKeyCounts> {
+  return new Promise((resolve) => {
+    const onMessage = (message: { type?: string; counts?: AppKeyCounts }) => {
+      if (message?.type !== APP_KEY_COUNTS) return;
+      process.off('message', onMessage);
+      resolve(message.counts ?? []);
+    };
+    process.on('message', onMessage);
+    process.send!({ type: APP_KEY_COUNTS_REQUEST });
   });
 }
 

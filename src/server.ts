@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { maintenanceMayStart, receiveAppKeyFailures, runPrimary, sendAppKeyFailure, sendHeartbeats } from './cluster.js';
+import { appKeyCountsOfPrimary, maintenanceMayStart, receiveAppKeyFailures, runPrimary, sendAppKeyFailure, sendHeartbeats } from './cluster.js';
 import { createAppKeyLimiter } from './http/app-key-limiter.js';
 import { recordAppKeyBlock } from './http/app-auth.js';
 import { createApp } from './http/app.js';
@@ -66,6 +66,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
         if (await tm.repo.findApp(appId)) await recordAppKeyBlock({ audit: tm.audit, limiter }, appId, client);
       })().catch((error: unknown) => logger.error({ error: describeError(error) }, 'could not record an app-key block'));
     });
+    limiter.load(await appKeyCountsOfPrimary()); // a replacement started during a block enforces it too
   }
   const app = createApp({ ...tm, limiter, logger, metrics, config });
 

@@ -467,6 +467,16 @@ describe('the app-key limiter in a cluster', () => {
     const events = (await cliProcess(env, dir, 'audit', 'list', '--app', 'acme', '--json')) as unknown as Array<{ event: string }>;
     expect(events.filter((e) => e.event === 'security.app_key_blocked')).toHaveLength(1);
     expect(server.stdout().match(/"msg":"security\.app_key_blocked"/g)).toHaveLength(1);
+
+    // A worker killed during the block: the one that replaces it takes the counts over from the
+    // primary, which counts every relayed failure too. Until this version it knew nothing of the
+    // block, and the requests it was dealt got 200 with the right key.
+    const [killed] = childPids(server.child.pid!);
+    process.kill(killed!, 'SIGKILL');
+    await until(() => server.stdout().split('\n').filter((l) => l.includes('"msg":"worker listening"')).length === 3);
+    const statuses: number[] = [];
+    for (let i = 0; i < 6; i++) statuses.push(await issue(String(appKey)));
+    expect(statuses).toEqual(Array(6).fill(429));
     expect(await server.stop('SIGTERM')).toBe(0);
   });
 });

@@ -13,6 +13,9 @@ export const RECORDED_BLOCKS_PER_WINDOW = 100;
 
 export type AppKeyLimiter = ReturnType<typeof createAppKeyLimiter>;
 
+/** The counts of a limiter that still matter, oldest first: what a worker that starts takes over (AppKeyLimiter.load). */
+export type AppKeyCounts = Array<[key: string, entry: Entry]>;
+
 interface Entry {
   windowStart: number;
   failures: number;
@@ -25,7 +28,8 @@ interface Entry {
  * the right key — while other apps and networks go on untouched. At most `maxClients` pairs are
  * remembered: the oldest is forgotten first, so memory stays bounded whatever an attacker sends.
  * Each server process has its own; the workers of a cluster `share` each failure they count, and
- * count those of the others (`recordSharedFailure`), so that all block at the same count.
+ * count those of the others (`recordSharedFailure`), so that all block at the same count. The
+ * cluster primary counts them all too, and a worker that starts takes its counts over (`load`).
  */
 export function createAppKeyLimiter({
   limit,
@@ -102,6 +106,21 @@ export function createAppKeyLimiter({
     /** Since when (ms) a block that starts now may already have been recorded: a block lasts one window, and the next can start only after it. */
     blockStartedAfter(): number {
       return clock() - windowMs;
+    },
+
+    /** The counts whose window or block has not ended, oldest first. */
+    counts(): AppKeyCounts {
+      const now = clock();
+      return [...entries].filter(([, entry]) => now - entry.windowStart < windowMs || entry.blockedUntil > now);
+    },
+
+    /** Takes over `counts` of a limiter with the same settings (the cluster primary's), in place of its own for those pairs. */
+    load(counts: AppKeyCounts): void {
+      for (const [key, entry] of counts) {
+        entries.delete(key); // re-insert as the newest
+        entries.set(key, { ...entry });
+        if (entries.size > maxClients) entries.delete(entries.keys().next().value!);
+      }
     },
 
     get size(): number {

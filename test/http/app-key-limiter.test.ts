@@ -123,4 +123,30 @@ describe('app key brute force (429)', () => {
     expect(limiter.retryAfterSeconds('beta', '198.51.100.1')).toBe(60);
     expect(shared).toHaveLength(2);
   });
+
+  it('hands over the counts that still matter (a worker that starts takes the primary\'s), replacing its own for those pairs', () => {
+    const clock = manualClock();
+    const primary = createAppKeyLimiter({ limit: 3, windowSeconds: 60, maxClients: 2, clock });
+    primary.recordSharedFailure('acme', '198.51.100.2'); // one failure, its window ends in 60 s
+    clock.advance(10);
+    for (let i = 0; i < 3; i++) primary.recordSharedFailure('acme', '198.51.100.1'); // blocked for 60 s
+    clock.advance(20);
+    const worker = createAppKeyLimiter({ limit: 3, windowSeconds: 60, maxClients: 2, clock });
+    worker.recordSharedFailure('acme', '198.51.100.2'); // relayed to it too, and already in the primary's count
+    worker.load(primary.counts());
+    expect(worker.retryAfterSeconds('acme', '198.51.100.1')).toBe(40);
+    expect(worker.recordFailure('acme', '198.51.100.2')).toBe(false); // 2 failures, not 3: replaced, not added
+    expect(worker.recordFailure('acme', '198.51.100.2')).toBe(true);
+
+    // A window over without a block is not handed over; a block is, until it ends.
+    clock.advance(31); // the second pair's window is over; the first's block has 9 s left
+    expect(primary.counts().map(([key]) => key.split('\u0000')[1])).toEqual(['198.51.100.1']);
+    clock.advance(10);
+    expect(primary.counts()).toEqual([]);
+    // At most maxClients pairs, the newest kept.
+    const small = createAppKeyLimiter({ limit: 3, windowSeconds: 60, maxClients: 2, clock });
+    small.recordFailure('acme', '203.0.113.1');
+    small.load([...['203.0.113.2', '203.0.113.3'].map((c) => [`acme\u0000${c}`, { windowStart: clock(), failures: 1, blockedUntil: 0 }] as [string, { windowStart: number; failures: number; blockedUntil: number }])]);
+    expect(small.counts().map(([key]) => key.split('\u0000')[1])).toEqual(['203.0.113.2', '203.0.113.3']);
+  });
 });
