@@ -19,6 +19,7 @@ import { createLogger, describeError, type Logger } from './log.js';
 import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
 import { watchDatabaseFile } from './storage/sqlite/file-watch.js';
+import { warnIfNetworkFilesystem } from './storage/sqlite/network-filesystem.js';
 import { openTokenmint } from './tokenmint.js';
 import { VERSION } from './version.js';
 
@@ -38,6 +39,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   if (cluster.isWorker) sendHeartbeats();
   const tls = config.tls && loadTlsPair(config.tls);
   if (tls && !cluster.isWorker) warnIfExpiring(tls.certificate, logger); // the primary warns for a cluster
+  if (!cluster.isWorker) warnIfNetworkFilesystem(config.databasePath, logger);
   let metrics: ReturnType<typeof createMetrics> | undefined;
   // A worker opens what its primary made. One started after the database was deleted must not make
   // an empty one in its place: the primary's watch is stopping the cluster, and would then report the
