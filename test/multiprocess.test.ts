@@ -181,7 +181,7 @@ describe('a cluster whose workers die', () => {
 });
 
 describe('GET /metrics in a cluster', () => {
-  it('answers at once, summed over the workers that serve, while another worker starts', async () => {
+  it('answers 200, summed over the workers that serve, while another worker starts', async () => {
     const dir = tempDir();
     const server = await startServer(testEnv(dir, { WORKERS: '2' }), dir);
     const listening = () => server.stdout().match(/"msg":"worker listening"/g)?.length ?? 0;
