@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { looksLikeAppKey } from '../apps/app-key.js';
+import { IP_ADDRESS } from './ip-address.js';
 
 const MAX_PERSONAL_BYTES = 4096;
 const MAX_TOKEN_CHARS = 8192;
@@ -15,7 +16,11 @@ const WELL_FORMED = /^[^\uD800-\uDFFF]*$/u;
 const UNPAIRED_SURROGATE = 'must be valid Unicode: no unpaired surrogate';
 const text = (max: number) => z.string().min(1).max(max).regex(WELL_FORMED, UNPAIRED_SURROGATE);
 
-const ip = z.union([z.ipv4(), z.ipv6()], { error: 'must be an IPv4 or IPv6 address' });
+const IP_ERROR = 'must be an IPv4 or IPv6 address';
+const ip = z
+  .string({ error: IP_ERROR })
+  .regex(IP_ADDRESS, { error: IP_ERROR })
+  .meta({ description: 'an IPv4 or IPv6 address; an IPv6 one may carry a zone (fe80::1%eth0)' }); // for /openapi.json
 const sub = text(255);
 const useragent = text(1024);
 const refreshToken = z.string().min(1).max(MAX_TOKEN_CHARS);

@@ -46,7 +46,7 @@ describe('GET /openapi.json', () => {
     // (The 4 KiB byte limit of `personal` is in its description only: JSON Schema cannot say it.)
     // Emoji: one character each for JSON Schema's maxLength, two UTF-16 units for JavaScript's length.
     const emoji = (n: number) => '\u{1F600}'.repeat(n);
-    const replacements = [undefined, null, 7, '', 'x'.repeat(256), 'x'.repeat(1025), 'x'.repeat(8193), emoji(64), emoji(65), emoji(255), emoji(256), emoji(1024), emoji(1025), emoji(4097), '1.2.3', '::1', '2001:db8::1', [1], {}, { a: 1 }];
+    const replacements = [undefined, null, 7, '', 'x'.repeat(256), 'x'.repeat(1025), 'x'.repeat(8193), emoji(64), emoji(65), emoji(255), emoji(256), emoji(1024), emoji(1025), emoji(4097), '1.2.3', '01.2.3.4', '::1', '2001:db8::1', '::ffff:192.0.2.1', '1:2:3:4:5:6:192.0.2.1', 'fe80::1%eth0', `fe80::1%${'x'.repeat(65)}`, '192.0.2.1%eth0', [1], {}, { a: 1 }];
     let refused = 0;
     for (const [route, body] of Object.entries(valid)) {
       const schema = doc.paths[`/app/{app_id}/${route}`]!.post!.requestBody!.content['application/json']!.schema;

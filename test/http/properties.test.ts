@@ -1,6 +1,7 @@
+import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { client, harness, type Harness, type Pair } from '../helpers.js';
+import { client, decodePart, harness, type Harness, type Pair } from '../helpers.js';
 
 // `npm test` runs a fixed seed; `npm run test:fuzz` runs many more cases (FUZZ_RUNS, FUZZ_SEED).
 const runs = Number(process.env.FUZZ_RUNS ?? 150);
@@ -125,6 +126,30 @@ describe('hostile input never breaks the contract (fast-check)', () => {
         if (res.status === 200) expect(issued.has(token), 'a token never issued named the session to keep').toBe(true);
         await checkAnswer(res, 'POST');
         expect((await live()).sessions).toHaveLength(before);
+      }),
+      params,
+    );
+  });
+
+  it("ip: accepted exactly when node:net's isIP takes it (zone at most 64 characters), and copied as sent into the auth token", async () => {
+    const zone = fc.stringMatching(/^[0-9a-zA-Z.:-]{1,70}$/);
+    const address = fc.oneof(
+      fc.ipV4(),
+      fc.ipV6(),
+      fc.ipV4Extended(), // octal, hex and short forms: not an address for isIP
+      fc.tuple(fc.ipV6(), zone).map(([a, z]) => `${a}%${z}`),
+      fc.tuple(fc.ipV4(), zone).map(([a, z]) => `${a}%${z}`),
+      fc.ipV4().map((a) => `::ffff:${a}`),
+      fc.tuple(fc.ipV6(), fc.string({ maxLength: 3 })).map(([a, x]) => a + x),
+      fc.string({ maxLength: 50 }),
+    );
+    await fc.assert(
+      fc.asyncProperty(address, async (ip) => {
+        const res = await h.post('/app/acme/issue', { sub: 'u', ...client, ip }, appKey);
+        const zoneLength = ip.includes('%') ? ip.length - ip.indexOf('%') - 1 : 0;
+        expect(res.status, ip).toBe(isIP(ip) !== 0 && zoneLength <= 64 ? 200 : 400);
+        if (res.status === 200) expect(decodePart(((await res.json()) as Pair).auth_token, 1).ip).toBe(ip);
+        else expect(await res.json()).toEqual({ message: 'invalid request', errors: [{ path: 'ip', message: 'must be an IPv4 or IPv6 address' }] });
       }),
       params,
     );
