@@ -40,7 +40,17 @@ const envSchema = z.object({
   // How long an idle keep-alive connection stays open. Behind a load balancer that reuses
   // connections, make it longer than the balancer's idle timeout, or it may send on a closing one (502).
   KEEP_ALIVE_TIMEOUT_SECONDS: positiveInt(3600).default(5),
-  MAINTENANCE_INTERVAL_SECONDS: z.coerce.number().positive().max(86_400, 'must be at most 86400 seconds (a day)').default(60),
+  // Digits, with a fraction if wanted (tests run it every 0.2 s), but not under a tenth of a second:
+  // 0.001 would run it every millisecond. Number() would also take '0x10', '1e3' and ' 5'.
+  MAINTENANCE_INTERVAL_SECONDS: z
+    .preprocess(
+      (v) => (typeof v === 'string' && /^\d+(?:\.\d+)?$/.test(v) ? Number(v) : NaN),
+      z
+        .number({ error: (issue) => (issue.code === 'invalid_type' ? 'must be a number of seconds, such as 60 or 0.5' : undefined) })
+        .min(0.1, 'must be at least 0.1 seconds')
+        .max(86_400, 'must be at most 86400 seconds (a day)'),
+    )
+    .default(60),
   // When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
   METRICS_TOKEN: z.string().min(16).optional(),
   // Server processes sharing the port and the database (node:cluster): by default one per CPU this

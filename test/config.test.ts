@@ -18,6 +18,19 @@ describe('loadConfig', () => {
     expect(refusal({ SHUTDOWN_TIMEOUT_SECONDS: '3600', MAINTENANCE_INTERVAL_SECONDS: '86400' })).toBe('accepted');
   });
 
+  it('takes MAINTENANCE_INTERVAL_SECONDS as digits with an optional fraction, not under a tenth of a second', () => {
+    const interval = (value: string) => {
+      try {
+        return loadConfig({ MAINTENANCE_INTERVAL_SECONDS: value }, '/srv').maintenanceIntervalSeconds;
+      } catch (error) {
+        return (error as Error).message.split('\n')[1];
+      }
+    };
+    expect(['60', '0.25', '0.1', '86400'].map(interval)).toEqual([60, 0.25, 0.1, 86400]);
+    expect(interval('0.001')).toBe('  MAINTENANCE_INTERVAL_SECONDS: must be at least 0.1 seconds');
+    for (const typo of ['0x10', '1e3', ' 5', '-1', '.5', '']) expect(interval(typo), typo).toBe('  MAINTENANCE_INTERVAL_SECONDS: must be a number of seconds, such as 60 or 0.5');
+  });
+
   it('refuses a JWKS cache age or an app-key block over a day: a revoked key would stay trusted, a shared address blocked, that long', () => {
     expect(() => loadConfig({ JWKS_MAX_AGE_SECONDS: '9007199254740991', APP_KEY_FAILURE_WINDOW_SECONDS: '86401' }, '/srv')).toThrow(
       new ConfigError('invalid environment:\n  APP_KEY_FAILURE_WINDOW_SECONDS: must be at most 86400 seconds (a day)\n  JWKS_MAX_AGE_SECONDS: must be at most 86400 seconds (a day)'),
