@@ -182,6 +182,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     limit: config.appKeyFailureLimit,
     windowSeconds: config.appKeyFailureWindowSeconds,
     maxClients: config.appKeyLimiterMaxClients,
+    ipv6PrefixBits: config.appKeyFailureIpv6Prefix,
     clock: systemClock,
   });
 

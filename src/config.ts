@@ -27,6 +27,9 @@ const envSchema = z.object({
   // A day at most: the block lasts this long, for whoever shares the address (an IPv6 /64) too.
   APP_KEY_FAILURE_WINDOW_SECONDS: positiveInt(86_400, 'must be at most 86400 seconds (a day)').default(300),
   APP_KEY_LIMITER_MAX_CLIENTS: positiveInt().default(10_000),
+  // 128: each address counts apart, as the contract's 429 says. 64 (or 56, 48) counts a network: a
+  // client may send from any address of its /64, but so may others who share it with the sender.
+  APP_KEY_FAILURE_IPV6_PREFIX: positiveInt(128, 'must be a prefix length of at most 128 bits').default(128),
   // A day at most: a revoked key stays trusted this long by a verifier that cached the JWKS, and every
   // scheduled rotation waits at least this long after its key was published.
   JWKS_MAX_AGE_SECONDS: positiveInt(86_400, 'must be at most 86400 seconds (a day)').default(300),
@@ -79,6 +82,8 @@ export interface Config {
   readonly appKeyFailureLimit: number;
   readonly appKeyFailureWindowSeconds: number;
   readonly appKeyLimiterMaxClients: number;
+  /** The prefix length an IPv6 client is counted by: 128, each address apart. */
+  readonly appKeyFailureIpv6Prefix: number;
   readonly jwksMaxAgeSeconds: number;
   readonly shutdownTimeoutSeconds: number;
   readonly requestTimeoutSeconds: number;
@@ -151,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     appKeyFailureLimit: e.APP_KEY_FAILURE_LIMIT,
     appKeyFailureWindowSeconds: e.APP_KEY_FAILURE_WINDOW_SECONDS,
     appKeyLimiterMaxClients: e.APP_KEY_LIMITER_MAX_CLIENTS,
+    appKeyFailureIpv6Prefix: e.APP_KEY_FAILURE_IPV6_PREFIX,
     jwksMaxAgeSeconds: e.JWKS_MAX_AGE_SECONDS,
     shutdownTimeoutSeconds: e.SHUTDOWN_TIMEOUT_SECONDS,
     requestTimeoutSeconds: e.REQUEST_TIMEOUT_SECONDS,

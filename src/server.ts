@@ -58,6 +58,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
     limit: config.appKeyFailureLimit,
     windowSeconds: config.appKeyFailureWindowSeconds,
     maxClients: config.appKeyLimiterMaxClients,
+    ipv6PrefixBits: config.appKeyFailureIpv6Prefix,
     clock: systemClock,
     share: cluster.isWorker ? sendAppKeyFailure : undefined, // the others count it too
   });

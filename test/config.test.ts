@@ -36,7 +36,8 @@ describe('loadConfig', () => {
       new ConfigError('invalid environment:\n  APP_KEY_FAILURE_WINDOW_SECONDS: must be at most 86400 seconds (a day)\n  JWKS_MAX_AGE_SECONDS: must be at most 86400 seconds (a day)'),
     );
     expect(loadConfig({ JWKS_MAX_AGE_SECONDS: '86400', APP_KEY_FAILURE_WINDOW_SECONDS: '86400' }, '/srv')).toMatchObject({ jwksMaxAgeSeconds: 86400, appKeyFailureWindowSeconds: 86400 });
-    expect(loadConfig({}, '/srv')).toMatchObject({ shutdownTimeoutSeconds: 10, maintenanceIntervalSeconds: 60, databasePath: '/srv/data/tokenmint.db' });
+    expect(loadConfig({}, '/srv')).toMatchObject({ shutdownTimeoutSeconds: 10, maintenanceIntervalSeconds: 60, appKeyFailureIpv6Prefix: 128, databasePath: '/srv/data/tokenmint.db' });
+    expect(() => loadConfig({ APP_KEY_FAILURE_IPV6_PREFIX: '129' }, '/srv')).toThrow(new ConfigError('invalid environment:\n  APP_KEY_FAILURE_IPV6_PREFIX: must be a prefix length of at most 128 bits'));
   });
 
   it('reads DATABASE_URL as a path or a file: URI as SQLite does, and refuses, saying what to write, what would name a file no one meant', () => {

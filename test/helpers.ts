@@ -123,6 +123,7 @@ export async function harness(options: { env?: Record<string, string>; clock?: M
     limit: config.appKeyFailureLimit,
     windowSeconds: config.appKeyFailureWindowSeconds,
     maxClients: config.appKeyLimiterMaxClients,
+    ipv6PrefixBits: config.appKeyFailureIpv6Prefix,
     clock,
   });
   const app = createApp({ ...tm, limiter, logger, metrics, config });

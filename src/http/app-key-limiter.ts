@@ -6,8 +6,8 @@ const MAX_ADDRESS_CHARS = 64;
 
 /**
  * Blocks of one app recorded in the audit log per window by one process, at most: each block of a
- * new network is otherwise a row, kept until an admin prunes the log, and an attacker holding many
- * networks (a /48 is 65,536 /64s) could grow it without end. Blocks past it are enforced all the same.
+ * new address is otherwise a row, kept until an admin prunes the log, and an attacker holding many
+ * addresses (an IPv6 /64 has 2^64) could grow it without end. Blocks past it are enforced all the same.
  */
 export const RECORDED_BLOCKS_PER_WINDOW = 100;
 
@@ -23,9 +23,9 @@ interface Entry {
 }
 
 /**
- * Counts wrong app keys per (app, client network: an IPv4 address or an IPv6 /64) in fixed windows.
+ * Counts wrong app keys per (app, client: an address, or an IPv6 network if so set) in fixed windows.
  * After `limit` failures within `windowSeconds`, that pair is blocked for `windowSeconds` — even with
- * the right key — while other apps and networks go on untouched. At most `maxClients` pairs are
+ * the right key — while other apps and clients go on untouched. At most `maxClients` pairs are
  * remembered: the oldest is forgotten first, so memory stays bounded whatever an attacker sends.
  * Each server process has its own; the workers of a cluster `share` each failure they count, and
  * count those of the others (`recordSharedFailure`), so that all block at the same count. The
@@ -35,12 +35,15 @@ export function createAppKeyLimiter({
   limit,
   windowSeconds,
   maxClients,
+  ipv6PrefixBits = 128,
   clock,
   share,
 }: {
   limit: number;
   windowSeconds: number;
   maxClients: number;
+  /** 128: each IPv6 address counts apart; less: the network of that prefix counts as one client. */
+  ipv6PrefixBits?: number;
   clock: Clock;
   share?: (appId: string, client: string) => void;
 }) {
@@ -48,8 +51,7 @@ export function createAppKeyLimiter({
   const windowMs = windowSeconds * 1000;
   const recordedBlocks = new Map<string, { windowStart: number; count: number }>();
   // An address longer than any IP can only come from a forged proxy header: cut, it still counts.
-  // An IPv6 client may use any address of its /64, so the /64 is what counts.
-  const keyOf = (appId: string, client: string) => `${appId}\u0000${clientNetwork(client.slice(0, MAX_ADDRESS_CHARS))}`;
+  const keyOf = (appId: string, client: string) => `${appId}\u0000${clientNetwork(client.slice(0, MAX_ADDRESS_CHARS), ipv6PrefixBits)}`;
 
   /** Counts one failure of the pair; true when it starts a block. */
   function count(appId: string, client: string): boolean {

@@ -63,18 +63,31 @@ describe('app key brute force (429)', () => {
     expect((await h.post('/app/acme/issue', body, acme.appKey, { 'x-forwarded-for': `${forged}1` })).status).toBe(429); // kept as its first 64 characters
   });
 
-  it('counts an IPv6 client by its /64, whichever of its addresses it sends from, and an IPv4-mapped one by its IPv4 address', async () => {
+  it('counts each address apart, as the contract says, whatever its spelling: an IPv6 zone, leading zeros, an IPv4-mapped form', async () => {
     const h = await harness({ env: { APP_KEY_FAILURE_LIMIT: '3' } });
+    const acme = await h.createApp('acme');
+    for (const address of ['2001:db8:a:b::1', '2001:0db8:000a:000b:0:0:0:1%eth0', '2001:DB8:A:B::0.0.0.1']) expect((await from(h, address, 'acme', 'tmk_guess')).status).toBe(403);
+    expect((await from(h, '2001:db8:a:b::1', 'acme', acme.appKey)).status).toBe(429);
+    expect((await from(h, '2001:db8:a:b::2', 'acme', acme.appKey)).status).toBe(200); // another address of the same /64
+    for (const address of ['198.51.100.7', '::ffff:198.51.100.7', '::FFFF:198.51.100.7']) await from(h, address, 'acme', 'tmk_guess');
+    expect((await from(h, '198.51.100.7', 'acme', acme.appKey)).status).toBe(429);
+    expect((await from(h, '198.51.100.8', 'acme', acme.appKey)).status).toBe(200);
+  });
+
+  it('counts an IPv6 network instead with APP_KEY_FAILURE_IPV6_PREFIX (64: a client that sends from every address of its /64)', async () => {
+    const h = await harness({ env: { APP_KEY_FAILURE_LIMIT: '3', APP_KEY_FAILURE_IPV6_PREFIX: '64' } });
     const acme = await h.createApp('acme');
     for (const address of ['2001:db8:a:b::1', '2001:db8:a:b:ffff:1:2:3', '2001:0db8:000a:000b::99%eth0']) expect((await from(h, address, 'acme', 'tmk_guess')).status).toBe(403);
     expect((await from(h, '2001:db8:a:b::4242', 'acme', acme.appKey)).status).toBe(429);
     expect((await from(h, '2001:db8:a:c::1', 'acme', acme.appKey)).status).toBe(200); // the next /64
-    for (const address of ['198.51.100.7', '::ffff:198.51.100.7', '::FFFF:198.51.100.7']) await from(h, address, 'acme', 'tmk_guess');
-    expect((await from(h, '198.51.100.7', 'acme', acme.appKey)).status).toBe(429);
     expect((await from(h, '198.51.100.8', 'acme', acme.appKey)).status).toBe(200);
 
-    expect(['2001:db8::', '::', '::1', '1:2:3:4:5:6:7:8', '1:2:3::5.6.7.8', '::5.6.7.8', '1:2:3:4:5:6:5.6.7.8', 'fe80::1%lo', '203.0.113.7', 'unknown', '::ffff:1.2.3.4'].map(clientNetwork)).toEqual([
-      '2001:db8:0:0::/64', '0:0:0:0::/64', '0:0:0:0::/64', '1:2:3:4::/64', '1:2:3:0::/64', '0:0:0:0::/64', '1:2:3:4::/64', 'fe80:0:0:0::/64', '203.0.113.7', 'unknown', '1.2.3.4',
+    const addresses = ['2001:db8::', '::', '::1', '1:2:3:4:5:6:7:8', '1:2:3::5.6.7.8', '1:2:3:4:5:6:5.6.7.8', 'fe80::1%lo', '2001:db8:a:ff01::', '203.0.113.7', 'unknown', '::ffff:1.2.3.4'];
+    expect(addresses.map((a) => clientNetwork(a, 128))).toEqual([
+      '2001:db8:0:0:0:0:0:0', '0:0:0:0:0:0:0:0', '0:0:0:0:0:0:0:1', '1:2:3:4:5:6:7:8', '1:2:3:0:0:0:506:708', '1:2:3:4:5:6:506:708', 'fe80:0:0:0:0:0:0:1', '2001:db8:a:ff01:0:0:0:0', '203.0.113.7', 'unknown', '1.2.3.4',
+    ]);
+    expect(addresses.map((a) => clientNetwork(a, 56))).toEqual([
+      '2001:db8:0:0:0:0:0:0/56', '0:0:0:0:0:0:0:0/56', '0:0:0:0:0:0:0:0/56', '1:2:3:0:0:0:0:0/56', '1:2:3:0:0:0:0:0/56', '1:2:3:0:0:0:0:0/56', 'fe80:0:0:0:0:0:0:0/56', '2001:db8:a:ff00:0:0:0:0/56', '203.0.113.7', 'unknown', '1.2.3.4',
     ]);
   });
 
@@ -87,10 +100,10 @@ describe('app key brute force (429)', () => {
     expect((await from(h, '192.0.2.1', 'nope0', 'tmk_guess')).status).toBe(429);
     expect(await blocks()).toEqual([]);
 
-    // One network after another blocked on acme: the first 100 are recorded, the last of them saying so.
-    const networks = RECORDED_BLOCKS_PER_WINDOW + 20;
-    for (let i = 0; i < networks; i++) expect((await from(h, `2001:db8:${i.toString(16)}::1`, 'acme', 'tmk_guess')).status).toBe(403);
-    for (let i = 0; i < networks; i++) expect((await from(h, `2001:db8:${i.toString(16)}::2`, 'acme', acme.appKey)).status).toBe(429);
+    // One address after another blocked on acme: the first 100 are recorded, the last of them saying so.
+    const addresses = RECORDED_BLOCKS_PER_WINDOW + 20;
+    for (let i = 0; i < addresses; i++) expect((await from(h, `2001:db8:${i.toString(16)}::1`, 'acme', 'tmk_guess')).status).toBe(403);
+    for (let i = 0; i < addresses; i++) expect((await from(h, `2001:db8:${i.toString(16)}::1`, 'acme', acme.appKey)).status).toBe(429);
     const recorded = await blocks();
     expect(recorded).toHaveLength(RECORDED_BLOCKS_PER_WINDOW);
     expect(recorded.map((e) => JSON.parse(e.detail!) as Record<string, unknown>).filter((d) => d.later_blocks_not_recorded)).toEqual([{ reason: 'wrong app key', later_blocks_not_recorded: true, request_id: expect.any(String) }]);
