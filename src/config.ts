@@ -24,7 +24,7 @@ const envSchema = z.object({
   // Header set by a reverse proxy you trust (e.g. x-forwarded-for); unset = the socket address.
   TRUST_PROXY_HEADER: z.string().min(1).optional(),
   APP_KEY_FAILURE_LIMIT: positiveInt().default(20),
-  // A day at most: the block lasts this long, for whoever shares the address (an IPv6 /64) too.
+  // A day at most: the block lasts this long, for whoever shares the address (or the IPv6 network counted) too.
   APP_KEY_FAILURE_WINDOW_SECONDS: positiveInt(86_400, 'must be at most 86400 seconds (a day)').default(300),
   APP_KEY_LIMITER_MAX_CLIENTS: positiveInt().default(10_000),
   // 128: each address counts apart, as the contract's 429 says. 64 (or 56, 48) counts a network: a
