@@ -14,6 +14,8 @@ export interface MasterKey {
 
 const KEY_BYTES = 32;
 const ENVELOPE_VERSION = 'tm1';
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
 
 function masterKeyFromBytes(key: Buffer, source = 'TOKENMINT_MASTER_KEY'): MasterKey {
   if (key.length !== KEY_BYTES) throw new ConfigError(`the master key must be ${KEY_BYTES} bytes (base64 of 32 random bytes), got ${key.length} (${source})`);
@@ -214,7 +216,7 @@ function writeKeyFile(file: string, keys: string[], { replace }: { replace: bool
  * ciphertext to its row (app and kid), so a sealed key copied onto another row does not open.
  */
 export function seal(master: MasterKey, plaintext: string, aad: string): string {
-  const iv = randomBytes(12);
+  const iv = randomBytes(IV_BYTES);
   const cipher = createCipheriv('aes-256-gcm', master.key, iv);
   cipher.setAAD(Buffer.from(aad));
   const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
@@ -224,13 +226,19 @@ export function seal(master: MasterKey, plaintext: string, aad: string): string 
 /** The id of the master key an envelope was sealed under. */
 export const sealedUnder = (envelope: string): string | undefined => envelope.split('.')[1];
 
-/** Opens an envelope with the master key it names, if the ring has it. */
+/**
+ * Opens an envelope with the master key it names, if the ring has it. The tag must be GCM's full 16
+ * bytes and the IV the 12 that `seal` makes: Node's GCM takes a tag cut to as few as 4 bytes, which
+ * checks only those, and a forgery then needs 2^32 tries rather than 2^128 (NIST SP 800-38D §5.2.1.2).
+ */
 export function unseal(masters: MasterKeyRing, envelope: string, aad: string): string {
   const [version, keyId, iv, ciphertext, tag] = envelope.split('.');
   if (version !== ENVELOPE_VERSION || !keyId || !iv || !ciphertext || !tag) throw new Error('not a tokenmint sealed envelope');
+  const ivBytes = Buffer.from(iv, 'base64url');
+  if (ivBytes.length !== IV_BYTES || Buffer.from(tag, 'base64url').length !== TAG_BYTES) throw new Error('not a tokenmint sealed envelope: its IV or tag is not of AES-GCM\'s full length');
   const master = masters.find(keyId);
   if (!master) throw new Error(`sealed under master key ${keyId}, but ${masters.describeLoaded()}`);
-  const decipher = createDecipheriv('aes-256-gcm', master.key, Buffer.from(iv, 'base64url'));
+  const decipher = createDecipheriv('aes-256-gcm', master.key, ivBytes, { authTagLength: TAG_BYTES });
   decipher.setAAD(Buffer.from(aad));
   decipher.setAuthTag(Buffer.from(tag, 'base64url'));
   return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]).toString('utf8');

@@ -33,4 +33,16 @@ describe('the master key ring of a process, with the key file', () => {
     expect(unseal(ring, sealedAfter, 'aad')).toBe('after');
     expect(fs.existsSync(file)).toBe(false); // never made anew behind the operator's back
   });
+
+  it('opens only an envelope with the full 16-byte GCM tag and 12-byte IV: a tag cut short, which GCM would check only in part, is refused', () => {
+    const ring = openMasterKeyRing({ base64: Buffer.alloc(32, 7).toString('base64'), file: path.join(tempDir(), 'unused.key') });
+    const sealed = seal(ring.sealing(), 'a private key', 'acme/kid');
+    expect(unseal(ring, sealed, 'acme/kid')).toBe('a private key');
+    const [version, id, iv, ciphertext, tag] = sealed.split('.') as [string, string, string, string, string];
+    const cut = Buffer.from(tag, 'base64url').subarray(0, 4).toString('base64url');
+    expect(() => unseal(ring, [version, id, iv, ciphertext, cut].join('.'), 'acme/kid')).toThrow("not a tokenmint sealed envelope: its IV or tag is not of AES-GCM's full length");
+    const longIv = Buffer.concat([Buffer.from(iv, 'base64url'), Buffer.alloc(4)]).toString('base64url');
+    expect(() => unseal(ring, [version, id, longIv, ciphertext, tag].join('.'), 'acme/kid')).toThrow("not a tokenmint sealed envelope: its IV or tag is not of AES-GCM's full length");
+    expect(() => unseal(ring, sealed, 'other/kid')).toThrow(); // the AAD binds it to its row
+  });
 });
