@@ -840,16 +840,31 @@ describe('the tokenmint bin', () => {
     })();
     const events = db.prepare('SELECT count(*) FROM audit_events').pluck().get();
     db.close();
-    const backup = (file: string) => execFile(process.execPath, [cliEntry, 'backup', file, '--json'], { cwd, env });
-    const started = Date.now();
-    await new Promise((resolve, reject) => backup('backups/whole.db').on('exit', (code) => (code === 0 ? resolve(code) : reject(new Error(`exit ${code}`)))));
-    const whole = Date.now() - started;
-    // Killed at moments spread over a backup's run, most of them while it writes the copy.
+    const backup = (file: string) => {
+      const child = execFile(process.execPath, [cliEntry, 'backup', file, '--json'], { cwd, env });
+      let done = false;
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => ((done = true), resolve(code))));
+      // Resolves once the backup writes its copy (its partial file is there), or has exited.
+      const writing = async () => {
+        const partial = `${path.basename(file)}.partial-`;
+        while (!done && !fs.readdirSync(path.join(cwd, 'backups')).some((name) => name.startsWith(partial))) await new Promise((resolve) => setTimeout(resolve, 1));
+      };
+      return { child, exited, writing };
+    };
+    fs.mkdirSync(path.join(cwd, 'backups'), { mode: 0o700 });
+    const first = backup('backups/whole.db');
+    await first.writing();
+    const startedWriting = Date.now();
+    expect(await first.exited).toBe(0);
+    const writeMs = Date.now() - startedWriting;
+    // Killed at moments spread over the time a backup writes its copy, the first as it starts. (Timed
+    // from the start of the process, as until this version, the kills all fell before the copy on a
+    // machine whose Node took longer to start.)
     for (let i = 0; i < 8; i++) {
       const file = path.join(cwd, `backups/killed-${i}.db`);
-      const child = backup(file);
-      const exited = new Promise((resolve) => child.on('exit', resolve));
-      await new Promise((resolve) => setTimeout(resolve, whole * (0.3 + 0.09 * i)));
+      const { child, exited, writing } = backup(file);
+      await writing();
+      await new Promise((resolve) => setTimeout(resolve, (writeMs * i) / 8));
       child.kill('SIGKILL');
       await exited;
       if (!fs.existsSync(file)) continue;
