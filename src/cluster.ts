@@ -3,7 +3,7 @@ import { AggregatorRegistry, type Registry } from 'prom-client';
 import { systemClock } from './clock.js';
 import { ConfigError, type Config } from './config.js';
 import { startFailure } from './files.js';
-import { createAppKeyLimiter, type AppKeyCounts } from './http/app-key-limiter.js';
+import { appKeyLimits, createAppKeyLimiter, type AppKeyCounts } from './http/app-key-limiter.js';
 import { loadTlsPair, warnIfExpiring } from './http/tls.js';
 import { urlHost } from './http/url-host.js';
 import { warnIfLowered } from './keyring/jwks-caching.js';
@@ -179,10 +179,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   // that starts (a replacement) takes these counts over before it listens. Until it did, one started
   // during a block knew nothing of it, and answered the blocked address, the right key included.
   const appKeyCounts = createAppKeyLimiter({
-    limit: config.appKeyFailureLimit,
-    windowSeconds: config.appKeyFailureWindowSeconds,
-    maxClients: config.appKeyLimiterMaxClients,
-    ipv6PrefixBits: config.appKeyFailureIpv6Prefix,
+    ...appKeyLimits(config),
     clock: systemClock,
   });
 

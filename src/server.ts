@@ -3,7 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { appKeyCountsOfPrimary, maintenanceMayStart, receiveAppKeyFailures, runPrimary, sendAppKeyFailure, sendHeartbeats } from './cluster.js';
-import { createAppKeyLimiter } from './http/app-key-limiter.js';
+import { appKeyLimits, createAppKeyLimiter } from './http/app-key-limiter.js';
 import { recordAppKeyBlock } from './http/app-auth.js';
 import { createApp } from './http/app.js';
 import { answerClientErrors, requestListener } from './http/client-errors.js';
@@ -55,10 +55,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   await tm.keyring.checkMasterKey();
   metrics = createMetrics(tm.repo);
   const limiter = createAppKeyLimiter({
-    limit: config.appKeyFailureLimit,
-    windowSeconds: config.appKeyFailureWindowSeconds,
-    maxClients: config.appKeyLimiterMaxClients,
-    ipv6PrefixBits: config.appKeyFailureIpv6Prefix,
+    ...appKeyLimits(config),
     clock: systemClock,
     share: cluster.isWorker ? sendAppKeyFailure : undefined, // the others count it too
   });

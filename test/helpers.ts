@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach } from 'vitest';
-import { createAppKeyLimiter } from '../src/http/app-key-limiter.js';
+import { appKeyLimits, createAppKeyLimiter } from '../src/http/app-key-limiter.js';
 import { createApp } from '../src/http/app.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
@@ -120,10 +120,7 @@ export async function harness(options: { env?: Record<string, string>; clock?: M
   metrics = createMetrics(tm.repo);
   onCleanup(() => tm.close());
   const limiter = createAppKeyLimiter({
-    limit: config.appKeyFailureLimit,
-    windowSeconds: config.appKeyFailureWindowSeconds,
-    maxClients: config.appKeyLimiterMaxClients,
-    ipv6PrefixBits: config.appKeyFailureIpv6Prefix,
+    ...appKeyLimits(config),
     clock,
   });
   const app = createApp({ ...tm, limiter, logger, metrics, config });

@@ -1,4 +1,5 @@
 import type { Clock } from '../clock.js';
+import type { Config } from '../config.js';
 import { clientNetwork } from './client-address.js';
 
 /** Longer than any textual IPv6 address (45), with room for a zone. */
@@ -21,6 +22,14 @@ interface Entry {
   failures: number;
   blockedUntil: number;
 }
+
+/** The limiter's settings from the environment: the same in every process of a server. */
+export const appKeyLimits = (config: Config) => ({
+  limit: config.appKeyFailureLimit,
+  windowSeconds: config.appKeyFailureWindowSeconds,
+  maxClients: config.appKeyLimiterMaxClients,
+  ipv6PrefixBits: config.appKeyFailureIpv6Prefix,
+});
 
 /**
  * Counts wrong app keys per (app, client: an address, or an IPv6 network if so set) in fixed windows.
