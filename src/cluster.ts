@@ -10,6 +10,7 @@ import { warnIfLowered } from './keyring/jwks-caching.js';
 import { probePort } from './listen.js';
 import { describeError, type Logger } from './log.js';
 import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
+import { warnIfUnsupportedNode } from './node-version.js';
 import { warnIfNetworkFilesystem } from './storage/sqlite/network-filesystem.js';
 import { openTokenmint } from './tokenmint.js';
 import { VERSION } from './version.js';
@@ -57,6 +58,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   // Likewise a certificate that cannot serve ends the start here, said once.
   if (config.tls) warnIfExpiring(loadTlsPair(config.tls).certificate, logger);
   warnIfNetworkFilesystem(config.databasePath, logger);
+  warnIfUnsupportedNode(logger);
 
   let closing = false;
   let maintenanceWorker: Worker | undefined;

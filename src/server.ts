@@ -18,6 +18,7 @@ import { startFailure } from './files.js';
 import { createLogger, describeError, type Logger } from './log.js';
 import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
+import { warnIfUnsupportedNode } from './node-version.js';
 import { watchDatabaseFile } from './storage/sqlite/file-watch.js';
 import { warnIfNetworkFilesystem } from './storage/sqlite/network-filesystem.js';
 import { openTokenmint } from './tokenmint.js';
@@ -40,6 +41,7 @@ async function runServer(config: Config, logger: Logger): Promise<void> {
   const tls = config.tls && loadTlsPair(config.tls);
   if (tls && !cluster.isWorker) warnIfExpiring(tls.certificate, logger); // the primary warns for a cluster
   if (!cluster.isWorker) warnIfNetworkFilesystem(config.databasePath, logger);
+  if (!cluster.isWorker) warnIfUnsupportedNode(logger);
   let metrics: ReturnType<typeof createMetrics> | undefined;
   // A worker opens what its primary made. One started after the database was deleted must not make
   // an empty one in its place: the primary's watch is stopping the cluster, and would then report the
