@@ -267,16 +267,21 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
   for (let i = 0; i < config.workers; i++) fork();
 }
 
-/** In the worker that runs the maintenance: resolves once the primary has recorded the start. */
-export function maintenanceMayStart(): Promise<void> {
+/** In a worker: the next message of `type` from the primary. */
+function messageFromPrimary<T extends { type?: string }>(type: string): Promise<T> {
   return new Promise((resolve) => {
-    const onMessage = (message: { type?: string }) => {
-      if (message?.type !== MAINTENANCE_START) return;
+    const onMessage = (message: T) => {
+      if (message?.type !== type) return;
       process.off('message', onMessage);
-      resolve();
+      resolve(message);
     };
     process.on('message', onMessage);
   });
+}
+
+/** In the worker that runs the maintenance: resolves once the primary has recorded the start. */
+export async function maintenanceMayStart(): Promise<void> {
+  await messageFromPrimary(MAINTENANCE_START);
 }
 
 /** In a worker: tells the primary, every second, that its event loop still turns. */
@@ -322,16 +327,10 @@ export function receiveAppKeyFailures(limiter: { recordSharedFailure: (appId: st
  * In a worker, before it listens: the primary's app-key counts, to take over (AppKeyLimiter.load).
  * Failures the primary relays meanwhile are in them or come after them, as its messages keep their order.
  */
-export function appKeyCountsOfPrimary(): Promise<AppKeyCounts> {
-  return new Promise((resolve) => {
-    const onMessage = (message: { type?: string; counts?: AppKeyCounts }) => {
-      if (message?.type !== APP_KEY_COUNTS) return;
-      process.off('message', onMessage);
-      resolve(message.counts ?? []);
-    };
-    process.on('message', onMessage);
-    process.send!({ type: APP_KEY_COUNTS_REQUEST });
-  });
+export async function appKeyCountsOfPrimary(): Promise<AppKeyCounts> {
+  const answer = messageFromPrimary<{ type?: string; counts?: AppKeyCounts }>(APP_KEY_COUNTS);
+  process.send!({ type: APP_KEY_COUNTS_REQUEST });
+  return (await answer).counts ?? [];
 }
 
 /** In a worker: answer the primary's metric collection, and collect everyone's through it. */

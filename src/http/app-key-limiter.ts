@@ -62,17 +62,20 @@ export function createAppKeyLimiter({
   // An address longer than any IP can only come from a forged proxy header: cut, it still counts.
   const keyOf = (appId: string, client: string) => `${appId}\u0000${clientNetwork(client.slice(0, MAX_ADDRESS_CHARS), ipv6PrefixBits)}`;
 
+  /** Stores `entry` as the newest of the pairs remembered, forgetting the oldest past maxClients. */
+  function remember(key: string, entry: Entry): Entry {
+    entries.delete(key); // re-insert as the newest
+    entries.set(key, entry);
+    if (entries.size > maxClients) entries.delete(entries.keys().next().value!);
+    return entry;
+  }
+
   /** Counts one failure of the pair; true when it starts a block. */
   function count(appId: string, client: string): boolean {
     const key = keyOf(appId, client);
     const now = clock();
     let entry = entries.get(key);
-    if (!entry || now - entry.windowStart >= windowMs) {
-      entries.delete(key); // re-insert as the newest
-      entry = { windowStart: now, failures: 0, blockedUntil: entry?.blockedUntil ?? 0 };
-      entries.set(key, entry);
-      if (entries.size > maxClients) entries.delete(entries.keys().next().value!);
-    }
+    if (!entry || now - entry.windowStart >= windowMs) entry = remember(key, { windowStart: now, failures: 0, blockedUntil: entry?.blockedUntil ?? 0 });
     entry.failures += 1;
     if (entry.failures < limit) return false;
     const started = entry.blockedUntil <= now;
@@ -127,11 +130,7 @@ export function createAppKeyLimiter({
 
     /** Takes over `counts` of a limiter with the same settings (the cluster primary's), in place of its own for those pairs. */
     load(counts: AppKeyCounts): void {
-      for (const [key, entry] of counts) {
-        entries.delete(key); // re-insert as the newest
-        entries.set(key, { ...entry });
-        if (entries.size > maxClients) entries.delete(entries.keys().next().value!);
-      }
+      for (const [key, entry] of counts) remember(key, { ...entry });
     },
 
     get size(): number {
