@@ -94,6 +94,15 @@ describe('POST /app/:app_id/issue', () => {
     // A UTF-8 byte order mark is skipped (RFC 8259 §8.1 lets a parser ignore it).
     const marked = await h.app.request(`/app/${appId}/issue`, { method: 'POST', headers: { authorization: appKey }, body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ sub: 'u', ...client }))]) });
     expect(marked.status).toBe(200);
+    // JSON is UTF-8 (RFC 8259 §8.1). Bytes that are not UTF-8 are refused, not read as U+FFFD: a backend
+    // sending Latin-1 would otherwise have "José" and "Josè" issued as one subject, "Jos\uFFFD".
+    for (const name of ['Jos\u00e9', 'Jos\u00e8']) {
+      const latin1 = Buffer.from(JSON.stringify({ sub: name, ...client }), 'latin1');
+      const res = await h.app.request(`/app/${appId}/issue`, { method: 'POST', headers: { authorization: appKey, 'content-type': 'application/json; charset=iso-8859-1' }, body: latin1 });
+      expect([res.status, await res.json()]).toEqual([400, { message: 'invalid request', errors: [{ path: '', message: 'body is not valid JSON: it is not UTF-8' }] }]);
+    }
+    const utf8 = await h.app.request(`/app/${appId}/issue`, { method: 'POST', headers: { authorization: appKey }, body: Buffer.from(JSON.stringify({ sub: 'Jos\u00e9', ...client }), 'utf8') });
+    expect(decodePart(((await utf8.json()) as Pair).auth_token, 1)).toMatchObject({ sub: 'Jos\u00e9' });
   });
 
   it('answers 413 for a body over 64 KiB', async () => {
