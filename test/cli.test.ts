@@ -194,7 +194,7 @@ describe('tokenmint app', () => {
 });
 
 describe('tokenmint app settings that are likely a mistake', () => {
-  it('create and update warn on stderr when refresh-ttl is not longer than access-ttl, or rotate-every shorter than the JWKS cache lifetime, and still do what they were asked', async () => {
+  it('create and update warn on stderr when refresh-ttl is not longer than access-ttl, rotate-every shorter than the JWKS cache lifetime, or reuse-grace over a minute, and still do what they were asked', async () => {
     const h = await harness();
     const created = await cli(h, 'app', 'create', 'acme', '--access-ttl', '3600', '--refresh-ttl', '3600', '--json');
     expect(created.code).toBe(0);
@@ -213,6 +213,11 @@ describe('tokenmint app settings that are likely a mistake', () => {
     );
     expect((await cli(h, 'app', 'update', 'other', '--rotate-every', '300', '--json')).stderr).toBe('');
     expect((await cli(h, 'app', 'update', 'other', '--rotate-every', '0', '--json')).stderr).toBe(''); // never
+    // A reuse grace is a window in which a copied refresh token still works and its reuse goes unnoticed.
+    expect((await cli(h, 'app', 'update', 'other', '--reuse-grace', '61', '--json')).stderr).toBe(
+      "warning: reuse-grace (61 s) is longer than a minute: for that long after a refresh token is used, whoever holds a copy of it gets the session's new pair, and the reuse is not detected\n",
+    );
+    expect((await cli(h, 'app', 'update', 'other', '--reuse-grace', '60', '--json')).stderr).toBe('');
   });
 });
 

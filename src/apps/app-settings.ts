@@ -54,13 +54,18 @@ export function checkSettings(s: AppSettings): string | undefined {
   return undefined;
 }
 
+/** A retried or racing renew arrives within seconds; Amazon Cognito caps its own rotation grace (RetryGracePeriodSeconds) at this. */
+const LONGEST_LIKELY_REUSE_GRACE_SECONDS = 60;
+
 /**
  * Settings that are legal but likely a mistake, as sentences for the CLI to warn with (and not refused):
  * - a refresh token that expires with its auth token or before it is of no use to a client that renews
  *   when the auth token expires, as tokenmint/hono does: its user is logged out every access-ttl (a
  *   client that renews ahead of time keeps its session);
  * - a scheduled rotation waits until the next key has been published for one JWKS cache lifetime
- *   (`jwksMaxAgeSeconds`, the server's), so a shorter rotate-every is not what happens.
+ *   (`jwksMaxAgeSeconds`, the server's), so a shorter rotate-every is not what happens;
+ * - a reuse grace is a window in which a copied refresh token works once more and its reuse goes
+ *   unnoticed (RFC 9700 §4.14.2): it is for retries and racing tabs, which take seconds, not minutes.
  */
 export function settingsWarnings(s: AppSettings, jwksMaxAgeSeconds: number): string[] {
   const warnings: string[] = [];
@@ -74,6 +79,12 @@ export function settingsWarnings(s: AppSettings, jwksMaxAgeSeconds: number): str
     warnings.push(
       `rotate-every (${s.rotateEverySeconds} s) is shorter than the JWKS cache lifetime (${jwksMaxAgeSeconds} s, the server's JWKS_MAX_AGE_SECONDS): ` +
         `a next key is promoted only once verifiers can have it, so keys rotate every ${jwksMaxAgeSeconds} s`,
+    );
+  }
+  if (s.reuseGraceSeconds > LONGEST_LIKELY_REUSE_GRACE_SECONDS) {
+    warnings.push(
+      `reuse-grace (${s.reuseGraceSeconds} s) is longer than a minute: for that long after a refresh token is used, whoever holds a copy of it ` +
+        "gets the session's new pair, and the reuse is not detected",
     );
   }
   return warnings;
