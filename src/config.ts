@@ -14,15 +14,18 @@ const positiveInt = (max?: number, message?: string) => wholeNumberFrom(max === 
  */
 const DEFAULT_MAX_WORKERS = 8;
 
+/** Text that must be given if set: `HOST=` is a variable set by mistake, not a request for the default. */
+const text = () => z.string().min(1, 'is set but empty: give a value, or unset it');
+
 // The only reader of process.env. Every default is here, with its unit in the name.
 const envSchema = z.object({
-  HOST: z.string().min(1).default('127.0.0.1'),
+  HOST: text().default('127.0.0.1'),
   PORT: port.default(8080),
-  DATABASE_URL: z.string().min(1).default('data/tokenmint.db'),
+  DATABASE_URL: text().default('data/tokenmint.db'),
   TOKENMINT_MASTER_KEY: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // Header set by a reverse proxy you trust (e.g. x-forwarded-for); unset = the socket address.
-  TRUST_PROXY_HEADER: z.string().min(1).optional(),
+  TRUST_PROXY_HEADER: text().optional(),
   APP_KEY_FAILURE_LIMIT: positiveInt().default(20),
   // A day at most: the block lasts this long, for whoever shares the address (or the IPv6 network counted) too.
   APP_KEY_FAILURE_WINDOW_SECONDS: positiveInt(86_400, 'must be at most 86400 seconds (a day)').default(300),
@@ -55,7 +58,7 @@ const envSchema = z.object({
     )
     .default(60),
   // When set, GET /metrics wants `Authorization: Bearer <METRICS_TOKEN>`.
-  METRICS_TOKEN: z.string().min(16).optional(),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters: a random secret, such as the output of `openssl rand -hex 32`').optional(),
   // Server processes sharing the port and the database (node:cluster): by default one per CPU this
   // process may use (a container's CPU limit counts), at most DEFAULT_MAX_WORKERS.
   WORKERS: positiveInt(64).default(Math.min(usableCpus(), DEFAULT_MAX_WORKERS)),
@@ -63,8 +66,8 @@ const envSchema = z.object({
   WORKER_STALL_TIMEOUT_SECONDS: positiveInt(3600).default(30),
   // HTTPS: PEM files of the certificate (its chain after it) and its private key, both or neither.
   // Read again when they change (a renewal), with no restart.
-  TLS_CERT_FILE: z.string().min(1).optional(),
-  TLS_KEY_FILE: z.string().min(1).optional(),
+  TLS_CERT_FILE: text().optional(),
+  TLS_KEY_FILE: text().optional(),
   // Set by the cluster primary: "0" in every worker but the one that runs maintenance.
   TOKENMINT_MAINTENANCE: z.enum(['0', '1']).default('1'),
 });

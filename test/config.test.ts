@@ -70,4 +70,14 @@ describe('loadConfig', () => {
     expect(loadConfig({ PORT: '0' }, '/srv').port).toBe(0); // any free port, when asked for
     expect(loadConfig({ PORT: '08080', WORKERS: '3' }, '/srv')).toMatchObject({ port: 8080, workers: 3 });
   });
+
+  it('says what to do about a variable set but empty, or a metrics token too short to be a secret', () => {
+    // Until this version zod's own words: "Too small: expected string to have >=1 characters".
+    expect(() => loadConfig({ HOST: '', DATABASE_URL: '', METRICS_TOKEN: 'short' }, '/srv')).toThrow(
+      new ConfigError(
+        'invalid environment:\n  HOST: is set but empty: give a value, or unset it\n  DATABASE_URL: is set but empty: give a value, or unset it\n' +
+          '  METRICS_TOKEN: must be at least 16 characters: a random secret, such as the output of `openssl rand -hex 32`',
+      ),
+    );
+  });
 });
