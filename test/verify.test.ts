@@ -1,5 +1,6 @@
 import { serve } from '@hono/node-server';
 import { createHmac } from 'node:crypto';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { verifyAuthToken } from '../src/verify.js';
@@ -54,6 +55,12 @@ describe('tokenmint/verify in Node', () => {
       await expect(verifyAuthToken(token, { appId: 'acme', audience: 'web-app', ...how } as never)).rejects.toMatchObject({ code });
     }
     await expect(verifyAuthToken(pair.auth_token, { appId: 'acme', audience: 'mobile', publicKey: pair.public_key })).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED' });
+    // As the README warns users of other libraries: a refresh token has the auth token's header and
+    // keys, and only its missing aud stops plain jose; given no audience, jose takes it (past its nbf).
+    const keys = createRemoteJWKSet(new URL(jwksUrl));
+    const checks = { algorithms: ['ES256'], typ: 'JWT', issuer: 'acme', currentDate: new Date(Date.now() + 120_000) };
+    await expect(jwtVerify(pair.refresh_token, keys, { ...checks, audience: 'web-app' })).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'aud' });
+    expect((await jwtVerify(pair.refresh_token, keys, checks)).payload).toMatchObject({ type: 'refresh' });
   });
 
   it('rejects misuse with a TypeError before looking at the token: no appId or audience (jose would skip that check), neither or both of jwksUrl and publicKey, a bad clockTolerance or jwksMaxAgeSeconds', async () => {
