@@ -15,17 +15,17 @@ const positiveInt = (max?: number, message?: string) => wholeNumberFrom(max === 
 const DEFAULT_MAX_WORKERS = 8;
 
 /** Text that must be given if set: `HOST=` is a variable set by mistake, not a request for the default. */
-const text = () => z.string().min(1, 'is set but empty: give a value, or unset it');
+const nonEmpty = () => z.string().min(1, 'is set but empty: give a value, or unset it');
 
 // The only reader of process.env. Every default is here, with its unit in the name.
 const envSchema = z.object({
-  HOST: text().default('127.0.0.1'),
+  HOST: nonEmpty().default('127.0.0.1'),
   PORT: port.default(8080),
-  DATABASE_URL: text().default('data/tokenmint.db'),
+  DATABASE_URL: nonEmpty().default('data/tokenmint.db'),
   TOKENMINT_MASTER_KEY: z.string().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // Header set by a reverse proxy you trust (e.g. x-forwarded-for); unset = the socket address.
-  TRUST_PROXY_HEADER: text().optional(),
+  TRUST_PROXY_HEADER: nonEmpty().optional(),
   APP_KEY_FAILURE_LIMIT: positiveInt().default(20),
   // A day at most: the block lasts this long, for whoever shares the address (or the IPv6 network counted) too.
   APP_KEY_FAILURE_WINDOW_SECONDS: positiveInt(86_400, 'must be at most 86400 seconds (a day)').default(300),
@@ -66,8 +66,8 @@ const envSchema = z.object({
   WORKER_STALL_TIMEOUT_SECONDS: positiveInt(3600).default(30),
   // HTTPS: PEM files of the certificate (its chain after it) and its private key, both or neither.
   // Read again when they change (a renewal), with no restart.
-  TLS_CERT_FILE: text().optional(),
-  TLS_KEY_FILE: text().optional(),
+  TLS_CERT_FILE: nonEmpty().optional(),
+  TLS_KEY_FILE: nonEmpty().optional(),
   // Set by the cluster primary: "0" in every worker but the one that runs maintenance.
   TOKENMINT_MAINTENANCE: z.enum(['0', '1']).default('1'),
 });

@@ -1,7 +1,7 @@
 import { serve } from '@hono/node-server';
 import { createHmac } from 'node:crypto';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
 import type { AddressInfo } from 'node:net';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { verifyAuthToken } from '../src/verify.js';
 import { client, decodePart, forge, harness, manualClock, onCleanup, type Harness, type Pair } from './helpers.js';
