@@ -4,14 +4,13 @@ import { systemClock } from './clock.js';
 import { ConfigError, type Config } from './config.js';
 import { startFailure } from './files.js';
 import { appKeyLimits, createAppKeyLimiter, type AppKeyCounts } from './http/app-key-limiter.js';
-import { loadTlsPair, warnIfExpiring } from './http/tls.js';
+import { loadTlsPair } from './http/tls.js';
 import { urlHost } from './http/url-host.js';
 import { warnIfLowered } from './keyring/jwks-caching.js';
 import { probePort } from './listen.js';
 import { describeError, type Logger } from './log.js';
 import { watchDatabaseFile, type DatabaseFileChange } from './storage/sqlite/file-watch.js';
-import { warnIfUnsupportedNode } from './node-version.js';
-import { warnIfNetworkFilesystem } from './storage/sqlite/network-filesystem.js';
+import { warnAtStart } from './start-warnings.js';
 import { openTokenmint } from './tokenmint.js';
 import { VERSION } from './version.js';
 
@@ -56,9 +55,7 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     await tm.close();
   }
   // Likewise a certificate that cannot serve ends the start here, said once.
-  if (config.tls) warnIfExpiring(loadTlsPair(config.tls).certificate, logger);
-  warnIfNetworkFilesystem(config.databasePath, logger);
-  warnIfUnsupportedNode(logger);
+  warnAtStart(config, logger, config.tls && loadTlsPair(config.tls).certificate);
 
   let closing = false;
   let maintenanceWorker: Worker | undefined;

@@ -9,7 +9,7 @@ import { createApp } from './http/app.js';
 import { answerClientErrors, requestListener } from './http/client-errors.js';
 import { trackConnections } from './http/connections.js';
 import { urlHost } from './http/url-host.js';
-import { loadTlsPair, reloadOnChange, warnIfExpiring } from './http/tls.js';
+import { loadTlsPair, reloadOnChange } from './http/tls.js';
 import { warnIfLowered } from './keyring/jwks-caching.js';
 import { exitCannotListen } from './listen.js';
 import { systemClock } from './clock.js';
@@ -18,9 +18,8 @@ import { startFailure } from './files.js';
 import { createLogger, describeError, type Logger } from './log.js';
 import { startMaintenance } from './maintenance.js';
 import { createMetrics } from './metrics.js';
-import { warnIfUnsupportedNode } from './node-version.js';
 import { watchDatabaseFile } from './storage/sqlite/file-watch.js';
-import { warnIfNetworkFilesystem } from './storage/sqlite/network-filesystem.js';
+import { warnAtStart } from './start-warnings.js';
 import { openTokenmint } from './tokenmint.js';
 import { VERSION } from './version.js';
 
@@ -39,9 +38,7 @@ async function main(): Promise<void> {
 async function runServer(config: Config, logger: Logger): Promise<void> {
   if (cluster.isWorker) sendHeartbeats();
   const tls = config.tls && loadTlsPair(config.tls);
-  if (tls && !cluster.isWorker) warnIfExpiring(tls.certificate, logger); // the primary warns for a cluster
-  if (!cluster.isWorker) warnIfNetworkFilesystem(config.databasePath, logger);
-  if (!cluster.isWorker) warnIfUnsupportedNode(logger);
+  if (!cluster.isWorker) warnAtStart(config, logger, tls?.certificate); // the primary warns for a cluster
   let metrics: ReturnType<typeof createMetrics> | undefined;
   // A worker opens what its primary made. One started after the database was deleted must not make
   // an empty one in its place: the primary's watch is stopping the cluster, and would then report the

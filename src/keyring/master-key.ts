@@ -235,11 +235,12 @@ export function unseal(masters: MasterKeyRing, envelope: string, aad: string): s
   const [version, keyId, iv, ciphertext, tag] = envelope.split('.');
   if (version !== ENVELOPE_VERSION || !keyId || !iv || !ciphertext || !tag) throw new Error('not a tokenmint sealed envelope');
   const ivBytes = Buffer.from(iv, 'base64url');
-  if (ivBytes.length !== IV_BYTES || Buffer.from(tag, 'base64url').length !== TAG_BYTES) throw new Error('not a tokenmint sealed envelope: its IV or tag is not of AES-GCM\'s full length');
+  const tagBytes = Buffer.from(tag, 'base64url');
+  if (ivBytes.length !== IV_BYTES || tagBytes.length !== TAG_BYTES) throw new Error('not a tokenmint sealed envelope: its IV or tag is not of AES-GCM\'s full length');
   const master = masters.find(keyId);
   if (!master) throw new Error(`sealed under master key ${keyId}, but ${masters.describeLoaded()}`);
   const decipher = createDecipheriv('aes-256-gcm', master.key, ivBytes, { authTagLength: TAG_BYTES });
   decipher.setAAD(Buffer.from(aad));
-  decipher.setAuthTag(Buffer.from(tag, 'base64url'));
+  decipher.setAuthTag(tagBytes);
   return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]).toString('utf8');
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../src/log.js';
-import { warnIfUnsupportedNode } from '../src/node-version.js';
+import { warnIfUnsupportedNode } from '../src/start-warnings.js';
 
 describe('the Node version at start', () => {
   it('is warned of from Node 24 on, where better-sqlite3 12 can abort the process; 20 and 22 get no warning', () => {
