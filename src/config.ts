@@ -3,9 +3,9 @@ import { z } from 'zod';
 import { usableCpus } from './cpus.js';
 import { whole, wholeNumberFrom } from './whole-number.js';
 
-const port = wholeNumberFrom(whole().min(0).max(65535));
+const port = wholeNumberFrom(whole('', 65535).min(0));
 /** A positive whole number, digits only, at most `max` if given. */
-const positiveInt = (max?: number, message?: string) => wholeNumberFrom(max === undefined ? whole().positive() : whole().positive().max(max, message));
+const positiveInt = (max?: number, message?: string) => wholeNumberFrom(whole('', max, message).positive());
 
 /**
  * Every worker is ~100 MB and one more writer of the one SQLite file, whose commits empty the other

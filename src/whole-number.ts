@@ -8,8 +8,16 @@ import { z } from 'zod';
  */
 export const wholeNumber = (value: unknown): number => (typeof value === 'number' ? value : typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : NaN);
 
-/** A zod number of whole `unit`s, said so when the text is not one (wrap it with `wholeNumberFrom`). */
-export const whole = (unit = '') => z.number({ error: (issue) => (issue.code === 'invalid_type' ? `must be a whole number${unit}` : undefined) }).int(`must be a whole number${unit}`);
+/**
+ * A zod number of whole `unit`s, at most `max`, said so when the text is not one (wrap it with
+ * `wholeNumberFrom`). The bound is checked first and alone: zod's `.int()` refuses an integer past
+ * 2^53 as "not a whole number" too, so `--access-ttl 99999999999999999` was told both.
+ */
+export const whole = (unit = '', max = Number.MAX_SAFE_INTEGER, maxMessage = `must be at most ${max}`) =>
+  z
+    .number({ error: (issue) => (issue.code === 'invalid_type' ? `must be a whole number${unit}` : undefined) })
+    .max(max, { error: maxMessage, abort: true })
+    .int(`must be a whole number${unit}`);
 
 /** `schema` applied to the text read as wholeNumber reads it. */
 export const wholeNumberFrom = <T extends z.ZodType<number>>(schema: T) => z.preprocess(wholeNumber, schema);

@@ -94,6 +94,9 @@ describe('tokenmint app', () => {
       [['app', 'update', 'acme'], /options: nothing to change: give the settings to change/], // until this version an app.updated of nothing
       [['app', 'update', 'acme', '--max-sessions', '-1'], /--max-sessions/],
       [['app', 'update', 'acme', '--max-sessions', '1.5'], /--max-sessions: must be a whole number/],
+      // A number past 2^53 gets the bound alone: until this version also "must be a whole number" (zod's .int()).
+      [['app', 'update', 'acme', '--access-ttl', '99999999999999999'], /^tokenmint: invalid request\n {2}--access-ttl: must be at most 315360000 seconds \(10 years\)\n$/],
+      [['app', 'update', 'acme', '--max-sessions', '99999999999999999'], /^tokenmint: invalid request\n {2}--max-sessions: must be at most 9007199254740991\n$/],
       [['app', 'show', 'nope'], /no app "nope"/],
       [['app', 'disable', 'nope'], /no app "nope"/],
       [['app', 'rotate-secret', 'acme', '--grace', '-1'], /--grace/],

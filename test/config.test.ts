@@ -68,6 +68,10 @@ describe('loadConfig', () => {
     }
     expect(() => loadConfig({ WORKERS: '', SHUTDOWN_TIMEOUT_SECONDS: ' ' }, '/srv')).toThrow(new ConfigError('invalid environment:\n  SHUTDOWN_TIMEOUT_SECONDS: must be a whole number\n  WORKERS: must be a whole number'));
     expect(loadConfig({ PORT: '0' }, '/srv').port).toBe(0); // any free port, when asked for
+    // Past 2^53 the bound alone: until this version also "must be a whole number" (zod's .int()).
+    expect(() => loadConfig({ PORT: '99999999999999999', APP_KEY_FAILURE_LIMIT: '99999999999999999' }, '/srv')).toThrow(
+      new ConfigError('invalid environment:\n  PORT: must be at most 65535\n  APP_KEY_FAILURE_LIMIT: must be at most 9007199254740991'),
+    );
     expect(loadConfig({ PORT: '08080', WORKERS: '3' }, '/srv')).toMatchObject({ port: 8080, workers: 3 });
   });
 

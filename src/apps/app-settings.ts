@@ -14,7 +14,8 @@ export const appIdSchema = z.string().regex(APP_ID, 'app_id must be 1–63 chara
  */
 export const MAX_SETTING_SECONDS = 10 * 365 * 86_400;
 
-const seconds = (min: number) => wholeNumberFrom(whole(' of seconds').min(min, `must be at least ${min} second${min === 1 ? '' : 's'}`).max(MAX_SETTING_SECONDS, `must be at most ${MAX_SETTING_SECONDS} seconds (10 years)`));
+const seconds = (min: number) =>
+  wholeNumberFrom(whole(' of seconds', MAX_SETTING_SECONDS, `must be at most ${MAX_SETTING_SECONDS} seconds (10 years)`).min(min, `must be at least ${min} second${min === 1 ? '' : 's'}`));
 
 /** The settings an admin may set; each is optional here, DEFAULT_APP_SETTINGS fills the rest. */
 export const appSettingsPatchSchema = z
