@@ -123,7 +123,9 @@ export function createSessionService({ repo, keyring, clock, audit }: { repo: Re
         revokedAt: null,
         revokeReason: null,
       };
-      const first = newRefreshToken(app, session, { jid: newUlid(now), parentJid: null, issuedAt: now, ip: input.ip, useragent: input.useragent });
+      // The first token's jid is the session's id: whether a session was renewed is then found by the
+      // unique parent_jid index (an Idempotency-Key's repeat asks), with no index of tokens by session.
+      const first = newRefreshToken(app, session, { jid: session.sessionId, parentJid: null, issuedAt: now, ip: input.ip, useragent: input.useragent });
       const maxLiveSessions = app.maxSessions > 0 ? app.maxSessions : undefined;
       const { pair } = await signAndStore(app, session, first, (row, signedBy) => repo.createSession(session, row, { issueKey, maxLiveSessions, signedBy }));
       return pair;

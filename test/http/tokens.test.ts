@@ -432,7 +432,7 @@ describe('POST /app/:app_id/sessions and /revoke-session ("your devices")', () =
 });
 
 describe('POST /app/:app_id/issue with an Idempotency-Key', () => {
-  it('a repeat with the same key replaces the session of the first (its answer lost): one live session, the first refused as retried', async () => {
+  it('a repeat with the same key replaces the session of the first (its answer lost): one live session, the first refused as retried; not once that session was renewed', async () => {
     const h = await harness();
     const acme = await h.createApp('acme', { refreshNbfSeconds: 0 });
     const issue = async (sub: string, key?: string) => {
@@ -452,6 +452,14 @@ describe('POST /app/:app_id/issue with an Idempotency-Key', () => {
     await issue('u', 'another-call');
     await issue('v', '6c1f5e0e-7c38-4b7c-9d0c-1f2a3b4c5d6e');
     expect([await live('u'), await live('v')]).toEqual([3, 1]);
+    // The key sent again after its session was renewed: that answer was not lost, so it is no retry, and
+    // the renewed session lives on beside the new one (until this version it was revoked as retried).
+    const held = await issue('x', 'sent-twice');
+    const renewed = await h.post('/app/acme/renew', { refresh_token: held.body.refresh_token, ...client }, acme.appKey);
+    expect(renewed.status).toBe(200);
+    expect((await issue('x', 'sent-twice')).status).toBe(200);
+    expect(await live('x')).toBe(2);
+    expect((await h.post('/app/acme/renew', { refresh_token: ((await renewed.json()) as Pair).refresh_token, ...client }, acme.appKey)).status).toBe(200);
     // A key that cannot be one, or an app key pasted there (it would be stored): 400, nothing issued.
     for (const key of ['', 'two words', 'x'.repeat(129), acme.appKey]) {
       const refused = await issue('w', key);

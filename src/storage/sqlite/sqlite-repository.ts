@@ -139,11 +139,21 @@ function prepareHotPath(db: SqliteDb) {
       .prepare(),
     insertToken: db.insert(refreshTokens).values(tokenValues).prepare(),
     // An issue repeated with its Idempotency-Key ends the session its earlier attempt started
-    // (found through the app and subject index).
+    // (found through the app and subject index), unless that session has been renewed: then its
+    // answer was not lost, and the key was sent again by mistake. A session's first token has the
+    // session's id as its jid, so "renewed" is one probe of the unique parent_jid index.
     replaceEarlierAttempt: db
       .update(sessions)
       .set({ revokedAt: sql`${p('now')}`, revokeReason: 'retried' })
-      .where(and(eq(sessions.appId, p('appId')), eq(sessions.sub, p('sub')), eq(sessions.issueKey, p('issueKey')), isNull(sessions.revokedAt)))
+      .where(
+        and(
+          eq(sessions.appId, p('appId')),
+          eq(sessions.sub, p('sub')),
+          eq(sessions.issueKey, p('issueKey')),
+          isNull(sessions.revokedAt),
+          sql`NOT EXISTS (SELECT 1 FROM ${refreshTokens} WHERE ${refreshTokens.parentJid} = ${sessions.sessionId})`,
+        ),
+      )
       .prepare(),
     // The app's max-sessions: of the subject's other live sessions, those beyond the newest `keep` end,
     // found through the app and subject index. The new session is left out by id, not by time: one
