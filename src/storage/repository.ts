@@ -204,9 +204,10 @@ export interface Repository {
   /**
    * Stores a new session and its first refresh token, atomically; the session keeps the token's ip and
    * user agent as its login's. In the same transaction: with `issueKey`, first revokes (`retried`) the
-   * live sessions of that app and subject started with the same key, an earlier attempt of this issue
-   * whose answer was lost; with `maxLiveSessions` (1 or more), then revokes (`session-limit`) the
-   * subject's oldest live sessions (not revoked, not past `expiresAt`) beyond that many, the new one
+   * live sessions of that app and subject started with the same key and never renewed (no token has
+   * the session's id as its parent: callers give a session's first token that id as its jid), an
+   * earlier attempt of this issue whose answer was lost; with `maxLiveSessions` (1 or more), then
+   * revokes (`session-limit`) the subject's oldest live sessions (not revoked, not past `expiresAt`) beyond that many, the new one
    * counted and always kept, even beside another started in the same millisecond. With `signedBy`
    * (the kid that signed the pair), throws `signingKeyRevoked` and stores nothing if that key has
    * been revoked since it was read.

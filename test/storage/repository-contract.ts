@@ -358,7 +358,7 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       expect((await repo.listLiveSessions('acme', 'a', NOW, { limit: 1 }))[0]).toMatchObject({ sessionId: newest, ip: '203.0.113.7', useragent: 'ua' });
     });
 
-    it('createSession with an issue key revokes (retried) the live sessions of that app and subject started with the same key, and no other', async () => {
+    it('createSession with an issue key revokes (retried) the live sessions of that app and subject started with the same key and never renewed, and no other', async () => {
       const { repo } = await withApp();
       await repo.createApp(appRecord('other'), [key('other', 'current'), key('other', 'next')]);
       const start = async (appId: string, sub: string, issueKey?: string) => {
@@ -375,6 +375,13 @@ export function repositoryContract(name: string, open: () => Promise<Repository>
       // A third attempt replaces the second; a session already ended stays as it ended.
       const third = await start('acme', 'a', 'K');
       expect(await reasons('acme', 'a')).toMatchObject({ [first]: 'retried', [retry]: 'retried', [third]: null });
+      // Not a session renewed since (its first token, whose jid is the session's id, has a child): its answer arrived.
+      const held = session('acme', 'a');
+      const heldFirst = { ...token(held), jid: held.sessionId };
+      await repo.createSession(held, heldFirst, { issueKey: 'M' });
+      expect(await repo.consumeRefreshToken(child(held, heldFirst))).toBe(true);
+      const again = await start('acme', 'a', 'M');
+      expect(await reasons('acme', 'a')).toMatchObject({ [held.sessionId]: null, [again]: null });
     });
 
     it('createSession with maxLiveSessions revokes (session-limit) the oldest live sessions of that app and subject beyond it, the new one counted; ended ones do not count', async () => {
