@@ -207,10 +207,10 @@ export interface Repository {
    * live sessions of that app and subject started with the same key and never renewed (no token has
    * the session's id as its parent: callers give a session's first token that id as its jid), an
    * earlier attempt of this issue whose answer was lost; with `maxLiveSessions` (1 or more), then
-   * revokes (`session-limit`) the subject's oldest live sessions (not revoked, not past `expiresAt`) beyond that many, the new one
-   * counted and always kept, even beside another started in the same millisecond. With `signedBy`
-   * (the kid that signed the pair), throws `signingKeyRevoked` and stores nothing if that key has
-   * been revoked since it was read.
+   * revokes (`session-limit`) the subject's oldest live sessions (not revoked, not past `expiresAt`)
+   * beyond that many, the new one counted and always kept, even beside another started in the same
+   * millisecond. With `signedBy` (the kid that signed the pair), throws `signingKeyRevoked` and
+   * stores nothing if that key has been revoked since it was read.
    */
   createSession(session: SessionRecord, first: RefreshTokenRecord, options?: { issueKey?: string; maxLiveSessions?: number; signedBy?: string }): Promise<void>;
   /** The stored sessions of one subject of an app (live, revoked, or ended but not yet pruned), newest first. */
