@@ -28,15 +28,17 @@ const refreshToken = z.string().min(1).max(MAX_TOKEN_CHARS);
 /**
  * What is wrong with a parsed JSON value, walked level by level without recursion (a 64 KiB body
  * can nest 30,000 deep, past what JSON.stringify's recursion takes): nesting deeper than `maxDepth`,
- * or a key or string with an unpaired surrogate.
+ * a key or string with an unpaired surrogate, or a number JSON.parse made Infinity (1e400), which
+ * JSON.stringify writes as null.
  */
-function jsonFault(value: unknown, maxDepth: number): 'too deep' | 'unpaired surrogate' | undefined {
+function jsonFault(value: unknown, maxDepth: number): 'too deep' | 'unpaired surrogate' | 'infinite' | undefined {
   let level: unknown[] = [value];
   for (let depth = 0; level.length > 0; depth++) {
     if (depth > maxDepth) return 'too deep';
     const next: unknown[] = [];
     for (const v of level) {
       if (typeof v === 'string' && !WELL_FORMED.test(v)) return 'unpaired surrogate';
+      if (typeof v === 'number' && !Number.isFinite(v)) return 'infinite';
       if (typeof v !== 'object' || v === null) continue;
       for (const [key, child] of Object.entries(v)) {
         if (!WELL_FORMED.test(key)) return 'unpaired surrogate';
@@ -56,9 +58,10 @@ const personal = z
   .superRefine((v, ctx) => {
     const fault = jsonFault(v, MAX_PERSONAL_BYTES / 2);
     if (fault === 'unpaired surrogate') ctx.addIssue({ code: 'custom', message: UNPAIRED_SURROGATE });
+    else if (fault === 'infinite') ctx.addIssue({ code: 'custom', message: 'must not hold a number past what a double holds (such as 1e400): it would be signed as null' });
     else if (fault === 'too deep' || Buffer.byteLength(JSON.stringify(v)) > MAX_PERSONAL_BYTES) ctx.addIssue({ code: 'custom', message: `must be at most ${MAX_PERSONAL_BYTES} bytes of JSON` });
   })
-  .meta({ type: 'object', description: `a JSON object of at most ${MAX_PERSONAL_BYTES} bytes as JSON, copied into every auth token of the session` }); // for /openapi.json
+  .meta({ type: 'object', description: `a JSON object of at most ${MAX_PERSONAL_BYTES} bytes as JSON, its numbers within a double's range, copied into every auth token of the session` }); // for /openapi.json
 
 export const issueBody = z.object({ sub, ip, useragent, personal: personal.optional() });
 export const renewBody = z.object({ refresh_token: refreshToken, ip, useragent });

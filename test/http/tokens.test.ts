@@ -148,6 +148,22 @@ describe('POST /app/:app_id/issue', () => {
     expect(JSON.stringify(payload.personal)).toBe('{"__proto__":{"admin":true},"a":1}');
     expect(({} as Record<string, unknown>).admin).toBeUndefined();
   });
+
+  it('refuses a number in personal past what a double holds (1e400): it was signed as null', async () => {
+    const h = await harness();
+    const { appId, appKey } = await h.createApp();
+    const personal = (value: string) => `{"sub":"s","ip":"${client.ip}","useragent":"u","personal":{"a":[1,{"n":${value}}]}}`;
+    for (const value of ['1e400', '-1e400']) {
+      const res = await h.post(`/app/${appId}/issue`, personal(value), appKey);
+      expect([res.status, await res.json()], value).toEqual([400, { message: 'invalid request', errors: [{ path: 'personal', message: 'must not hold a number past what a double holds (such as 1e400): it would be signed as null' }] }]);
+      const update = await h.post(`/app/${appId}/update-personal`, `{"sub":"s","personal":{"n":${value}}}`, appKey);
+      expect(update.status, value).toBe(400);
+    }
+    // The largest double is a number still: kept, as JSON writes it.
+    const res = await h.post(`/app/${appId}/issue`, personal('1.7976931348623157e308'), appKey);
+    expect(res.status).toBe(200);
+    expect(JSON.stringify(decodePart(((await res.json()) as Pair).auth_token, 1).personal)).toBe('{"a":[1,{"n":1.7976931348623157e+308}]}');
+  });
 });
 
 describe('app key (403)', () => {
