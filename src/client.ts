@@ -115,6 +115,19 @@ function sessionList(answer: unknown): SessionInfo[] {
   throw new TokenmintClientError('unavailable', 'the answer is not a list of sessions: is baseUrl a tokenmint server?');
 }
 
+/**
+ * A call's body as JSON, made once for all its attempts. What JSON cannot hold is a TypeError before
+ * anything is sent: JSON.stringify throws for a BigInt or a cycle (which, thrown inside an attempt,
+ * was taken for a network error and retried), and writes NaN and ±Infinity as null, which would
+ * reach the tokens as null without a word.
+ */
+function bodyJson(body: unknown): string {
+  return JSON.stringify(body, (key, value: unknown) => {
+    if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`${JSON.stringify(key)} is ${value}, which JSON cannot hold`);
+    return value;
+  });
+}
+
 /** What setTimeout and AbortSignal.timeout hold; given more, they fire after 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -136,7 +149,7 @@ export function createClient(options: ClientOptions) {
   const base = `${baseUrl.replace(/\/+$/, '')}/app/${encodeURIComponent(appId)}`;
 
   /** One attempt, resolving to a 2xx answer's JSON; throws a TokenmintClientError, `unavailable` meaning "safe to try again". */
-  async function attempt(route: string, body: unknown, requestId: string): Promise<unknown> {
+  async function attempt(route: string, body: string, requestId: string): Promise<unknown> {
     let res: Response;
     // An issue's repeats say they are one call: the server then replaces the session of an attempt
     // whose answer was lost instead of leaving it beside the new one.
@@ -145,7 +158,7 @@ export function createClient(options: ClientOptions) {
       res = await fetchImpl(`${base}/${route}`, {
         method: 'POST',
         headers: { authorization: `Bearer ${appKey}`, 'content-type': 'application/json', 'x-request-id': requestId, ...idempotency },
-        body: JSON.stringify(body),
+        body,
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (cause) {
@@ -172,11 +185,12 @@ export function createClient(options: ClientOptions) {
    * answer, never retried.
    */
   async function call<T>(route: string, body: unknown, read: (answer: unknown) => T, windowMs = Infinity): Promise<T> {
+    const json = bodyJson(body);
     const started = Date.now();
     const requestId = crypto.randomUUID();
     for (let i = 0; ; i++) {
       try {
-        return read(await attempt(route, body, requestId));
+        return read(await attempt(route, json, requestId));
       } catch (error) {
         if (error instanceof TokenmintClientError) error.details.requestId = requestId;
         if (!(error instanceof TokenmintClientError) || error.kind !== 'unavailable' || i >= retries) throw error;

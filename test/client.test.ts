@@ -215,3 +215,31 @@ describe('tokenmint/client against a real server', () => {
     await expect(down.issue({ sub: 'u', ...user })).rejects.toMatchObject({ kind: 'unavailable' });
   });
 });
+
+describe('tokenmint/client: a body JSON cannot hold', () => {
+  it('is a TypeError before anything is sent, not `unavailable` retried, nor a NaN or Infinity sent as null', async () => {
+    const { server, appKey } = await setup();
+    const proxy = await flakyProxy(server.url, []);
+    const tm = createClient({ baseUrl: proxy.url, appId: 'acme', appKey, retryDelayMs: 10 });
+    const cycle: Record<string, unknown> = {};
+    cycle.self = cycle;
+    const unsendable: Array<[Record<string, unknown>, RegExp]> = [
+      [{ score: Infinity }, /^"score" is Infinity, which JSON cannot hold$/],
+      [{ nested: { ratio: Number.NaN } }, /^"ratio" is NaN, which JSON cannot hold$/],
+      [{ ids: [1, -Infinity] }, /^"1" is -Infinity, which JSON cannot hold$/],
+      [{ big: 10n }, /BigInt/],
+      [cycle, /circular/],
+    ];
+    for (const [personal, message] of unsendable) {
+      const error = await tm.issue({ sub: 'u', ...user, personal }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as TypeError).message).toMatch(message);
+      await expect(tm.updatePersonal('u', personal)).rejects.toThrow(message);
+    }
+    expect(proxy.seen).toEqual([]);
+    // The same calls with what JSON holds go through, exactly as given.
+    const pair = await tm.issue({ sub: 'u', ...user, personal: { score: 1e308, ids: [1, -0.5] } });
+    expect(verifyIndependently(pair.auth_token, pair.public_key).payload.personal).toEqual({ score: 1e308, ids: [1, -0.5] });
+    expect(proxy.seen).toEqual(['/app/acme/issue']);
+  });
+});
