@@ -1,5 +1,6 @@
 // tokenmint/client — for an app's backend: issue, renew and revoke over HTTP with the app key.
-// Runs on the platform's fetch (Node 20+, Bun, Deno, workers); imports nothing else.
+// Runs on the platform's fetch (Node 20+, Bun, Deno, workers); imports nothing else but the form of an app id.
+import { APP_ID_RULE, isAppId } from './apps/app-id.js';
 
 /** A token pair as tokenmint answers it. */
 export interface TokenPair {
@@ -135,6 +136,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 function checkOptions(options: ClientOptions): void {
   if (!URL.canParse(options.baseUrl)) throw new TypeError(`baseUrl must be an absolute URL such as http://127.0.0.1:8080, not ${JSON.stringify(options.baseUrl)}`);
   for (const name of ['appId', 'appKey'] as const) if (typeof options[name] !== 'string' || options[name] === '') throw new TypeError(`${name} must be a non-empty string`);
+  // Else tokenmint answers 403 "invalid app key", as for an unknown app, and the key gets the blame.
+  if (!isAppId(options.appId)) throw new TypeError(`appId must be ${APP_ID_RULE}, not ${JSON.stringify(options.appId)}`);
   const numbers = [['retries', 0, 100], ['retryDelayMs', 0, MAX_TIMER_MS], ['timeoutMs', 1, MAX_TIMER_MS], ['renewRetryWindowMs', 0, MAX_TIMER_MS]] as const;
   for (const [name, min, max] of numbers) {
     const value = options[name];

@@ -6,6 +6,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { createMiddleware } from 'hono/factory';
 import { decodeJwt } from 'jose';
+import { APP_ID_RULE, isAppId } from './apps/app-id.js';
 import { InvalidRefreshTokenError, type SessionInfo, type TokenmintClient, type TokenPair } from './client.js';
 import { clientAddress } from './http/client-address.js';
 import { verifyAuthToken, type AuthTokenClaims } from './verify.js';
@@ -65,6 +66,7 @@ export function tokenmintSession(options: SessionOptions) {
   for (const name of ['appId', 'audience', 'jwksUrl'] as const) {
     if (typeof options[name] !== 'string' || options[name] === '') throw new TypeError(`tokenmintSession: ${name} must be a non-empty string`);
   }
+  if (!isAppId(options.appId)) throw new TypeError(`tokenmintSession: appId must be ${APP_ID_RULE}, not ${JSON.stringify(options.appId)}`);
   const { client, appId, audience, jwksUrl, jwksMaxAgeSeconds, trustProxyHeader } = options;
   if (jwksMaxAgeSeconds !== undefined && !(typeof jwksMaxAgeSeconds === 'number' && Number.isFinite(jwksMaxAgeSeconds) && jwksMaxAgeSeconds > 0)) {
     throw new TypeError('tokenmintSession: jwksMaxAgeSeconds must be a number of seconds above 0');

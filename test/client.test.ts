@@ -52,6 +52,9 @@ describe('createClient', () => {
       [{ baseUrl: '127.0.0.1:8080/' }, 'baseUrl must be an absolute URL such as http://127.0.0.1:8080, not "127.0.0.1:8080/"'],
       [{ appKey: '' }, 'appKey must be a non-empty string'],
       [{ appId: undefined }, 'appId must be a non-empty string'],
+      // Sent as is, it would get 403 "invalid app key" (as an unknown app does), and the key the blame.
+      [{ appId: 'Acme' }, 'appId must be 1–63 characters of a-z 0-9 _ -, starting with a letter or digit, not "Acme"'],
+      [{ appId: 'acme/renew' }, 'appId must be 1–63 characters of a-z 0-9 _ -, starting with a letter or digit, not "acme/renew"'],
       // Node's timers take at most 2^31 - 1 ms; more aborts every attempt after 1 ms.
       [{ timeoutMs: 2 ** 31 }, 'timeoutMs must be a whole number from 1 to 2147483647, not 2147483648'],
       [{ timeoutMs: 0 }, 'timeoutMs must be a whole number from 1 to 2147483647, not 0'],

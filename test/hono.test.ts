@@ -225,6 +225,10 @@ describe('tokenmint/hono session middleware', () => {
     const options = { client, appId: 'acme', audience: 'web-app', jwksUrl: 'http://127.0.0.1:1/app/acme/jwks.json' };
     expect(() => tokenmintSession({ ...options, audience: undefined as unknown as string })).toThrow(new TypeError('tokenmintSession: audience must be a non-empty string'));
     expect(() => tokenmintSession({ ...options, jwksUrl: '' })).toThrow(new TypeError('tokenmintSession: jwksUrl must be a non-empty string'));
+    // It is the iss every auth token is checked against: no token of an app would pass.
+    expect(() => tokenmintSession({ ...options, appId: 'ACME' })).toThrow(
+      new TypeError('tokenmintSession: appId must be 1–63 characters of a-z 0-9 _ -, starting with a letter or digit, not "ACME"'),
+    );
     expect(() => tokenmintSession({ ...options, jwksMaxAgeSeconds: -1 })).toThrow(new TypeError('tokenmintSession: jwksMaxAgeSeconds must be a number of seconds above 0'));
     expect(() => tokenmintSession(options)).not.toThrow();
     expect(() => tokenmintSession({ ...options, jwksMaxAgeSeconds: 60 })).not.toThrow();

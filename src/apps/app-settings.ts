@@ -1,11 +1,9 @@
 import { z } from 'zod';
 import type { AppRecord, AppSettings } from '../storage/repository.js';
 import { whole, wholeNumberFrom } from '../whole-number.js';
+import { APP_ID, APP_ID_RULE } from './app-id.js';
 
-/** 1–63 of a-z 0-9 _ -, starting with a letter or digit. It is also the tokens' `iss`. */
-const APP_ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-export const isAppId = (value: string): boolean => APP_ID.test(value);
-export const appIdSchema = z.string().regex(APP_ID, 'app_id must be 1–63 characters of a-z 0-9 _ -, starting with a letter or digit');
+export const appIdSchema = z.string().regex(APP_ID, `app_id must be ${APP_ID_RULE}`);
 
 /**
  * The longest a setting in seconds may be: ten years, longer than any of them has a use for. Until

@@ -3,7 +3,7 @@ import { appKeyFromAuthorization } from '../apps/app-key.js';
 import type { AppService } from '../apps/app-service.js';
 import type { AuditLog } from '../audit.js';
 import { invalidAppKey, tooManyRequests, TokenmintError } from '../errors.js';
-import { isAppId } from '../apps/app-settings.js';
+import { isAppId } from '../apps/app-id.js';
 import { RECORDED_BLOCKS_PER_WINDOW, type AppKeyLimiter } from './app-key-limiter.js';
 import { clientAddress } from './client-address.js';
 import type { AppEnv } from './env.js';

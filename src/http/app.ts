@@ -6,7 +6,7 @@ import { etag, RETAINED_304_HEADERS } from 'hono/etag';
 import { createMiddleware } from 'hono/factory';
 import { routePath } from 'hono/route';
 import type { AppService } from '../apps/app-service.js';
-import { isAppId } from '../apps/app-settings.js';
+import { isAppId } from '../apps/app-id.js';
 import type { AuditLog } from '../audit.js';
 import type { Config } from '../config.js';
 import { TokenmintError } from '../errors.js';
