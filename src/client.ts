@@ -1,5 +1,5 @@
 // tokenmint/client — for an app's backend: issue, renew and revoke over HTTP with the app key.
-// Runs on the platform's fetch (Node 20+, Bun, Deno, workers); imports nothing else but the form of an app id.
+// Runs on the platform's fetch (Node 20+, Bun, Deno, workers); its one import, the form of an app id, imports nothing.
 import { APP_ID_RULE, isAppId } from './apps/app-id.js';
 
 /** A token pair as tokenmint answers it. */
