@@ -86,9 +86,12 @@ export function tokenmintSession(options: SessionOptions) {
 
   /**
    * Each cookie lives exactly as long as its token: Max-Age from the token's own `exp`. A token too
-   * large for a cookie (a big `personal`) throws rather than leave a browser that drops it logged out.
+   * large for a cookie (a big `personal`) throws rather than leave a browser that drops it logged out,
+   * and ends its session first: nobody can hold it. Left live, it would be listed among the user's
+   * devices (and count against --max-sessions); after a renew, the browser would send its used refresh
+   * token again until reuse detection ended the session as a theft.
    */
-  const setPair = (c: Context, pair: TokenPair) => {
+  const setPair = async (c: Context, pair: TokenPair) => {
     const now = Math.floor(Date.now() / 1000);
     const cookies = [
       [accessName, pair.auth_token],
@@ -96,7 +99,10 @@ export function tokenmintSession(options: SessionOptions) {
     ] as const;
     for (const [name, token] of cookies) {
       const bytes = name.length + 1 + token.length;
-      if (bytes > MAX_COOKIE_BYTES) throw new Error(`tokenmint/hono: the ${name} cookie would be ${bytes} bytes, over the ${MAX_COOKIE_BYTES} a browser keeps; make the session's personal claims smaller`);
+      if (bytes > MAX_COOKIE_BYTES) {
+        await client.revoke(pair.refresh_token).catch(() => undefined); // if unreachable, it ends at its idle timeout
+        throw new Error(`tokenmint/hono: the ${name} cookie would be ${bytes} bytes, over the ${MAX_COOKIE_BYTES} a browser keeps; make the session's personal claims smaller`);
+      }
     }
     for (const [name, token] of cookies) setCookie(c, name, token, { ...cookieBase, maxAge: Math.max(0, (decodeJwt(token).exp ?? now) - now) });
   };
@@ -127,7 +133,7 @@ export function tokenmintSession(options: SessionOptions) {
       clear(c);
       return undefined;
     }
-    setPair(c, pair);
+    await setPair(c, pair);
     return verifyCookie(pair.auth_token);
   };
 
@@ -135,7 +141,7 @@ export function tokenmintSession(options: SessionOptions) {
     /** Starts a session for a user your backend has just authenticated, and sets both cookies. */
     async login(c: Context, input: { sub: string; personal?: Record<string, unknown> }): Promise<AuthTokenClaims> {
       const pair = await client.issue({ ...input, ...user(c) });
-      setPair(c, pair);
+      await setPair(c, pair);
       return verifyAuthToken(pair.auth_token, verifyOptions);
     },
 

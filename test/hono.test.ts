@@ -53,14 +53,14 @@ async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
     };
     return { request, jar };
   };
-  return { ...browser(), browser };
+  return { ...browser(), browser, client, server };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('tokenmint/hono session middleware', () => {
   it('login sets HttpOnly, Secure, SameSite cookies whose Max-Age is the token\'s own lifetime', async () => {
-    const { request, jar } = await setup();
+    const { request, jar, client } = await setup();
     const { res, setCookies } = await request('POST', '/login');
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ sub: 'user-1', ip: '203.0.113.9', useragent: 'test-browser/1.0', personal: { name: 'Ada' } });
@@ -76,6 +76,8 @@ describe('tokenmint/hono session middleware', () => {
     expect(bigLogin.status).toBe(500);
     expect(((await bigLogin.json()) as { error: string }).error).toMatch(/the access_token cookie would be \d+ bytes, over the 4096 a browser keeps/);
     expect(bigCookies).toEqual([]);
+    // Its session, which nobody can hold, has ended: the user's devices are the first login's alone.
+    expect((await client.sessions('user-1')).map((s) => s.session_id)).toEqual([refreshClaims.jid]);
 
     // A user agent longer than tokenmint accepts is cut to its 1,024 characters, not a failed login.
     const long = `Mozilla/5.0 ${'x'.repeat(3000)}`;
@@ -116,6 +118,20 @@ describe('tokenmint/hono session middleware', () => {
     await request('POST', '/logout');
     expect(jar.size).toBe(0);
     expect((await request('GET', '/api/me')).res.status).toBe(401);
+  });
+
+  it('a renew whose pair would not fit in a cookie ends the session at once: no reuse alarm from the browser sending its used token again', async () => {
+    const { request, jar, client, server } = await setup();
+    await request('POST', '/login');
+    await client.updatePersonal('user-1', { bio: 'x'.repeat(3000) }); // the next auth token is too large
+    await sleep((decodePart(jar.get('access_token')!, 1).exp as number) * 1000 + 100 - Date.now());
+    const failed = await request('GET', '/api/me');
+    expect(failed.res.status).toBe(500);
+    expect(await client.sessions('user-1')).toEqual([]);
+    // The browser still holds the used refresh token: it is refused as the token of an ended session, not as reuse.
+    expect((await request('GET', '/api/me')).res.status).toBe(401);
+    const reasons = server.stdout().split('\n').filter((l) => l.includes('"status":401')).map((l) => (JSON.parse(l) as { reason: string }).reason);
+    expect(reasons).toEqual(['session revoked (client)']);
   });
 
   it('a password change ends every other session (revokeSubject, then login): this browser renews on, the other is logged out at its next renew', async () => {
