@@ -138,10 +138,15 @@ export function tokenmintSession(options: SessionOptions) {
   };
 
   return {
-    /** Starts a session for a user your backend has just authenticated, and sets both cookies. */
+    /**
+     * Starts a session for a user your backend has just authenticated, and sets both cookies. The
+     * session of the refresh cookie it replaces, if any, ends: only this browser held it.
+     */
     async login(c: Context, input: { sub: string; personal?: Record<string, unknown> }): Promise<AuthTokenClaims> {
+      const replaced = getCookie(c, refreshName);
       const pair = await client.issue({ ...input, ...user(c) });
       await setPair(c, pair);
+      if (replaced) await client.revoke(replaced).catch(() => undefined); // if unreachable, it ends at its idle timeout
       return verifyAuthToken(pair.auth_token, verifyOptions);
     },
 

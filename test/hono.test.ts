@@ -134,6 +134,15 @@ describe('tokenmint/hono session middleware', () => {
     expect(reasons).toEqual(['session revoked (client)']);
   });
 
+  it('a login in a browser that has a session ends that one: its cookies were the only holder', async () => {
+    const { request, jar, client } = await setup();
+    await request('POST', '/login');
+    const replaced = jar.get('refresh_token')!;
+    await request('POST', '/login');
+    expect((await client.sessions('user-1')).map((s) => s.session_id)).toEqual([decodePart(jar.get('refresh_token')!, 1).jid]);
+    await expect(client.renew({ refresh_token: replaced, ip: '203.0.113.9', useragent: 'test-browser/1.0' })).rejects.toMatchObject({ kind: 'invalid_refresh_token' });
+  });
+
   it('a password change ends every other session (revokeSubject, then login): this browser renews on, the other is logged out at its next renew', async () => {
     const { request, jar, browser } = await setup();
     const other = browser();
