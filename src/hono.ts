@@ -84,6 +84,9 @@ export function tokenmintSession(options: SessionOptions) {
     return { ip: ip ?? '127.0.0.1', useragent };
   };
 
+  /** Ends a session nobody holds any more; if tokenmint cannot be reached, it ends at its idle timeout. */
+  const endSession = (refreshToken: string) => client.revoke(refreshToken).catch(() => undefined);
+
   /**
    * Each cookie lives exactly as long as its token: Max-Age from the token's own `exp`. A token too
    * large for a cookie (a big `personal`) throws rather than leave a browser that drops it logged out,
@@ -100,7 +103,7 @@ export function tokenmintSession(options: SessionOptions) {
     for (const [name, token] of cookies) {
       const bytes = name.length + 1 + token.length;
       if (bytes > MAX_COOKIE_BYTES) {
-        await client.revoke(pair.refresh_token).catch(() => undefined); // if unreachable, it ends at its idle timeout
+        await endSession(pair.refresh_token);
         throw new Error(`tokenmint/hono: the ${name} cookie would be ${bytes} bytes, over the ${MAX_COOKIE_BYTES} a browser keeps; make the session's personal claims smaller`);
       }
     }
@@ -146,7 +149,7 @@ export function tokenmintSession(options: SessionOptions) {
       const replaced = getCookie(c, refreshName);
       const pair = await client.issue({ ...input, ...user(c) });
       await setPair(c, pair);
-      if (replaced) await client.revoke(replaced).catch(() => undefined); // if unreachable, it ends at its idle timeout
+      if (replaced) await endSession(replaced);
       return verifyAuthToken(pair.auth_token, verifyOptions);
     },
 
