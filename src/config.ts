@@ -5,7 +5,7 @@ import { whole, wholeNumberFrom } from './whole-number.js';
 
 const port = wholeNumberFrom(whole('', 65535).min(0));
 /** A positive whole number, digits only, at most `max` if given. */
-const positiveInt = (max?: number, message?: string) => wholeNumberFrom(whole('', max, message).positive());
+const positiveInt = (max?: number, message?: string) => wholeNumberFrom(whole('', max, message).positive('must be at least 1'));
 
 /**
  * Every worker is ~100 MB and one more writer of the one SQLite file, whose commits empty the other
@@ -13,6 +13,8 @@ const positiveInt = (max?: number, message?: string) => wholeNumberFrom(whole(''
  * Measured on 2 cores only; WORKERS overrides it.
  */
 const DEFAULT_MAX_WORKERS = 8;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /** Text that must be given if set: `HOST=` is a variable set by mistake, not a request for the default. */
 const nonEmpty = () => z.string().min(1, 'is set but empty: give a value, or unset it');
@@ -23,7 +25,7 @@ const envSchema = z.object({
   PORT: port.default(8080),
   DATABASE_URL: nonEmpty().default('data/tokenmint.db'),
   TOKENMINT_MASTER_KEY: z.string().optional(),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_LEVEL: z.enum(LOG_LEVELS, `must be one of ${LOG_LEVELS.join(', ')}`).default('info'),
   // Header set by a reverse proxy you trust (e.g. x-forwarded-for); unset = the socket address.
   TRUST_PROXY_HEADER: nonEmpty().optional(),
   APP_KEY_FAILURE_LIMIT: positiveInt().default(20),

@@ -75,6 +75,17 @@ describe('loadConfig', () => {
     expect(loadConfig({ PORT: '08080', WORKERS: '3' }, '/srv')).toMatchObject({ port: 8080, workers: 3 });
   });
 
+  it('says in its own words that a count must be at least 1 and which log levels there are', () => {
+    // Until this version zod's: "Too small: expected number to be >0", "Invalid option: expected one of …".
+    expect(() => loadConfig({ WORKERS: '0', JWKS_MAX_AGE_SECONDS: '0', LOG_LEVEL: 'verbose' }, '/srv')).toThrow(
+      new ConfigError(
+        'invalid environment:\n  LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent\n' +
+          '  JWKS_MAX_AGE_SECONDS: must be at least 1\n  WORKERS: must be at least 1',
+      ),
+    );
+    expect(loadConfig({ WORKERS: '1', JWKS_MAX_AGE_SECONDS: '1', LOG_LEVEL: 'warn' }, '/srv')).toMatchObject({ workers: 1, jwksMaxAgeSeconds: 1, logLevel: 'warn' });
+  });
+
   it('says what to do about a variable set but empty, or a metrics token too short to be a secret', () => {
     // Until this version zod's own words: "Too small: expected string to have >=1 characters".
     expect(() => loadConfig({ HOST: '', DATABASE_URL: '', METRICS_TOKEN: 'short' }, '/srv')).toThrow(

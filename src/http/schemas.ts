@@ -14,16 +14,21 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> =>
  */
 const WELL_FORMED = /^[^\uD800-\uDFFF]*$/u;
 const UNPAIRED_SURROGATE = 'must be valid Unicode: no unpaired surrogate';
-const text = (max: number) => z.string().min(1).max(max).regex(WELL_FORMED, UNPAIRED_SURROGATE);
+
+/** A field that is missing or not `what` is told so in words (zod's: "Invalid input: expected string, received undefined"). */
+const missingOr = (what: string) => ({ error: (issue: { input?: unknown }) => (issue.input === undefined ? 'is required' : `must be ${what}`) });
+/** A string of 1 to `max` characters, each of whose bounds says so in words. */
+const string = (max: number) => z.string(missingOr('a string')).min(1, 'must not be empty').max(max, `must be at most ${max} characters`);
+const text = (max: number) => string(max).regex(WELL_FORMED, UNPAIRED_SURROGATE);
 
 const IP_ERROR = 'must be an IPv4 or IPv6 address';
 const ip = z
-  .string({ error: IP_ERROR })
+  .string(missingOr('an IPv4 or IPv6 address'))
   .regex(IP_ADDRESS, { error: IP_ERROR })
   .meta({ description: 'an IPv4 or IPv6 address; an IPv6 one may carry a zone (fe80::1%eth0)' }); // for /openapi.json
 const sub = text(255);
 const useragent = text(1024);
-const refreshToken = z.string().min(1).max(MAX_TOKEN_CHARS);
+const refreshToken = string(MAX_TOKEN_CHARS);
 
 /**
  * What is wrong with a parsed JSON value, walked level by level without recursion (a 64 KiB body
@@ -54,7 +59,7 @@ function jsonFault(value: unknown, maxDepth: number): 'too deep' | 'unpaired sur
 // stays plain data and never touches a prototype. Each level of nesting takes at least two bytes
 // ("[]"), so a value nested deeper than half the byte limit is over it: said without stringifying it.
 const personal = z
-  .custom<Record<string, unknown>>(isPlainObject, { error: 'must be a JSON object' })
+  .custom<Record<string, unknown>>(isPlainObject, missingOr('a JSON object'))
   .superRefine((v, ctx) => {
     const fault = jsonFault(v, MAX_PERSONAL_BYTES / 2);
     if (fault === 'unpaired surrogate') ctx.addIssue({ code: 'custom', message: UNPAIRED_SURROGATE });
@@ -63,13 +68,16 @@ const personal = z
   })
   .meta({ type: 'object', description: `a JSON object of at most ${MAX_PERSONAL_BYTES} bytes as JSON, its numbers within a double's range, copied into every auth token of the session` }); // for /openapi.json
 
-export const issueBody = z.object({ sub, ip, useragent, personal: personal.optional() });
-export const renewBody = z.object({ refresh_token: refreshToken, ip, useragent });
-export const revokeBody = z.object({ refresh_token: refreshToken });
-export const revokeSubjectBody = z.object({ sub, except_refresh_token: refreshToken.optional() });
-export const sessionsBody = z.object({ sub, refresh_token: refreshToken.optional() });
-export const revokeSessionBody = z.object({ sub, session_id: z.string().min(1).max(64) });
-export const updatePersonalBody = z.object({ sub, personal: personal.nullable() });
+/** A request body: a JSON object of these fields (an array, null or a string is told so). */
+const body = <T extends z.core.$ZodLooseShape>(fields: T) => z.object(fields, { error: 'the body must be a JSON object' });
+
+export const issueBody = body({ sub, ip, useragent, personal: personal.optional() });
+export const renewBody = body({ refresh_token: refreshToken, ip, useragent });
+export const revokeBody = body({ refresh_token: refreshToken });
+export const revokeSubjectBody = body({ sub, except_refresh_token: refreshToken.optional() });
+export const sessionsBody = body({ sub, refresh_token: refreshToken.optional() });
+export const revokeSessionBody = body({ sub, session_id: string(64) });
+export const updatePersonalBody = body({ sub, personal: personal.nullable() });
 const CALLER_ID = /^[\w-]{1,128}$/;
 /** An id a caller chooses (X-Request-Id, an issue's Idempotency-Key): 1–128 letters, digits, `_` and `-` (a UUID fits). */
 export const callerId = z.string().regex(CALLER_ID);

@@ -45,30 +45,51 @@ describe('POST /app/:app_id/issue', () => {
     }
   });
 
-  it('answers 400 with field paths for each invalid field', async () => {
+  it('answers 400 with each invalid field: its path, and what is wrong in words', async () => {
     const h = await harness();
     const { appId, appKey } = await h.createApp();
-    const cases: Array<[unknown, string]> = [
-      [{ ...client }, 'sub'],
-      [{ sub: '', ...client }, 'sub'],
-      [{ sub: 'x'.repeat(256), ...client }, 'sub'],
-      [{ sub: 7, ...client }, 'sub'],
-      [{ sub: 's', ...client, ip: '999.1.1.1' }, 'ip'],
-      [{ sub: 's', ...client, ip: 'localhost' }, 'ip'],
-      [{ sub: 's', ...client, useragent: '' }, 'useragent'],
-      [{ sub: 's', ...client, useragent: 'u'.repeat(1025) }, 'useragent'],
-      [{ sub: 's', ...client, personal: [1, 2] }, 'personal'],
-      [{ sub: 's', ...client, personal: 'me' }, 'personal'],
-      [{ sub: 's', ...client, personal: { blob: 'x'.repeat(4100) } }, 'personal'],
-      [[1, 2, 3], ''],
+    // Until this version zod's own words for most: "Invalid input: expected string, received undefined".
+    const cases: Array<[unknown, string, string]> = [
+      [{ ...client }, 'sub', 'is required'],
+      [{ sub: '', ...client }, 'sub', 'must not be empty'],
+      [{ sub: 'x'.repeat(256), ...client }, 'sub', 'must be at most 255 characters'],
+      [{ sub: 7, ...client }, 'sub', 'must be a string'],
+      [{ sub: 's', ...client, ip: undefined }, 'ip', 'is required'],
+      [{ sub: 's', ...client, ip: 7 }, 'ip', 'must be an IPv4 or IPv6 address'],
+      [{ sub: 's', ...client, ip: '999.1.1.1' }, 'ip', 'must be an IPv4 or IPv6 address'],
+      [{ sub: 's', ...client, ip: 'localhost' }, 'ip', 'must be an IPv4 or IPv6 address'],
+      [{ sub: 's', ...client, useragent: '' }, 'useragent', 'must not be empty'],
+      [{ sub: 's', ...client, useragent: 'u'.repeat(1025) }, 'useragent', 'must be at most 1024 characters'],
+      [{ sub: 's', ...client, personal: [1, 2] }, 'personal', 'must be a JSON object'],
+      [{ sub: 's', ...client, personal: 'me' }, 'personal', 'must be a JSON object'],
+      [{ sub: 's', ...client, personal: { blob: 'x'.repeat(4100) } }, 'personal', 'must be at most 4096 bytes of JSON'],
+      [[1, 2, 3], '', 'the body must be a JSON object'],
+      [null, '', 'the body must be a JSON object'],
     ];
-    for (const [body, path] of cases) {
+    for (const [body, path, message] of cases) {
       const res = await h.post(`/app/${appId}/issue`, body, appKey);
-      expect(res.status, JSON.stringify(body).slice(0, 80)).toBe(400);
-      const answer = (await res.json()) as { message: string; errors: Array<{ path: string; message: string }> };
-      expect(answer.message).toBe('invalid request');
-      expect(answer.errors.map((e) => e.path)).toContain(path);
+      expect([res.status, await res.json()], JSON.stringify(body).slice(0, 80)).toEqual([400, { message: 'invalid request', errors: [{ path, message }] }]);
     }
+    // Every field at once, in the order of the body's schema; on the other routes too.
+    expect(await (await h.post(`/app/${appId}/issue`, {}, appKey)).json()).toEqual({
+      message: 'invalid request',
+      errors: ['sub', 'ip', 'useragent'].map((path) => ({ path, message: 'is required' })),
+    });
+    expect(await (await h.post(`/app/${appId}/renew`, { refresh_token: '', ip: '::1' }, appKey)).json()).toEqual({
+      message: 'invalid request',
+      errors: [
+        { path: 'refresh_token', message: 'must not be empty' },
+        { path: 'useragent', message: 'is required' },
+      ],
+    });
+    expect(await (await h.post(`/app/${appId}/revoke-session`, { sub: 's', session_id: 7 }, appKey)).json()).toEqual({
+      message: 'invalid request',
+      errors: [{ path: 'session_id', message: 'must be a string' }],
+    });
+    expect(await (await h.post(`/app/${appId}/update-personal`, { sub: 's' }, appKey)).json()).toEqual({
+      message: 'invalid request',
+      errors: [{ path: 'personal', message: 'is required' }],
+    });
     // IPv6 is an address too.
     expect((await h.post(`/app/${appId}/issue`, { sub: 's', ...client, ip: '2001:db8::1' }, appKey)).status).toBe(200);
     // Characters are code points, as JSON Schema counts them: 255 emoji are a subject (510 UTF-16 units), 256 are not.
@@ -77,7 +98,7 @@ describe('POST /app/:app_id/issue', () => {
     expect(taken.status).toBe(200);
     expect(decodePart(((await taken.json()) as Pair).auth_token, 1)).toMatchObject({ sub: emoji(255), useragent: emoji(1024) });
     const over = await h.post(`/app/${appId}/issue`, { sub: emoji(256), ...client }, appKey);
-    expect(await over.json()).toEqual({ message: 'invalid request', errors: [{ path: 'sub', message: 'Too big: expected string to have <=255 characters' }] });
+    expect(await over.json()).toEqual({ message: 'invalid request', errors: [{ path: 'sub', message: 'must be at most 255 characters' }] });
   });
 
   it('answers 400 for a body that is not JSON, whatever the content type', async () => {
