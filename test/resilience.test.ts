@@ -156,7 +156,7 @@ describe('start-up', () => {
     onCleanup(() => lock.close());
     const failed = await promisify(execFile)(process.execPath, [serverEntry], { cwd: dir, env: { PATH: process.env.PATH, ...env, PORT: '0' }, timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
     lock.exec('ROLLBACK');
-    expect('code' in failed && failed.code).toBe(1);
+    expect('code' in failed && failed.code, failed.stderr).toBe(1);
     // Until this version: "tokenmint: SqliteError: database is locked" and a stack (WORKERS=1), or nothing on stderr (a cluster).
     expect(failed.stderr).toBe(
       `tokenmint: the database ${env.DATABASE_URL} could not be written: database is locked (SQLITE_BUSY); the transaction under way was rolled back; another process held its write lock for over 5 s (a backup, another long command, an sqlite3 shell with a transaction open). Start the server again once that is fixed\n`,
