@@ -131,6 +131,13 @@ export async function runPrimary(config: Config, logger: Logger): Promise<void> 
     logger.info('closed');
     process.exit(failed ? 1 : 0);
   };
+  // Node lists a worker in cluster.workers until both its exit and the close of its channel
+  // ('disconnect') have come, in either order. Looked at on exit alone, a worker whose channel
+  // closed after it exited was still listed, nothing looked again, and the primary ended when its
+  // event loop emptied: with status 0, a start that failed included.
+  cluster.on('disconnect', () => {
+    if (closing) exitWhenNoWorkers();
+  });
   const restartIn = (delayMs: number) => {
     // Not unref'd: with every worker gone it is all that keeps the primary alive (unref'd, a
     // primary whose workers all died at once exited 0, and a supervisor saw a clean stop).

@@ -164,6 +164,23 @@ describe('start-up', () => {
     expect(lock.prepare('SELECT count(*) AS n FROM server_settings').get()).toEqual({ n: 0 });
   });
 
+  it('a cluster whose start failed exits 1 also when its workers\' channels close after they exit (as Node allows)', async () => {
+    // Until this version the primary looked for workers left only when one exited; a worker whose
+    // channel was still open then was still listed, and the primary ended later, when nothing was
+    // left to do, with status 0: a supervisor saw a clean stop (seen once in a full test run).
+    const dir = tempDir();
+    const env = testEnv(dir, { WORKERS: '2' });
+    await cliProcess(env, dir, 'app', 'create', 'acme');
+    const lock = new Database(String(env.DATABASE_URL));
+    lock.exec('BEGIN IMMEDIATE');
+    onCleanup(() => lock.close());
+    const held = { ...env, PORT: '0', NODE_OPTIONS: `--import ${path.resolve('test/hold-worker-channel.mjs')}` };
+    const failed = await promisify(execFile)(process.execPath, [serverEntry], { cwd: dir, env: { PATH: process.env.PATH, ...held }, timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
+    lock.exec('ROLLBACK');
+    expect('code' in failed && failed.code, failed.stderr).toBe(1);
+    expect(failed.stderr).toMatch(/^tokenmint: the database .* could not be written: database is locked/);
+  });
+
   it('a cluster records its start only once it holds the port: another process cannot take the port after the record', async () => {
     // Until this version the primary tried the port, let it go, recorded, then forked the workers,
     // which took it again: a process that took the port in between failed the start after its record.
