@@ -147,15 +147,21 @@ describe('start-up', () => {
     expect(await running.stop()).toBe(0);
   });
 
-  it.each(['1', '2'])('a database another process keeps locked past the 5 s wait (WORKERS=%s): the start ends (exit 1) with a sentence that says so, and records nothing', async (workers) => {
+  /** Starts a server while another process holds the database's write lock past the 5 s wait; resolves once it has exited. */
+  async function startWhileLocked(extraEnv: Record<string, string>) {
     const dir = tempDir();
-    const env = testEnv(dir, { WORKERS: workers });
+    const env = testEnv(dir, extraEnv);
     await cliProcess(env, dir, 'app', 'create', 'acme');
     const lock = new Database(String(env.DATABASE_URL));
     lock.exec('BEGIN IMMEDIATE');
     onCleanup(() => lock.close());
     const failed = await promisify(execFile)(process.execPath, [serverEntry], { cwd: dir, env: { PATH: process.env.PATH, ...env, PORT: '0' }, timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
     lock.exec('ROLLBACK');
+    return { env, lock, failed };
+  }
+
+  it.each(['1', '2'])('a database another process keeps locked past the 5 s wait (WORKERS=%s): the start ends (exit 1) with a sentence that says so, and records nothing', async (workers) => {
+    const { env, lock, failed } = await startWhileLocked({ WORKERS: workers });
     expect('code' in failed && failed.code, failed.stderr).toBe(1);
     // Until this version: "tokenmint: SqliteError: database is locked" and a stack (WORKERS=1), or nothing on stderr (a cluster).
     expect(failed.stderr).toBe(
@@ -168,15 +174,7 @@ describe('start-up', () => {
     // Until this version the primary looked for workers left only when one exited; a worker whose
     // channel was still open then was still listed, and the primary ended later, when nothing was
     // left to do, with status 0: a supervisor saw a clean stop (seen once in a full test run).
-    const dir = tempDir();
-    const env = testEnv(dir, { WORKERS: '2' });
-    await cliProcess(env, dir, 'app', 'create', 'acme');
-    const lock = new Database(String(env.DATABASE_URL));
-    lock.exec('BEGIN IMMEDIATE');
-    onCleanup(() => lock.close());
-    const held = { ...env, PORT: '0', NODE_OPTIONS: `--import ${path.resolve('test/hold-worker-channel.mjs')}` };
-    const failed = await promisify(execFile)(process.execPath, [serverEntry], { cwd: dir, env: { PATH: process.env.PATH, ...held }, timeout: 20_000 }).catch((e: { code: number; stderr: string }) => e);
-    lock.exec('ROLLBACK');
+    const { failed } = await startWhileLocked({ WORKERS: '2', NODE_OPTIONS: `--import ${path.resolve('test/hold-worker-channel.mjs')}` });
     expect('code' in failed && failed.code, failed.stderr).toBe(1);
     expect(failed.stderr).toMatch(/^tokenmint: the database .* could not be written: database is locked/);
   });
