@@ -8,6 +8,23 @@ import { RECORDED_BLOCKS_PER_WINDOW, type AppKeyLimiter } from './app-key-limite
 import { clientAddress } from './client-address.js';
 import type { AppEnv } from './env.js';
 
+/** 429 with Retry-After while `client` is blocked on `appId` (see AppKeyLimiter). */
+function refuseIfBlocked(limiter: AppKeyLimiter, appId: string, client: string): void {
+  const retryAfter = limiter.retryAfterSeconds(appId, client);
+  if (retryAfter > 0) throw tooManyRequests(retryAfter);
+}
+
+/**
+ * For the app's public JWKS: contract §3 gives a blocked address 429 on every request to that app,
+ * not only on the routes that take an app key (which appAuth refuses itself).
+ */
+export function refuseBlockedClient({ limiter, trustProxyHeader }: { limiter: AppKeyLimiter; trustProxyHeader: string | undefined }) {
+  return createMiddleware<AppEnv>(async function refuseBlockedClient(c, next) {
+    refuseIfBlocked(limiter, c.req.param('app_id') ?? '', clientAddress(c, trustProxyHeader));
+    await next();
+  });
+}
+
 /**
  * Authenticates the app named in the path with the app key of the Authorization header and puts it
  * in `c.get('app')`. A client address that failed too often is answered 429 before the key is looked at.
@@ -19,8 +36,7 @@ export function appAuth({ apps, audit, limiter, trustProxyHeader }: { apps: AppS
     // remember it: ten thousand 16 KB ids from one address took a server from 79 to 257 MB.
     if (!isAppId(appId)) throw invalidAppKey('malformed app id');
     const client = clientAddress(c, trustProxyHeader);
-    const retryAfter = limiter.retryAfterSeconds(appId, client);
-    if (retryAfter > 0) throw tooManyRequests(retryAfter);
+    refuseIfBlocked(limiter, appId, client);
     try {
       c.set('app', await apps.authenticate(appId, appKeyFromAuthorization(c.req.header('authorization'))));
     } catch (error) {

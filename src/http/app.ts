@@ -16,7 +16,7 @@ import type { Metrics } from '../metrics.js';
 import { bearerCredentials, hashSecret, secretMatches } from '../secret.js';
 import type { Repository } from '../storage/repository.js';
 import type { SessionService } from '../tokens/session-service.js';
-import { appAuth } from './app-auth.js';
+import { appAuth, refuseBlockedClient } from './app-auth.js';
 import type { AppKeyLimiter } from './app-key-limiter.js';
 import type { AppEnv } from './env.js';
 import { jwksHandler } from './jwks.js';
@@ -170,16 +170,20 @@ export function createApp(deps: AppDeps) {
   });
   // Readable from any page. A page's fetch that adds a header of its own is preflighted (OPTIONS),
   // answered here for a day (browsers keep it at most 2 h to 24 h).
-  const jwksCors = cors({ origin: '*', allowMethods: ['GET', 'HEAD'], exposeHeaders: ['ETag'], maxAge: 86_400 });
+  // A blocked address's 429 is readable there too, with its Retry-After; its preflight is answered
+  // as any other, so that the page sees the 429 rather than an opaque CORS failure.
+  const jwksCors = cors({ origin: '*', allowMethods: ['GET', 'HEAD'], exposeHeaders: ['ETag', 'Retry-After'], maxAge: 86_400 });
+  const trustProxyHeader = deps.config.trustProxyHeader;
   app.options('/app/:app_id/jwks.json', jwksCors);
   app.get(
     '/app/:app_id/jwks.json',
     jwksCors,
+    refuseBlockedClient({ limiter: deps.limiter, trustProxyHeader }),
     // A 304 keeps what every answer says (hono's etag keeps only the cache headers of RFC 9110 §15.4.5).
     etag({ retainedHeaders: [...RETAINED_304_HEADERS, 'x-request-id', 'access-control-allow-origin', 'access-control-expose-headers', ...security.map(([name]) => name)] }),
     jwksHandler({ repo: deps.repo, keyring: deps.keyring, maxAgeSeconds: deps.config.jwksMaxAgeSeconds }),
   );
-  app.route('/app/:app_id', tokenRoutes({ sessions: deps.sessions, auth: appAuth({ ...deps, trustProxyHeader: deps.config.trustProxyHeader }) }));
+  app.route('/app/:app_id', tokenRoutes({ sessions: deps.sessions, auth: appAuth({ ...deps, trustProxyHeader }) }));
   answerOtherMethods(app);
 
   app.notFound((c) => c.json({ message: 'not found' }, 404));

@@ -112,7 +112,7 @@ export function openApiDocument(): object {
       '/app/{app_id}/update-personal': appRoute("Replace the personal claims of a subject's live sessions, from their next renew", updatePersonalBody, answer('how many sessions', 'Updated')),
       '/app/{app_id}/jwks.json': {
         parameters: [appIdParameter],
-        ...publicRoute("The app's published keys (next, current, retired)", answer('the key set', 'Jwks'), { 304: { description: 'If-None-Match matched' }, 404: answer('unknown app', 'Error') }),
+        ...publicRoute("The app's published keys (next, current, retired)", answer('the key set', 'Jwks'), { 304: { description: 'If-None-Match matched' }, 404: answer('unknown app', 'Error'), 429: refusals[429] }),
         options: { summary: "A browser's CORS preflight: any origin, GET and HEAD, any header, kept a day", responses: { 204: { description: 'the CORS headers' } } },
       },
       '/healthz': publicRoute('Liveness: the process serves HTTP', answer('ok', 'Status')),
