@@ -21,10 +21,10 @@ const missingOr = (what: string) => ({ error: (issue: { input?: unknown }) => (i
 const string = (max: number) => z.string(missingOr('a string')).min(1, 'must not be empty').max(max, `must be at most ${max} characters`);
 const text = (max: number) => string(max).regex(WELL_FORMED, UNPAIRED_SURROGATE);
 
-const IP_ERROR = 'must be an IPv4 or IPv6 address';
+const AN_IP_ADDRESS = 'an IPv4 or IPv6 address';
 const ip = z
-  .string(missingOr('an IPv4 or IPv6 address'))
-  .regex(IP_ADDRESS, { error: IP_ERROR })
+  .string(missingOr(AN_IP_ADDRESS))
+  .regex(IP_ADDRESS, { error: `must be ${AN_IP_ADDRESS}` })
   .meta({ description: 'an IPv4 or IPv6 address; an IPv6 one may carry a zone (fe80::1%eth0)' }); // for /openapi.json
 const sub = text(255);
 const useragent = text(1024);
