@@ -87,5 +87,14 @@ describe('GET /openapi.json', () => {
       const res = await h.app.request(path);
       await matches('get', path.replace('/app/nobody/', '/app/acme/'), res);
     }
+    // Its 20th wrong key blocks the address: 429 on the app-key routes and on the JWKS alike.
+    for (let wrong = 2; wrong <= 20; wrong++) await h.post('/app/acme/issue', {}, 'tmk_wrong');
+    for (const [method, path, res] of [
+      ['post', '/app/acme/issue', await h.post('/app/acme/issue', { sub: 'u', ...client }, appKey)],
+      ['get', '/app/acme/jwks.json', await h.app.request('/app/acme/jwks.json')],
+    ] as const) {
+      expect(res.status, path).toBe(429);
+      await matches(method, path, res);
+    }
   });
 });
