@@ -1,7 +1,7 @@
 import { serve } from '@hono/node-server';
 import { createHmac } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { createRemoteJWKSet, exportSPKI, generateKeyPair, jwtVerify, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { verifyAuthToken } from '../src/verify.js';
 import { client, decodePart, forge, harness, manualClock, onCleanup, type Harness, type Pair } from './helpers.js';
@@ -148,5 +148,20 @@ describe('tokenmint/verify in Node', () => {
     const farOptions = { appId: 'acme', audience: 'web-app', publicKey: farAhead.pair.public_key };
     await expect(verifyAuthToken(farAhead.pair.auth_token, farOptions)).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'nbf' });
     await expect(verifyAuthToken(farAhead.pair.auth_token, { ...farOptions, clockTolerance: 90 })).resolves.toMatchObject({ sub: 'u' });
+  });
+
+  it('refuses a token that says type refresh even with the audience, and one that lacks a claim an auth token has', async () => {
+    // tokenmint signs no such token; a key of one's own stands in for the app's (the checks come after the signature's).
+    const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const options = { appId: 'acme', audience: 'web-app', publicKey: btoa(await exportSPKI(publicKey)) };
+    const now = Math.floor(Date.now() / 1000);
+    const claims = { iss: 'acme', aud: 'web-app', sub: 'u', jid: '01ARZ3NDEKTSV4RRFFQ69G5FAV', iat: now, nbf: now, exp: now + 60, ip: client.ip, useragent: client.useragent };
+    const signed = (payload: object) => new SignJWT({ ...payload }).setProtectedHeader({ alg: 'ES256', kid: 'k', typ: 'JWT' }).sign(privateKey);
+    await expect(verifyAuthToken(await signed(claims), options)).resolves.toMatchObject({ sub: 'u' });
+    await expect(verifyAuthToken(await signed({ ...claims, type: 'refresh' }), options)).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'type' });
+    for (const missing of ['sub', 'jid', 'iat', 'nbf', 'exp'] as const) {
+      const { [missing]: _, ...without } = claims;
+      await expect(verifyAuthToken(await signed(without), options), missing).rejects.toMatchObject({ code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: missing });
+    }
   });
 });

@@ -142,6 +142,31 @@ describe('RFC 8725 attacks', () => {
     const signer = await h.tm.keyring.signer('acme');
     await expect401(h, appKey, await signJwt({ ...decodePart(pair.refresh_token, 1), iss: 'other' }, signer), 'iss is another app');
   });
+
+  it('a header without a kid is refused', async () => {
+    const { h, appKey, pair } = await setup();
+    const [, body, sig] = pair.refresh_token.split('.');
+    for (const kid of [undefined, 7, null]) {
+      const header = { ...decodePart(pair.refresh_token, 0), kid };
+      await expect401(h, appKey, `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${body}.${sig}`, 'no kid');
+    }
+  });
+
+  it('a crit header is refused, even signed with the app\'s own key (RFC 7515 §4.1.11: no extension is understood here)', async () => {
+    const { h, appKey, pair } = await setup();
+    const signer = await h.tm.keyring.signer('acme');
+    const encodedHeader = Buffer.from(JSON.stringify({ ...decodePart(pair.refresh_token, 0), crit: ['b64'], b64: true })).toString('base64url');
+    await expect401(h, appKey, signJwt(decodePart(pair.refresh_token, 1), { ...signer, encodedHeader }), 'crit header not supported');
+  });
+
+  it('claims of the wrong kind are refused, even signed with the app\'s own key', async () => {
+    const { h, appKey, pair } = await setup();
+    const signer = await h.tm.keyring.signer('acme');
+    const claims = decodePart(pair.refresh_token, 1);
+    for (const wrong of [{ jid: 7 }, { jid: undefined }, { iat: String(claims.iat) }, { nbf: Number(claims.nbf) + 0.5 }, { exp: undefined }, { exp: 1e300 }]) {
+      await expect401(h, appKey, signJwt({ ...claims, ...wrong }, signer), 'malformed claims');
+    }
+  });
 });
 
 describe('authenticating a refresh token by its stored digest', () => {
