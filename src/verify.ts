@@ -1,5 +1,6 @@
 // tokenmint/verify — for consumers: a frontend or backend checking an auth token. Runs unchanged in
-// Node and in browsers (jose and Web APIs only; no Node built-ins).
+// Node and in browsers (jose and Web APIs only; no Node built-ins). A page may serve this one file as
+// it is beside jose (README, Verifying tokens), so it imports no module of ours but types.
 import {
   createRemoteJWKSet,
   customFetch,
