@@ -80,9 +80,9 @@ describe('tokenmint app', () => {
     await cli(h, 'app', 'create', 'acme');
     const cases: Array<[string[], RegExp]> = [
       [['app', 'create', 'acme'], /already exists/],
-      [['app', 'create', 'Bad_Name'], /app_id must be 1–63 characters/],
+      [['app', 'create', 'Bad_Name'], /app_id: must be 1–63 characters of a-z 0-9 _ -, starting with a letter or digit$/m],
       [['app', 'create', '-x'], /unknown option|app_id/],
-      [['app', 'create', 'a'.repeat(64)], /app_id must be/],
+      [['app', 'create', 'a'.repeat(64)], /app_id: must be 1–63/],
       [['app', 'create', 'ok', '--access-ttl', 'soon'], /--access-ttl/],
       [['app', 'create', 'ok', '--refresh-ttl', '60', '--refresh-nbf', '60'], /refresh-nbf must be shorter than refresh-ttl/],
       [['app', 'create', 'ok', '--access-ttl', '30'], /--refresh-nbf: refresh-nbf must not be longer than access-ttl/], // default nbf 60

@@ -3,7 +3,7 @@ import type { AppRecord, AppSettings } from '../storage/repository.js';
 import { whole, wholeNumberFrom } from '../whole-number.js';
 import { APP_ID, APP_ID_RULE } from './app-id.js';
 
-export const appIdSchema = z.string().regex(APP_ID, `app_id must be ${APP_ID_RULE}`);
+export const appIdSchema = z.string().regex(APP_ID, `must be ${APP_ID_RULE}`);
 
 /**
  * The longest a setting in seconds may be: ten years, longer than any of them has a use for. Until
