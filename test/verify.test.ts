@@ -96,6 +96,21 @@ describe('tokenmint/verify in Node', () => {
     expect((await verifyAuthToken(pair.auth_token, usual)).sub).toBe('u');
   });
 
+  it('refuses once its cached JWKS is stale and cannot be fetched again (the address blocked for wrong app keys: 429), rather than trust old keys', async () => {
+    const { pair, jwksUrl } = await setup();
+    const short = { appId: 'acme', audience: 'web-app', jwksUrl, jwksMaxAgeSeconds: 1 };
+    const usual = { appId: 'acme', audience: 'web-app', jwksUrl }; // 300 s
+    await verifyAuthToken(pair.auth_token, short);
+    await verifyAuthToken(pair.auth_token, usual);
+    // This process's address fails the app key APP_KEY_FAILURE_LIMIT (20) times over HTTP: every request of it to acme is now 429.
+    const issue = () => fetch(jwksUrl.replace('/jwks.json', '/issue'), { method: 'POST', headers: { authorization: 'tmk_wrong' }, body: '{}' });
+    for (let wrong = 1; wrong <= 20; wrong++) expect((await issue()).status).toBe(403);
+    expect((await fetch(jwksUrl)).status).toBe(429);
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // jose times its cache by the real clock
+    await expect(verifyAuthToken(pair.auth_token, short)).rejects.toThrow(/Expected 200 OK from the JSON Web Key Set HTTP response/);
+    expect((await verifyAuthToken(pair.auth_token, usual)).sub).toBe('u'); // its cache is still fresh
+  });
+
   it('caches the JWKS for the max-age its answer gives (the server\'s JWKS_MAX_AGE_SECONDS): a revoked key is refused that soon', async () => {
     const h = await harness({ env: { JWKS_MAX_AGE_SECONDS: '1' }, clock: manualClock(Date.now()) });
     const { appKey } = await h.createApp('acme');
