@@ -61,8 +61,26 @@ const plainIp = (address: string) =>
 
 const unauthorized = (c: Context) => c.json({ message: 'not logged in' }, 401);
 
+/**
+ * What jose rejects a token itself with: malformed, another algorithm or an unsupported header, a
+ * bad signature, no key of that kid, expired, other claims. Anything else — the JWKS unreachable,
+ * answered with a 5xx or 429, timed out or not a key set — is about fetching the keys, not the token.
+ */
+const TOKEN_REFUSALS = new Set([
+  'ERR_JWS_INVALID',
+  'ERR_JWT_INVALID',
+  'ERR_JOSE_ALG_NOT_ALLOWED',
+  'ERR_JOSE_NOT_SUPPORTED',
+  'ERR_JWS_SIGNATURE_VERIFICATION_FAILED',
+  'ERR_JWKS_NO_MATCHING_KEY',
+  'ERR_JWKS_MULTIPLE_MATCHING_KEYS',
+  'ERR_JWT_EXPIRED',
+  'ERR_JWT_CLAIM_VALIDATION_FAILED',
+]);
+const isTokenRefusal = (error: unknown) => error instanceof Error && TOKEN_REFUSALS.has((error as { code?: unknown }).code as string);
+
 export function tokenmintSession(options: SessionOptions) {
-  // Misuse is a TypeError now, not every request taken as logged out (verifyCookie takes any error so).
+  // Misuse is a TypeError now, not every request taken as logged out (verifyCookie takes the verifier's refusals so).
   for (const name of ['appId', 'audience', 'jwksUrl'] as const) {
     if (typeof options[name] !== 'string' || options[name] === '') throw new TypeError(`tokenmintSession: ${name} must be a non-empty string`);
   }
@@ -116,8 +134,16 @@ export function tokenmintSession(options: SessionOptions) {
   };
 
   const verifyOptions = { appId, audience, jwksUrl, jwksMaxAgeSeconds };
-  /** The claims of a token from a cookie, or undefined when it does not verify (expired, forged, ...). */
-  const verifyCookie = (token: string) => verifyAuthToken(token, verifyOptions).catch(() => undefined);
+  /**
+   * The claims of a token from a cookie, or undefined when it does not verify (expired, forged, ...).
+   * A JWKS that could not be fetched says nothing of the token: that throws, as a renew that cannot
+   * reach tokenmint does, rather than take the user as logged out and renew on every request.
+   */
+  const verifyCookie = (token: string) =>
+    verifyAuthToken(token, verifyOptions).catch((error: unknown) => {
+      if (isTokenRefusal(error)) return undefined;
+      throw error;
+    });
 
   const accessClaims = (c: Context) => {
     const access = getCookie(c, accessName);
@@ -164,7 +190,8 @@ export function tokenmintSession(options: SessionOptions) {
      * For the browser's refresh route (fetchWithRefresh's `refreshUrl`): renews from the refresh
      * cookie and sets both cookies. While the access cookie still verifies there is nothing to renew
      * (another tab has just refreshed): it resolves to those claims and leaves the cookies be.
-     * Resolves to undefined — after clearing the cookies — when the refresh token cannot renew.
+     * Resolves to undefined — after clearing the cookies — when the refresh token cannot renew; throws
+     * when tokenmint or the JWKS cannot be reached (not a logout).
      */
     async refresh(c: Context): Promise<AuthTokenClaims | undefined> {
       return (await accessClaims(c)) ?? renewFromCookie(c);
@@ -195,7 +222,8 @@ export function tokenmintSession(options: SessionOptions) {
      * cookie is missing or no longer verifies but a refresh cookie is there, renews (one request per
      * refresh token in this process), sets the new cookies and carries on; a refresh token that
      * cannot renew clears the cookies and answers 401. With `{ renew: false }` it answers 401 at once
-     * instead, and leaves renewing to the page (fetchWithRefresh and a `refresh` route).
+     * instead, and leaves renewing to the page (fetchWithRefresh and a `refresh` route). Throws when
+     * tokenmint or the JWKS cannot be reached: an error for the app to answer, not a logout.
      */
     session({ renew = true }: { renew?: boolean } = {}): MiddlewareHandler<{ Variables: SessionVariables }> {
       return createMiddleware<{ Variables: SessionVariables }>(async (c, next) => {

@@ -1,8 +1,10 @@
 import { Hono } from 'hono';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createClient } from '../src/client.js';
 import { tokenmintSession, type SessionVariables } from '../src/hono.js';
-import { decodePart, tempDir, testEnv } from './helpers.js';
+import { decodePart, onCleanup, tempDir, testEnv } from './helpers.js';
 import { cliProcess, startServer } from './processes.js';
 
 /**
@@ -16,7 +18,9 @@ async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
   const { app_key: appKey } = await cliProcess(env, dir, 'app', 'create', 'acme', '--access-ttl', String(accessTtlSeconds), '--refresh-nbf', '0', '--reuse-grace', '10');
   const server = await startServer(env, dir);
   const client = createClient({ baseUrl: server.url, appId: 'acme', appKey: String(appKey) });
-  const auth = tokenmintSession({ client, appId: 'acme', audience: 'web-app', jwksUrl: `${server.url}/app/acme/jwks.json`, cookies, trustProxyHeader: 'x-forwarded-for' });
+  // The JWKS is fetched through a relay (a CDN, say) that can be made to fail, and cached 1 s.
+  const relay = await jwksRelay(`${server.url}/app/acme/jwks.json`);
+  const auth = tokenmintSession({ client, appId: 'acme', audience: 'web-app', jwksUrl: relay.url, jwksMaxAgeSeconds: 1, cookies, trustProxyHeader: 'x-forwarded-for' });
   const app = new Hono<{ Variables: SessionVariables }>()
     .post('/login', async (c) => c.json(await auth.login(c, { sub: 'user-1', personal: { name: 'Ada' } })))
     .post('/login-big', (c) => auth.login(c, { sub: 'user-1', personal: { bio: 'x'.repeat(3000) } }).then((claims) => c.json(claims), (e: Error) => c.json({ error: e.message }, 500)))
@@ -53,7 +57,22 @@ async function setup(cookies: { secure?: boolean } = {}, accessTtlSeconds = 2) {
     };
     return { request, jar };
   };
-  return { ...browser(), browser, client, server };
+  return { ...browser(), browser, client, server, relay };
+}
+
+/** Relays `url` (the app's JWKS), or answers `failWith` while it is set. */
+async function jwksRelay(url: string) {
+  let failWith: number | undefined;
+  const relay = http.createServer((_req, res) => {
+    if (failWith !== undefined) return void res.writeHead(failWith).end();
+    fetch(url).then(
+      async (answer) => res.writeHead(answer.status, { 'content-type': 'application/json' }).end(await answer.text()),
+      () => res.writeHead(502).end(),
+    );
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  onCleanup(() => new Promise((resolve) => relay.close(resolve)));
+  return { url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}/jwks.json`, fail: (status: number | undefined) => void (failWith = status) };
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -243,6 +262,25 @@ describe('tokenmint/hono session middleware', () => {
     const refused = await request('POST', '/refresh');
     expect(refused.res.status).toBe(401);
     expect(jar.size).toBe(0);
+  });
+
+  it('a JWKS that cannot be fetched is an error, not a logout: nothing renews and no cookie changes; all is well once it is back', async () => {
+    const { request, jar, relay, server } = await setup({}, 30);
+    await request('POST', '/login');
+    const cookies = new Map(jar);
+    expect((await request('GET', '/api/me')).res.status).toBe(200);
+    relay.fail(503);
+    await sleep(1100); // past the JWKS's 1 s in the verifier's cache
+    for (const [method, path] of [['GET', '/api/me'], ['GET', '/api/strict'], ['POST', '/refresh']] as const) {
+      const { res, setCookies } = await request(method, path);
+      expect([path, res.status, setCookies]).toEqual([path, 500, []]); // hono's answer to an error the app does not handle
+    }
+    expect(jar).toEqual(cookies);
+    // Until this version each of those renewed (the access cookie taken as invalid) and was answered 401.
+    expect(server.stdout()).not.toMatch(/"route":"\/app\/:app_id\/renew"/);
+    relay.fail(undefined);
+    expect((await request('GET', '/api/me')).res.status).toBe(200);
+    expect(jar).toEqual(cookies);
   });
 
   it('misuse is a TypeError when the middleware is made, not every request taken as logged out', () => {
