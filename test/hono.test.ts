@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { Hono } from 'hono';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -5,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createClient } from '../src/client.js';
 import { tokenmintSession, type SessionVariables } from '../src/hono.js';
 import { decodePart, onCleanup, tempDir, testEnv } from './helpers.js';
+import { hostileToken } from './hostile-tokens.js';
 import { cliProcess, startServer } from './processes.js';
 
 /**
@@ -281,6 +283,21 @@ describe('tokenmint/hono session middleware', () => {
     relay.fail(undefined);
     expect((await request('GET', '/api/me')).res.status).toBe(200);
     expect(jar).toEqual(cookies);
+  });
+
+  it('an access cookie that is not the token it was (cut, re-encoded, other claims or headers) is no session: 401, never an error', async () => {
+    const { request, jar } = await setup({}, 30);
+    await request('POST', '/login');
+    const token = jar.get('access_token')!;
+    jar.delete('refresh_token'); // nothing to renew: the access cookie alone decides
+    await fc.assert(
+      fc.asyncProperty(hostileToken(token), async (hostile) => {
+        jar.set('access_token', encodeURIComponent(hostile)); // as a browser may send it; hono decodes it
+        const { res } = await request('GET', '/api/me');
+        expect([res.status, await res.json()]).toEqual(hostile === token ? [200, expect.objectContaining({ sub: 'user-1' })] : [401, { message: 'not logged in' }]);
+      }),
+      { numRuns: Number(process.env.FUZZ_RUNS ?? 150), seed: Number(process.env.FUZZ_SEED ?? 20261122), endOnFailure: true },
+    );
   });
 
   it('misuse is a TypeError when the middleware is made, not every request taken as logged out', () => {

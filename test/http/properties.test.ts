@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { client, decodePart, harness, type Harness, type Pair } from '../helpers.js';
+import { hostileToken } from '../hostile-tokens.js';
 
 // `npm test` runs a fixed seed; `npm run test:fuzz` runs many more cases (FUZZ_RUNS, FUZZ_SEED).
 const runs = Number(process.env.FUZZ_RUNS ?? 150);
@@ -45,30 +46,6 @@ async function checkAnswer(res: Response, method: string, presentedToken?: unkno
     issued.add(body.refresh_token);
   }
 }
-
-const b64url = (s: string) => Buffer.from(s).toString('base64url');
-const segments = (token: string) => token.split('.') as [string, string, string];
-
-/** Hostile variations of a real refresh token. */
-const hostileToken = (token: string) =>
-  fc.oneof(
-    fc.nat({ max: token.length - 1 }).map((n) => token.slice(0, n)),
-    fc.string({ unit: 'grapheme', maxLength: 200 }),
-    fc.string({ unit: 'binary', maxLength: 200 }),
-    fc.base64String({ maxLength: 400 }).map((s) => `${segments(token)[0]}.${s}.${segments(token)[2]}`),
-    fc.jsonValue().map((v) => `${segments(token)[0]}.${b64url(JSON.stringify(v))}.${segments(token)[2]}`),
-    fc.dictionary(fc.constantFrom('iss', 'jid', 'iat', 'nbf', 'exp', 'type', '__proto__', 'constructor'), fc.oneof(fc.double(), fc.bigInt().map(String), fc.string(), fc.constant(1e308), fc.constant(-1), fc.object())).map(
-      (claims) => `${segments(token)[0]}.${b64url(JSON.stringify(claims))}.${segments(token)[2]}`,
-    ),
-    // Duplicate keys: the second "jid" of the text is one a JSON parser may prefer.
-    fc.string({ maxLength: 30 }).map((jid) => {
-      const payload = Buffer.from(segments(token)[1], 'base64url').toString().replace(/}$/, `,"jid":${JSON.stringify(jid)}}`);
-      return `${segments(token)[0]}.${b64url(payload)}.${segments(token)[2]}`;
-    }),
-    fc.jsonValue({ maxDepth: 30 }).map((header) => `${b64url(JSON.stringify(header))}.${segments(token)[1]}.${segments(token)[2]}`),
-    fc.integer({ min: 1, max: 200_000 }).map((n) => `${segments(token)[0]}.${'A'.repeat(n)}.${segments(token)[2]}`),
-    fc.constantFrom('.', '..', '...', 'a.b.c', '%00.%00.%00', '\u0000', token.toUpperCase(), `${token}.`, ` ${token}`),
-  );
 
 describe('hostile input never breaks the contract (fast-check)', () => {
   it('arbitrary methods, paths, headers and bodies: never a 500, always a contract body', async () => {
