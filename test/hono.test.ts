@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createClient } from '../src/client.js';
 import { tokenmintSession, type SessionVariables } from '../src/hono.js';
 import { decodePart, onCleanup, tempDir, testEnv } from './helpers.js';
-import { hostileToken } from './hostile-tokens.js';
+import { fuzzParams, hostileToken } from './hostile-tokens.js';
 import { cliProcess, startServer } from './processes.js';
 
 /**
@@ -296,7 +296,7 @@ describe('tokenmint/hono session middleware', () => {
         const { res } = await request('GET', '/api/me');
         expect([res.status, await res.json()]).toEqual(hostile === token ? [200, expect.objectContaining({ sub: 'user-1' })] : [401, { message: 'not logged in' }]);
       }),
-      { numRuns: Number(process.env.FUZZ_RUNS ?? 150), seed: Number(process.env.FUZZ_SEED ?? 20261122), endOnFailure: true },
+      fuzzParams,
     );
   });
 

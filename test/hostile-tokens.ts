@@ -1,7 +1,10 @@
 import fc from 'fast-check';
 
-// Hostile variations of a real token, for the property tests of the server (refresh tokens) and of
-// tokenmint/hono (access cookies).
+// Hostile variations of a real token, and fast-check's settings, for the property tests of the server
+// (refresh tokens) and of tokenmint/hono (access cookies).
+
+/** fast-check's settings: `npm test` runs a fixed seed; `npm run test:fuzz` runs many more cases (FUZZ_RUNS, FUZZ_SEED). */
+export const fuzzParams = { numRuns: Number(process.env.FUZZ_RUNS ?? 150), seed: Number(process.env.FUZZ_SEED ?? 20261122), endOnFailure: true };
 
 const b64url = (s: string) => Buffer.from(s).toString('base64url');
 const segments = (token: string) => token.split('.') as [string, string, string];

@@ -3,12 +3,7 @@ import { isIP } from 'node:net';
 import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { client, decodePart, harness, type Harness, type Pair } from '../helpers.js';
-import { hostileToken } from '../hostile-tokens.js';
-
-// `npm test` runs a fixed seed; `npm run test:fuzz` runs many more cases (FUZZ_RUNS, FUZZ_SEED).
-const runs = Number(process.env.FUZZ_RUNS ?? 150);
-const seed = Number(process.env.FUZZ_SEED ?? 20261122);
-const params = { numRuns: runs, seed, endOnFailure: true };
+import { fuzzParams as params, hostileToken } from '../hostile-tokens.js';
 
 const CONTRACT_STATUSES = new Set([200, 204, 304, 400, 401, 403, 404, 405, 413, 429]);
 /** Every route of an app: the contract's, and those beyond it. */
