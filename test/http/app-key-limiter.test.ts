@@ -29,7 +29,7 @@ describe('app key brute force (429)', () => {
     expect((await from(h, '198.51.100.9', 'other', other.appKey)).status).toBe(200); // another app
     // Every request from it to that app: the public JWKS too (readable by a page, with its Retry-After),
     // while its preflight is answered as any other.
-    const jwks = (address: string, init: RequestInit = {}) => h.app.request('/app/acme/jwks.json', init, { incoming: { socket: { remoteAddress: address } } });
+    const jwks = (address: string, init: RequestInit = {}, appId = 'acme') => h.app.request(`/app/${appId}/jwks.json`, init, { incoming: { socket: { remoteAddress: address } } });
     const blockedJwks = await jwks('198.51.100.9', { headers: { origin: 'https://app.example' } });
     expect([blockedJwks.status, await blockedJwks.json(), blockedJwks.headers.get('retry-after')]).toEqual([429, { message: 'too many requests' }, '60']);
     expect(blockedJwks.headers.get('access-control-allow-origin')).toBe('*');
@@ -39,7 +39,7 @@ describe('app key brute force (429)', () => {
     const preflight = await jwks('198.51.100.9', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'GET' } });
     expect(preflight.status).toBe(204);
     expect((await jwks('198.51.100.10')).status).toBe(200);
-    expect((await h.app.request('/app/other/jwks.json', {}, { incoming: { socket: { remoteAddress: '198.51.100.9' } } })).status).toBe(200);
+    expect((await jwks('198.51.100.9', {}, 'other')).status).toBe(200);
 
     h.clock.advance(30);
     expect((await from(h, '198.51.100.9', 'acme', acme.appKey)).headers.get('retry-after')).toBe('30');
