@@ -15,6 +15,7 @@ export interface LoadResult {
   p50Ms: number;
   p95Ms: number;
   p99Ms: number;
+  maxMs: number;
   non200: number;
   /** CPU seconds this (load generator) process used during the run. */
   loadCpuSeconds: number;
@@ -111,6 +112,7 @@ export async function chainedRenews(target: RenewTarget, tokens: string[], { sec
     p50Ms: percentile(sorted, 50),
     p95Ms: percentile(sorted, 95),
     p99Ms: percentile(sorted, 99),
+    maxMs: sorted.at(-1) ?? NaN,
     non200,
     loadCpuSeconds: (cpu.user + cpu.system) / 1e6,
     sample,

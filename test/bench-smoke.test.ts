@@ -76,3 +76,18 @@ it('npm run bench:soak works end to end (two tiny segments, two workers: every r
   }
   expect(stdout).toMatch(/resident memory after the first quarter: \d+–\d+ MB per process/);
 });
+
+it('npm run bench:kill-switch works end to end (a tiny app, short rows: both rows printed with no failed renew, every session ended)', async () => {
+  const { stdout } = await promisify(execFile)(process.execPath, [path.resolve('dist-bench/kill-switch.js')], {
+    env: { PATH: process.env.PATH, KILL_SWITCH_SESSIONS: '20000', KILL_SWITCH_SECONDS: '1' },
+    timeout: 60_000,
+  });
+  const rows = stdout.split('\n').filter((l) => /^\| (alone|while the kill switch runs) \|/.test(l));
+  expect(rows).toHaveLength(2);
+  for (const row of rows) {
+    const cells = row.split('|').map((c) => c.trim());
+    expect(Number(cells[2]!.replace(/,/g, '')), row).toBeGreaterThan(0); // renews/s
+    expect(cells[6], row).toBe('0'); // non-200
+  }
+  expect(stdout).toMatch(/`session revoke big --all`: 20,000 sessions ended in [\d.]+ s/);
+});

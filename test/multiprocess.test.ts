@@ -87,6 +87,43 @@ describe('several processes on one database file', () => {
     expect(during.filter(Boolean).length / during.length).toBeGreaterThan(0.5);
   });
 
+  it('the kill switch (`session revoke --all`) of a large app leaves the write lock to other processes, so other apps keep renewing', async () => {
+    const dir = tempDir();
+    const env = testEnv(dir);
+    await cliProcess(env, dir, 'app', 'create', 'acme');
+    // 40,000 live sessions, with subjects in no particular order, as users log in.
+    const count = 40_000;
+    const db = new Database(env.DATABASE_URL!, { timeout: 0 }); // busy at once, never waiting
+    const add = db.prepare("INSERT INTO sessions (session_id, app_id, sub, created_at, expires_at) VALUES (?, 'acme', ?, ?, ?)");
+    db.transaction(() => {
+      for (let i = 0; i < count; i++) add.run(`s${i}`, `u${(i * 7919) % 10_007}`, Date.now() - 1000, Date.now() + 86_400_000);
+    })();
+
+    // Meanwhile this process tries to take the write lock every millisecond or so.
+    let revoking = true;
+    const revoked = cliProcess(env, dir, 'session', 'revoke', 'acme', '--all').finally(() => (revoking = false));
+    const lockFree: boolean[] = [];
+    while (revoking) {
+      try {
+        db.exec('BEGIN IMMEDIATE');
+        db.exec('ROLLBACK');
+        lockFree.push(true);
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
+        lockFree.push(false);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    expect(await revoked).toEqual({ revoked: count });
+    expect(db.prepare("SELECT count(*) FROM sessions WHERE revoke_reason = 'admin-all'").pluck().get()).toBe(count);
+    db.close();
+    // While it ran, the lock was free to others at a good part of the tries (in one transaction, it
+    // held the lock from start to end).
+    const during = lockFree.slice(lockFree.indexOf(false), lockFree.lastIndexOf(false) + 1);
+    expect(during.length).toBeGreaterThan(0);
+    expect(during.filter(Boolean).length / during.length).toBeGreaterThan(0.25);
+  });
+
   it('SIGTERM closes cleanly (exit 0) and a restarted server renews what the old one issued', async () => {
     const dir = tempDir();
     const env = testEnv(dir, { DATABASE_URL: path.join(dir, 'data', 'tm.db') });

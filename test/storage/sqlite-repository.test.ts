@@ -226,6 +226,38 @@ describe('SQLite storage', () => {
     expect(outsider.prepare('SELECT count(*) FROM refresh_tokens WHERE parent_jid IS NOT NULL').pluck().get()).toBe(20);
   });
 
+  it('the kill switch ends the app\'s live sessions window by window: all of them across windows, and nothing else', async () => {
+    const db = openSqlite(path.join(tempDir(), 'kill.db'));
+    const repo = createSqliteRepository(db);
+    onCleanup(() => repo.close());
+    for (const appId of ['acme', 'other']) await repo.createApp(appRecord(appId), [key(appId, 'current')]);
+    // 12,000 sessions of acme among 6,000 of another app, in the order they started, with subjects
+    // in no particular order: the rowids span four windows of 5,000.
+    const add = db.$client.prepare('INSERT INTO sessions (session_id, app_id, sub, created_at, expires_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    const kinds = ['live', 'live', 'other app', 'already revoked', 'expired', 'started after'] as const;
+    db.$client.transaction(() => {
+      for (let i = 0; i < 18_000; i++) {
+        const kind = kinds[i % kinds.length]!;
+        add.run(`S${i}`, kind === 'other app' ? 'other' : 'acme', `u${(i * 7919) % 1009}`, kind === 'started after' ? NOW + 1 : NOW - 1000,
+          kind === 'expired' ? NOW : NOW + 3_600_000, kind === 'already revoked' ? NOW - 10 : null, kind === 'already revoked' ? 'client' : null);
+      }
+    })();
+
+    expect(await repo.revokeSessions('acme', {}, 'admin-all', NOW)).toBe(6000);
+    const outcome = db.$client
+      .prepare("SELECT app_id AS app, revoke_reason AS reason, count(*) AS n FROM sessions GROUP BY app_id, revoke_reason, revoked_at ORDER BY app_id, revoke_reason")
+      .all();
+    expect(outcome).toEqual([
+      { app: 'acme', reason: null, n: 6000 }, // expired, or started after the kill switch
+      { app: 'acme', reason: 'admin-all', n: 6000 }, // the live ones, revoked at NOW
+      { app: 'acme', reason: 'client', n: 3000 }, // keeps its first reason and time
+      { app: 'other', reason: null, n: 3000 },
+    ]);
+    expect(db.$client.prepare("SELECT count(*) FROM sessions WHERE revoke_reason = 'admin-all' AND revoked_at <> ?").pluck().get(NOW)).toBe(0);
+    expect(await repo.revokeSessions('acme', {}, 'admin-all', NOW)).toBe(0);
+    expect(await repo.revokeSessions('nobody', {}, 'admin-all', NOW)).toBe(0);
+  });
+
   it('syncs admin changes and revocations to disk before they resolve (synchronous=FULL); issues and renews commit at NORMAL', async () => {
     const db = openSqlite(path.join(tempDir(), 'sync.db'));
     const repo = createSqliteRepository(db);
