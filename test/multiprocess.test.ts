@@ -12,6 +12,29 @@ import { childPids, cliProcess, startServer, until } from './processes.js';
 const post = (url: string, body: unknown, appKey: string) =>
   fetch(url, { method: 'POST', headers: { authorization: appKey, 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
+/**
+ * Meanwhile `work` runs in another process, tries to take the write lock through `db` (opened with no
+ * busy timeout) every millisecond or so. Resolves to its result and, from the first try that found
+ * the lock taken to the last, whether each try found it free.
+ */
+async function lockTriesDuring<T>(db: Database.Database, work: Promise<T>): Promise<{ result: T; during: boolean[] }> {
+  let running = true;
+  const done = work.finally(() => (running = false));
+  const lockFree: boolean[] = [];
+  while (running) {
+    try {
+      db.exec('BEGIN IMMEDIATE');
+      db.exec('ROLLBACK');
+      lockFree.push(true);
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
+      lockFree.push(false);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  return { result: await done, during: lockFree.slice(lockFree.indexOf(false), lockFree.lastIndexOf(false) + 1) };
+}
+
 describe('several processes on one database file', () => {
   it('the CLI\'s changes reach running servers at once; racing renews on two servers never fork', async () => {
     const dir = tempDir();
@@ -63,26 +86,11 @@ describe('several processes on one database file', () => {
       }
     })();
 
-    // Meanwhile this process tries to take the write lock every millisecond or so.
-    let pruning = true;
-    const pruned = cliProcess(env, dir, 'prune').finally(() => (pruning = false));
-    const lockFree: boolean[] = [];
-    while (pruning) {
-      try {
-        db.exec('BEGIN IMMEDIATE');
-        db.exec('ROLLBACK');
-        lockFree.push(true);
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
-        lockFree.push(false);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
+    const { result, during } = await lockTriesDuring(db, cliProcess(env, dir, 'prune'));
     db.close();
-    expect(await pruned).toEqual({ pruned_refresh_tokens: sessionCount * (chain - 1), pruned_sessions: 0, pruned_keys: 0 });
-    // From the first try that found the lock taken to the last: while the prune ran, the lock was free
-    // to others at most tries (run back to back, its batches held it nearly all the time).
-    const during = lockFree.slice(lockFree.indexOf(false), lockFree.lastIndexOf(false) + 1);
+    expect(result).toEqual({ pruned_refresh_tokens: sessionCount * (chain - 1), pruned_sessions: 0, pruned_keys: 0 });
+    // While the prune ran, the lock was free to others at most tries (run back to back, its batches
+    // held it nearly all the time).
     expect(during.length).toBeGreaterThan(0);
     expect(during.filter(Boolean).length / during.length).toBeGreaterThan(0.5);
   });
@@ -99,27 +107,12 @@ describe('several processes on one database file', () => {
       for (let i = 0; i < count; i++) add.run(`s${i}`, `u${(i * 7919) % 10_007}`, Date.now() - 1000, Date.now() + 86_400_000);
     })();
 
-    // Meanwhile this process tries to take the write lock every millisecond or so.
-    let revoking = true;
-    const revoked = cliProcess(env, dir, 'session', 'revoke', 'acme', '--all').finally(() => (revoking = false));
-    const lockFree: boolean[] = [];
-    while (revoking) {
-      try {
-        db.exec('BEGIN IMMEDIATE');
-        db.exec('ROLLBACK');
-        lockFree.push(true);
-      } catch (error) {
-        if ((error as { code?: string }).code !== 'SQLITE_BUSY') throw error;
-        lockFree.push(false);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 1));
-    }
-    expect(await revoked).toEqual({ revoked: count });
+    const { result, during } = await lockTriesDuring(db, cliProcess(env, dir, 'session', 'revoke', 'acme', '--all'));
+    expect(result).toEqual({ revoked: count });
     expect(db.prepare("SELECT count(*) FROM sessions WHERE revoke_reason = 'admin-all'").pluck().get()).toBe(count);
     db.close();
     // While it ran, the lock was free to others at a good part of the tries (in one transaction, it
     // held the lock from start to end).
-    const during = lockFree.slice(lockFree.indexOf(false), lockFree.lastIndexOf(false) + 1);
     expect(during.length).toBeGreaterThan(0);
     expect(during.filter(Boolean).length / during.length).toBeGreaterThan(0.25);
   });
