@@ -5,6 +5,7 @@
 // CLI ends every session of "big". Prints both rows and how long the kill switch took.
 import { execFile } from 'node:child_process';
 import { randomInt } from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
@@ -49,5 +50,5 @@ try {
   console.log(`\n\`session revoke big --all\`: ${fmt(Number(revoked))} sessions ended in ${fmt(seconds, 1)} s (with the CLI's start)${seconds > SECONDS ? `, longer than the row: raise KILL_SWITCH_SECONDS` : ''}`);
 } finally {
   await s.server.stop();
-  (await import('node:fs')).rmSync(s.dir, { recursive: true, force: true });
+  fs.rmSync(s.dir, { recursive: true, force: true });
 }

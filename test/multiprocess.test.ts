@@ -95,7 +95,7 @@ describe('several processes on one database file', () => {
     expect(during.filter(Boolean).length / during.length).toBeGreaterThan(0.5);
   });
 
-  it('the kill switch (`session revoke --all`) of a large app leaves the write lock to other processes, so other apps keep renewing', async () => {
+  it('the kill switch (`session revoke --all`) of a large app leaves the write lock to other processes between its windows', async () => {
     const dir = tempDir();
     const env = testEnv(dir);
     await cliProcess(env, dir, 'app', 'create', 'acme');
