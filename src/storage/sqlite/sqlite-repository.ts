@@ -453,9 +453,9 @@ export function createSqliteRepository(db: SqliteDb): Repository {
         return synced(() => db.update(sessions).set({ revokedAt: now, revokeReason: reason }).where(live).run()).changes;
       }
       // The kill switch: the app's sessions in windows of rowids, in the table's own order, one
-      // transaction each, resting between them. One statement through the (app, sub) index rewrote
-      // the table's pages in the subjects' random order and held the write lock — every app's renews —
-      // for ~10 s per million sessions here (500s past the 5 s wait); windows write each page once.
+      // transaction each, resting between them. One statement through the (app, sub) index visited
+      // the rows in the subjects' random order and held the write lock — every app's renews — for ~10
+      // s per million sessions here (500s past the 5 s wait); the windows take ~1.5 s of it in all.
       // NOT INDEXED keeps SQLite on the rowid range; drizzle cannot say it, and its db.run would hide
       // SQLITE_BUSY (retried) and SQLITE_FULL behind an error of its own, hence better-sqlite3 itself.
       // Sessions started after it began are left alone.
