@@ -249,8 +249,9 @@ export interface Repository {
   revokeSession(sessionId: string, reason: RevokeReason, now: number): Promise<void>;
   /**
    * Revokes the app's live sessions, of one subject, one session, or all, but for `exceptSessionId`;
-   * resolves to how many were live. All of them (the kill switch) may be many: that is done in small
-   * transactions, resting between them, and leaves alone sessions started after `now`.
+   * resolves to how many were live. All of the app's (the kill switch) or a subject's may be many:
+   * that is done in small transactions, resting between them, and leaves alone sessions started
+   * after `now`.
    */
   revokeSessions(appId: string, filter: SessionFilter, reason: RevokeReason, now: number): Promise<number>;
 

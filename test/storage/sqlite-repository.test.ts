@@ -258,6 +258,39 @@ describe('SQLite storage', () => {
     expect(await repo.revokeSessions('nobody', {}, 'admin-all', NOW)).toBe(0);
   });
 
+  it('a subject\'s sessions, when it has more than a window\'s worth, end window by window too: all of its live ones but the one kept, and nothing else', async () => {
+    const db = openSqlite(path.join(tempDir(), 'subject.db'));
+    const repo = createSqliteRepository(db);
+    onCleanup(() => repo.close());
+    for (const appId of ['acme', 'other']) await repo.createApp(appRecord(appId), [key(appId, 'current')]);
+    // 14,000 sessions of "robot" among other subjects' (a service account that logs in all day), and
+    // robot's sessions of another app: the rowids span four windows of 5,000.
+    const add = db.$client.prepare('INSERT INTO sessions (session_id, app_id, sub, created_at, expires_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?)');
+    const kinds = ['live', 'live', 'live', 'other subject', 'other app', 'already revoked', 'expired', 'started after'] as const;
+    db.$client.transaction(() => {
+      for (let i = 0; i < 16_000; i++) {
+        const kind = kinds[i % kinds.length]!;
+        add.run(`S${i}`, kind === 'other app' ? 'other' : 'acme', kind === 'other subject' ? `u${i}` : 'robot',
+          kind === 'started after' ? NOW + 1 : NOW - 10_000 + Math.floor(i / 7), kind === 'expired' ? NOW : NOW + 3_600_000,
+          kind === 'already revoked' ? NOW - 10 : null, kind === 'already revoked' ? 'client' : null);
+      }
+    })();
+
+    expect(await repo.revokeSessions('acme', { sub: 'robot', exceptSessionId: 'S8' }, 'client', NOW)).toBe(5999);
+    const outcome = db.$client
+      .prepare("SELECT app_id AS app, sub = 'robot' AS robot, revoke_reason AS reason, revoked_at = ? AS now, count(*) AS n FROM sessions GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4")
+      .all(NOW);
+    expect(outcome).toEqual([
+      { app: 'acme', robot: 0, reason: null, now: null, n: 2000 }, // other subjects
+      { app: 'acme', robot: 1, reason: null, now: null, n: 4001 }, // expired, started after, and the one kept
+      { app: 'acme', robot: 1, reason: 'client', now: 0, n: 2000 }, // already revoked: its first time kept
+      { app: 'acme', robot: 1, reason: 'client', now: 1, n: 5999 },
+      { app: 'other', robot: 1, reason: null, now: null, n: 2000 },
+    ]);
+    expect(db.$client.prepare('SELECT revoked_at FROM sessions WHERE session_id = ?').pluck().get('S8')).toBeNull();
+    expect(await repo.revokeSessions('acme', { sub: 'robot' }, 'admin', NOW)).toBe(1);
+  });
+
   it('syncs admin changes and revocations to disk before they resolve (synchronous=FULL); issues and renews commit at NORMAL', async () => {
     const db = openSqlite(path.join(tempDir(), 'sync.db'));
     const repo = createSqliteRepository(db);
