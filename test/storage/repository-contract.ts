@@ -32,7 +32,7 @@ export const key = (appId: string, state: SigningKeyRecord['state']): SigningKey
   prunedAt: null,
 });
 
-export const session = (appId: string, sub = 'u', id = `S${++seq}`): SessionRecord => ({
+export const session = (appId: string, sub = 'u', id = `S${String(++seq).padStart(6, '0')}`): SessionRecord => ({
   sessionId: id,
   appId,
   sub,
