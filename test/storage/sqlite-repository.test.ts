@@ -32,6 +32,16 @@ function migrationsBefore(idx: number): string {
   return before;
 }
 
+/** A repository on a new file with apps acme and other, and an insert of session rows, for thousands at once. */
+async function withSessionRows() {
+  const db = openSqlite(path.join(tempDir(), 'sessions.db'));
+  const repo = createSqliteRepository(db);
+  onCleanup(() => repo.close());
+  for (const appId of ['acme', 'other']) await repo.createApp(appRecord(appId), [key(appId, 'current')]);
+  const add = db.$client.prepare('INSERT INTO sessions (session_id, app_id, sub, created_at, expires_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?)');
+  return { db, repo, add };
+}
+
 describe('SQLite storage', () => {
   it('builds the schema from migrations/ in WAL mode, in files of its user\'s alone', async () => {
     const dir = tempDir();
@@ -227,13 +237,9 @@ describe('SQLite storage', () => {
   });
 
   it('the kill switch ends the app\'s live sessions window by window: all of them across windows, and nothing else', async () => {
-    const db = openSqlite(path.join(tempDir(), 'kill.db'));
-    const repo = createSqliteRepository(db);
-    onCleanup(() => repo.close());
-    for (const appId of ['acme', 'other']) await repo.createApp(appRecord(appId), [key(appId, 'current')]);
+    const { db, repo, add } = await withSessionRows();
     // 12,000 sessions of acme among 6,000 of another app, in the order they started, with subjects
     // in no particular order: the rowids span four windows of 5,000.
-    const add = db.$client.prepare('INSERT INTO sessions (session_id, app_id, sub, created_at, expires_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?)');
     const kinds = ['live', 'live', 'other app', 'already revoked', 'expired', 'started after'] as const;
     db.$client.transaction(() => {
       for (let i = 0; i < 18_000; i++) {
@@ -259,13 +265,9 @@ describe('SQLite storage', () => {
   });
 
   it('a subject\'s sessions, when it has more than a window\'s worth, end window by window too: all of its live ones but the one kept, and nothing else', async () => {
-    const db = openSqlite(path.join(tempDir(), 'subject.db'));
-    const repo = createSqliteRepository(db);
-    onCleanup(() => repo.close());
-    for (const appId of ['acme', 'other']) await repo.createApp(appRecord(appId), [key(appId, 'current')]);
+    const { db, repo, add } = await withSessionRows();
     // 14,000 sessions of "robot" among other subjects' (a service account that logs in all day), and
     // robot's sessions of another app: the rowids span four windows of 5,000.
-    const add = db.$client.prepare('INSERT INTO sessions (session_id, app_id, sub, created_at, expires_at, revoked_at, revoke_reason) VALUES (?, ?, ?, ?, ?, ?, ?)');
     const kinds = ['live', 'live', 'live', 'other subject', 'other app', 'already revoked', 'expired', 'started after'] as const;
     db.$client.transaction(() => {
       for (let i = 0; i < 16_000; i++) {
